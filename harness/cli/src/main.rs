@@ -1,0 +1,35 @@
+//! The `faultline` command line. Each verb lives in its own module; `main` only parses
+//! arguments and maps the outcome to the exit codes of DESIGN §3
+//! (0 valid, 1 invalid, 2 unknown, 3 the harness itself failed).
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod check;
+
+#[derive(Parser)]
+#[command(name = "faultline", version, about = "A Jepsen-style distributed-systems testing harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a recorded history for linearizability or mutual exclusion.
+    Check(check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Check(args) => check::run(args),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("faultline: error: {err:#}");
+            ExitCode::from(3)
+        }
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages faultline and its tests need, when any is missing.
+# Sourced by test-all.sh and quickstart.sh; idempotent and quiet when all is there.
+FAULTLINE_DEBS=(
+    openssh-server openssh-client   # the local test hosts' sshd, and the controller's ssh
+    iptables iproute2               # partitions, packet faults, namespaces, bridges
+    libfaketime faketime            # clock faults on local hosts
+    etcd-server etcd-client         # the third-party etcd, also the raft benchmark's yardstick
+    redis-tools                     # redis-cli against our redis-lock server
+    chromium                        # headless browser tests of report.html
+    procps psmisc                   # ps, for process-state checks in tests
+)
+faultline_missing=()
+for pkg in "${FAULTLINE_DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+        || faultline_missing+=("$pkg")
+done
+if ((${#faultline_missing[@]})); then
+    echo "installing Debian packages: ${faultline_missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${faultline_missing[@]}" >/dev/null
+fi
+unset faultline_missing
