@@ -1,0 +1,1 @@
+//! Results people read: report.html, the results index, JUnit XML, the terminal summary, serve.

@@ -1,0 +1,1 @@
+//! CASPaxos: a pure acceptor/proposer core and the register server around it.

@@ -1,0 +1,1 @@
+//! Raft: a pure consensus core and the key-value server around it.
