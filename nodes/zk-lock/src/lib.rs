@@ -1,0 +1,1 @@
+//! A ZooKeeper-style lock service on the Raft log: sessions, ephemeral sequential nodes, fencing tokens.
