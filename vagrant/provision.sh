@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Provisions one faultline test host (run by Vagrant as root inside the VM).
+# - root SSH with the key Vagrant installed for its own user, so faultline connects as root;
+# - the tools the nemesis uses: iptables, iproute2 (tc), libfaketime;
+# - time synchronisation off, so a clock fault holds until faultline resets it;
+# - /etc/hosts naming every test host, and /opt/faultline for binaries, data and PID files.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends iptables iproute2 libfaketime faketime \
+    procps psmisc ca-certificates >/dev/null
+
+install -d -m 700 /root/.ssh
+vagrant_keys=/home/vagrant/.ssh/authorized_keys
+if [[ -f "$vagrant_keys" ]]; then
+    touch /root/.ssh/authorized_keys
+    # Append only keys root does not have yet, so provisioning twice changes nothing.
+    while IFS= read -r key; do
+        [[ -z "$key" ]] && continue
+        grep -qxF -- "$key" /root/.ssh/authorized_keys || printf '%s\n' "$key" >>/root/.ssh/authorized_keys
+    done <"$vagrant_keys"
+    chmod 600 /root/.ssh/authorized_keys
+fi
+sshd_drop_in=/etc/ssh/sshd_config.d/faultline.conf
+printf 'PermitRootLogin prohibit-password\nMaxSessions 100\nMaxStartups 100:30:200\n' >"$sshd_drop_in"
+systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || true
+
+for unit in systemd-timesyncd chrony ntp ntpsec; do
+    if systemctl list-unit-files "$unit.service" >/dev/null 2>&1; then
+        systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
+done
+timedatectl set-ntp false 2>/dev/null || true
+
+if [[ -n "${FAULTLINE_HOSTS:-}" ]]; then
+    # Replace our own block only, keeping whatever else /etc/hosts holds.
+    sed -i '/# faultline-begin/,/# faultline-end/d' /etc/hosts
+    printf '# faultline-begin\n%s\n# faultline-end\n' "$FAULTLINE_HOSTS" >>/etc/hosts
+fi
+
+install -d -m 755 /opt/faultline
+echo "faultline host $(hostname) ready"
