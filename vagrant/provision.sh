@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provisions one faultline test host (run by Vagrant as root inside the VM).
-# - root SSH with the key Vagrant installed for its own user, so faultline connects as root;
+# - root SSH with faultline's key (uploaded to /tmp/faultline.pub by the Vagrantfile);
 # - the tools the nemesis uses: iptables, iproute2 (tc), libfaketime;
 # - time synchronisation off, so a clock fault holds until faultline resets it;
 # - /etc/hosts naming every test host, and /opt/faultline for binaries, data and PID files.
@@ -12,15 +12,12 @@ apt-get install -y -qq --no-install-recommends iptables iproute2 libfaketime fak
     procps psmisc ca-certificates >/dev/null
 
 install -d -m 700 /root/.ssh
-vagrant_keys=/home/vagrant/.ssh/authorized_keys
-if [[ -f "$vagrant_keys" ]]; then
-    touch /root/.ssh/authorized_keys
-    # Append only keys root does not have yet, so provisioning twice changes nothing.
-    while IFS= read -r key; do
-        [[ -z "$key" ]] && continue
-        grep -qxF -- "$key" /root/.ssh/authorized_keys || printf '%s\n' "$key" >>/root/.ssh/authorized_keys
-    done <"$vagrant_keys"
-    chmod 600 /root/.ssh/authorized_keys
+touch /root/.ssh/authorized_keys
+chmod 600 /root/.ssh/authorized_keys
+if [[ -f /tmp/faultline.pub ]]; then
+    key=$(cat /tmp/faultline.pub)
+    # Append only when root lacks the key, so provisioning twice changes nothing.
+    grep -qxF -- "$key" /root/.ssh/authorized_keys || printf '%s\n' "$key" >>/root/.ssh/authorized_keys
 fi
 sshd_drop_in=/etc/ssh/sshd_config.d/faultline.conf
 printf 'PermitRootLogin prohibit-password\nMaxSessions 100\nMaxStartups 100:30:200\n' >"$sshd_drop_in"

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check;
+mod vagrant;
 
 #[derive(Parser)]
 #[command(name = "faultline", version, about = "A Jepsen-style distributed-systems testing harness")]
@@ -18,12 +19,15 @@ struct Cli {
 enum Command {
     /// Check a recorded history for linearizability or mutual exclusion.
     Check(check::CheckArgs),
+    /// Write a nodes file for --nodes-file from `vagrant ssh-config`.
+    VagrantNodes(vagrant::VagrantNodesArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::VagrantNodes(args) => vagrant::run(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
