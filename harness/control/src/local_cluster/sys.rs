@@ -1,0 +1,163 @@
+//! Small system helpers of the local cluster: finding tools, running them with errors that
+//! say what failed, signalling processes by PID, and a cross-process lock.
+
+use anyhow::{bail, Context};
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where tools live on Debian, in case `PATH` (e.g. under sudo or cargo) lacks the sbin dirs.
+const TOOL_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// The absolute path of a tool, from `PATH` or the standard directories.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(TOOL_DIRS.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+pub fn tool(name: &str) -> anyhow::Result<PathBuf> {
+    find_tool(name).with_context(|| format!("`{name}` not found in PATH or {TOOL_DIRS:?}"))
+}
+
+/// Runs a tool and returns its stdout; a failure names the command, status and stderr.
+pub fn run<S: AsRef<OsStr>>(name: &str, args: &[S]) -> anyhow::Result<String> {
+    let program = tool(name)?;
+    let out = Command::new(&program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    if !out.status.success() {
+        let line: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
+        bail!(
+            "`{name} {}` failed ({}): {}",
+            line.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a tool whose failure is expected at times (deleting what may not exist).
+pub fn run_ok<S: AsRef<OsStr>>(name: &str, args: &[S]) -> bool {
+    run(name, args).is_ok()
+}
+
+/// True while the process exists and is not a zombie (a zombie is dead, just not reaped).
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => match stat.rfind(')') {
+            Some(i) => !matches!(stat[i + 1..].trim_start().chars().next(), Some('Z' | 'X')),
+            None => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// The process's command line, arguments joined by spaces.
+pub fn cmdline(pid: i32) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+pub fn signal(pid: i32, sig: i32) {
+    if pid > 1 {
+        // SAFETY: kill has no memory-safety preconditions; a stale PID just fails.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Sends TERM to every PID, waits up to `wait` for them to die, then KILLs the rest and
+/// waits once more. Returns the PIDs that still live (should be none).
+pub fn terminate(pids: &[i32], wait: Duration) -> Vec<i32> {
+    let mut pids: Vec<i32> = pids.iter().copied().filter(|&p| p > 1).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    for &pid in &pids {
+        signal(pid, libc::SIGTERM);
+    }
+    for sig in [Some(libc::SIGKILL), None] {
+        let deadline = Instant::now() + wait;
+        while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pids.retain(|&p| alive(p));
+        if let Some(sig) = sig {
+            for &pid in &pids {
+                signal(pid, sig);
+            }
+        }
+    }
+    pids
+}
+
+/// An exclusive `flock` on a file, released on drop. Serialises cluster set-up and teardown
+/// across processes (concurrent first-time `ip netns add` calls race on `/run/netns`).
+pub struct FileLock {
+    _file: fs::File,
+}
+
+impl FileLock {
+    pub fn acquire(path: &Path) -> anyhow::Result<FileLock> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        // SAFETY: the descriptor is valid for the life of `file`.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            bail!(
+                "cannot lock {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(FileLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminate_kills_by_pid_and_counts_zombies_as_dead() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(alive(pid));
+        assert!(cmdline(pid).unwrap().starts_with("sleep 30"));
+        // The child stays a zombie until we reap it: `terminate` must still see it as dead.
+        let left = terminate(&[pid], Duration::from_secs(2));
+        assert!(left.is_empty());
+        assert!(!child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn run_reports_command_and_stderr() {
+        let err = run("ls", &["/nonexistent-faultline-dir"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("ls /nonexistent-faultline-dir"), "{msg}");
+        assert!(msg.contains("No such file"), "{msg}");
+        assert!(find_tool("sh").is_some());
+    }
+}
