@@ -1,0 +1,2 @@
+//! Benchmark of the checker on bench-data (filled in below).
+fn main() {}

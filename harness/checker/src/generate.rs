@@ -1,0 +1,1 @@
+//! Seeded generators of random histories, for the differential tests and the benchmark.

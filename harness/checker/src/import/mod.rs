@@ -1,0 +1,109 @@
+//! Importers for other checkers' history files (`../shared/bench-data/FORMATS.md`), and
+//! format guessing. Every importer yields faultline `Op`s in file order, with `index` the
+//! event's position; the model's `Convention` then gives `fail` and nil reads the meaning
+//! the source format has.
+
+mod edn;
+mod etcd;
+
+use crate::history::{HistoryError, Op};
+use std::path::Path;
+
+/// A history file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// faultline's `history.jsonl` (DESIGN §2).
+    Jsonl,
+    /// Jepsen etcd logs as Porcupine's tests read them.
+    PorcupineEtcd,
+    /// Porcupine's kv logs (one EDN map per line).
+    PorcupineKv,
+    /// Knossos/Jepsen EDN histories.
+    KnossosEdn,
+}
+
+impl Format {
+    pub const NAMES: &'static [&'static str] =
+        &["jsonl", "porcupine-etcd", "porcupine-kv", "knossos-edn"];
+
+    pub fn parse(name: &str) -> Option<Format> {
+        Some(match name {
+            "jsonl" => Format::Jsonl,
+            "porcupine-etcd" | "porcupine-etcd-log" => Format::PorcupineEtcd,
+            "porcupine-kv" => Format::PorcupineKv,
+            "knossos-edn" | "edn" => Format::KnossosEdn,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::PorcupineEtcd => "porcupine-etcd",
+            Format::PorcupineKv => "porcupine-kv",
+            Format::KnossosEdn => "knossos-edn",
+        }
+    }
+
+    /// The model (and its conventions) a history of this format is checked with unless
+    /// the user names one; `None`: decide from the ops (`guess_model`).
+    pub fn default_model(self, ops: &[Op]) -> Option<&'static str> {
+        match self {
+            Format::Jsonl => crate::guess_model(ops),
+            Format::PorcupineEtcd => Some("cas-register:porcupine"),
+            Format::PorcupineKv => Some("kv"),
+            Format::KnossosEdn => match crate::guess_model(ops) {
+                None => Some("mutex"),
+                Some("cas-register") => Some("cas-register:knossos"),
+                other => other,
+            },
+        }
+    }
+
+    /// The model's initial state in this format's source tests, when it differs from the
+    /// model's own default (Knossos' multi-register tests start from x = y = 0).
+    pub fn default_initial(self, model: &str) -> Option<serde_json::Value> {
+        match (self, model) {
+            (Format::KnossosEdn, "multi-register") => Some(serde_json::json!({"x": 0, "y": 0})),
+            _ => None,
+        }
+    }
+}
+
+/// Guesses a format from the start of a file's text.
+pub fn guess_format(text: &str) -> Format {
+    let start = text.trim_start();
+    if start.starts_with("INFO") {
+        Format::PorcupineEtcd
+    } else if start.starts_with("{:") {
+        Format::PorcupineKv
+    } else if start.starts_with('[') || start.starts_with('(') || start.starts_with(';') {
+        Format::KnossosEdn
+    } else {
+        Format::Jsonl
+    }
+}
+
+/// Parses a history's text; `file` only names the source in errors.
+pub fn parse(text: &str, format: Format, file: &str) -> Result<Vec<Op>, HistoryError> {
+    match format {
+        Format::Jsonl => {
+            crate::history::JsonlReader::new(std::io::Cursor::new(text.as_bytes()), file).collect()
+        }
+        Format::PorcupineEtcd => etcd::parse(text, file),
+        Format::PorcupineKv => edn::parse_kv(text, file),
+        Format::KnossosEdn => edn::parse_knossos(text, file),
+    }
+}
+
+/// Reads a history file in `format`, or in the format guessed from its content.
+pub fn read_file(path: &Path, format: Option<Format>) -> Result<(Format, Vec<Op>), HistoryError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| HistoryError::Io {
+        file: name.clone(),
+        source,
+    })?;
+    let format = format.unwrap_or_else(|| guess_format(&text));
+    let ops = parse(&text, format, &name)?;
+    Ok((format, ops))
+}

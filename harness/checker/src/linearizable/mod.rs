@@ -1,0 +1,235 @@
+//! The linearizability checker: splits a history by key, runs the search on every key in
+//! parallel under shared time and memory limits, and explains each invalid key.
+
+mod explain;
+pub(crate) mod search;
+
+use crate::history::{pair_operations, Key, Op, Operation};
+use crate::model::{Model, Prepared};
+use crate::results::{Counterexample, KeyResult, LinearizableResult, OpRef};
+use crate::verdict::Validity;
+use search::{Budget, Entry, Outcome};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Limits of one linearizability check.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall time for the whole check; keys not decided by then are `unknown`.
+    pub time_limit: Option<Duration>,
+    /// Bytes the searches' caches and states may hold together; past it, `unknown`.
+    pub memory_limit_bytes: usize,
+    /// Worker threads; `None`: one per core.
+    pub threads: Option<usize>,
+    /// Wall time for shrinking each invalid key's counterexample.
+    pub shrink_time_limit: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            time_limit: Some(Duration::from_secs(60)),
+            memory_limit_bytes: 2048 * 1024 * 1024,
+            threads: None,
+            shrink_time_limit: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The ops of one independent key, prepared for the model.
+struct Group<O> {
+    key: Option<Key>,
+    entries: Vec<Entry<O>>,
+    sources: Vec<Operation>,
+    error: Option<String>,
+}
+
+fn group_history<M: Model>(model: &M, ops: &[Op], pairs: &[Operation]) -> Vec<Group<M::Op>> {
+    let mut by_key: std::collections::BTreeMap<Option<Key>, Group<M::Op>> = Default::default();
+    for &pair in pairs {
+        let inv = &ops[pair.invoke];
+        let key = if model.by_key() {
+            inv.key.clone()
+        } else {
+            None
+        };
+        let group = by_key.entry(key.clone()).or_insert_with(|| Group {
+            key,
+            entries: Vec::new(),
+            sources: Vec::new(),
+            error: None,
+        });
+        if group.error.is_some() {
+            continue;
+        }
+        let comp = pair.complete.map(|c| &ops[c]);
+        match model.prepare(inv, comp) {
+            Ok(Prepared::Skip) => {}
+            Ok(Prepared::Known(op)) => {
+                group.entries.push(Entry {
+                    op,
+                    call: pair.invoke as u64,
+                    ret: pair.complete.map(|c| c as u64),
+                });
+                group.sources.push(pair);
+            }
+            Ok(Prepared::Unknown(op)) => {
+                group.entries.push(Entry {
+                    op,
+                    call: pair.invoke as u64,
+                    ret: None,
+                });
+                group.sources.push(pair);
+            }
+            Err(e) => {
+                group.error = Some(format!("op index {}: {e}", inv.index));
+            }
+        }
+    }
+    by_key.into_values().collect()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Checks `ops` (a whole history, nemesis events included) for linearizability under
+/// `model`, one search per key, in parallel.
+pub fn check_linearizable<M: Model>(model: &M, ops: &[Op], limits: &Limits) -> LinearizableResult {
+    let started = Instant::now();
+    // An empty history most likely means the test never ran: nothing was shown to hold.
+    let pairs = match pair_operations(ops) {
+        Ok(_) if ops.is_empty() => Err("the history is empty: nothing to check".to_string()),
+        other => other,
+    };
+    let pairs = match pairs {
+        Ok(p) => p,
+        Err(e) if ops.is_empty() => {
+            return LinearizableResult {
+                model: model.name(),
+                valid: Validity::Unknown,
+                duration_ms: ms(started.elapsed()),
+                keys: vec![KeyResult {
+                    key: None,
+                    valid: Validity::Unknown,
+                    ops: 0,
+                    duration_ms: 0.0,
+                    reason: Some(e),
+                    counterexample: None,
+                }],
+            }
+        }
+        Err(e) => {
+            return LinearizableResult {
+                model: model.name(),
+                valid: Validity::Unknown,
+                duration_ms: ms(started.elapsed()),
+                keys: vec![KeyResult {
+                    key: None,
+                    valid: Validity::Unknown,
+                    ops: 0,
+                    duration_ms: 0.0,
+                    reason: Some(format!("malformed history: {e}")),
+                    counterexample: None,
+                }],
+            }
+        }
+    };
+    let groups = group_history(model, ops, &pairs);
+    let budget = Budget::new(
+        limits.memory_limit_bytes,
+        limits.time_limit.map(|t| started + t),
+    );
+
+    // Biggest keys first, so one large key does not start last and run alone.
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by_key(|&g| std::cmp::Reverse(groups[g].entries.len()));
+    let threads = limits
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, groups.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<KeyResult>>> = Mutex::new(vec![None; groups.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&g) = order.get(k) else { break };
+                let r = check_group(model, ops, &groups[g], &budget, limits);
+                results.lock().unwrap_or_else(|e| e.into_inner())[g] = Some(r);
+            });
+        }
+    });
+    let keys: Vec<KeyResult> = results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect();
+    let valid = keys
+        .iter()
+        .fold(Validity::Valid, |acc, k| acc.combine(k.valid));
+    LinearizableResult {
+        model: model.name(),
+        valid,
+        duration_ms: ms(started.elapsed()),
+        keys,
+    }
+}
+
+fn check_group<M: Model>(
+    model: &M,
+    ops: &[Op],
+    group: &Group<M::Op>,
+    budget: &Budget,
+    limits: &Limits,
+) -> KeyResult {
+    let started = Instant::now();
+    let mut result = KeyResult {
+        key: group.key.clone(),
+        valid: Validity::Unknown,
+        ops: group.entries.len(),
+        duration_ms: 0.0,
+        reason: None,
+        counterexample: None,
+    };
+    if let Some(e) = &group.error {
+        result.reason = Some(e.clone());
+        return result;
+    }
+    let all: Vec<&Entry<M::Op>> = group.entries.iter().collect();
+    // A panicking user model must give `unknown`, not take the whole check down.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        search::search(model, &all, budget)
+    }));
+    match outcome {
+        Err(_) => result.reason = Some("the model panicked".into()),
+        Ok(Outcome::Linearizable) => result.valid = Validity::Valid,
+        Ok(Outcome::Unknown(reason)) => {
+            result.reason = Some(format!(
+                "{reason} after {:.1} s",
+                started.elapsed().as_secs_f64()
+            ))
+        }
+        Ok(Outcome::Illegal { longest, state }) => {
+            result.valid = Validity::Invalid;
+            let shrink_deadline = Instant::now() + limits.shrink_time_limit;
+            let refs: Vec<OpRef> = group.sources.iter().map(|&s| OpRef::new(ops, s)).collect();
+            let minimal = explain::shrink(model, &group.entries, budget, shrink_deadline);
+            let text = explain::explain(model, &group.entries, &refs, &minimal, budget);
+            result.counterexample = Some(Counterexample {
+                ops: minimal
+                    .ops
+                    .iter()
+                    .map(|&i| refs[i as usize].clone())
+                    .collect(),
+                partial_linearization: longest.iter().map(|&i| refs[i as usize].clone()).collect(),
+                state: model.state_json(&state),
+                explanation: text,
+            });
+        }
+    }
+    result.duration_ms = ms(started.elapsed());
+    result
+}

@@ -1,0 +1,267 @@
+//! `kv`: a map of string registers with get/put/append (Porcupine's kv model). With
+//! `by_key` each key is checked apart; `kv-map` checks the whole map as one state.
+
+use super::{Model, Prepared};
+use crate::history::{Key, Op, OpType};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+/// A string with its hash computed once: kv states hold long appended strings, and the
+/// search hashes states often.
+#[derive(Debug, Clone)]
+pub struct HStr {
+    hash: u64,
+    text: Arc<str>,
+}
+
+impl HStr {
+    pub fn new(text: &str) -> Self {
+        let mut h = rustc_hash::FxHasher::default();
+        text.hash(&mut h);
+        HStr {
+            hash: h.finish(),
+            text: text.into(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for HStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+impl Eq for HStr {}
+impl Hash for HStr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvAction {
+    /// `None`: unknown result.
+    Get(Option<HStr>),
+    Put(HStr),
+    Append(HStr),
+}
+
+/// One kv op on the key in slot `slot` of the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvOp {
+    pub slot: u32,
+    pub action: KvAction,
+}
+
+/// The kv model. The state is one string per key slot; slots are handed out as keys are
+/// first seen (with `by_key` every op uses slot 0).
+#[derive(Debug)]
+pub struct KvModel {
+    by_key: bool,
+    initial: HStr,
+    slots: Mutex<Vec<Key>>,
+}
+
+impl KvModel {
+    /// `initial`: the value of every key before any write (Porcupine: "").
+    pub fn new(by_key: bool, initial: &str) -> Self {
+        KvModel {
+            by_key,
+            initial: HStr::new(initial),
+            slots: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn slot(&self, key: Option<&Key>) -> u32 {
+        if self.by_key {
+            return 0;
+        }
+        let key = key.cloned().unwrap_or(Key::Str(String::new()));
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match slots.iter().position(|k| *k == key) {
+            Some(i) => i as u32,
+            None => {
+                slots.push(key);
+                (slots.len() - 1) as u32
+            }
+        }
+    }
+}
+
+fn string_of(v: &serde_json::Value, what: &str) -> Result<HStr, String> {
+    match v {
+        serde_json::Value::String(s) => Ok(HStr::new(s)),
+        other => Err(format!("expected a string {what}, got {other}")),
+    }
+}
+
+impl Model for KvModel {
+    type Op = KvOp;
+    type State = Vec<HStr>;
+
+    fn name(&self) -> String {
+        if self.by_key { "kv" } else { "kv-map" }.to_string()
+    }
+
+    fn by_key(&self) -> bool {
+        self.by_key
+    }
+
+    fn prepare(&self, invoke: &Op, completion: Option<&Op>) -> Result<Prepared<KvOp>, String> {
+        let kind = completion.map(|c| c.kind).unwrap_or(OpType::Info);
+        if kind == OpType::Fail {
+            return Ok(Prepared::Skip);
+        }
+        let action = match (invoke.f.as_str(), kind) {
+            ("get" | "read", OpType::Ok) => {
+                let c = completion.expect("ok has a completion");
+                KvAction::Get(Some(string_of(&c.value, "get result")?))
+            }
+            ("get" | "read", _) => return Ok(Prepared::Skip),
+            ("put" | "write", _) => KvAction::Put(string_of(&invoke.value, "put value")?),
+            ("append", _) => KvAction::Append(string_of(&invoke.value, "append value")?),
+            (other, _) => return Err(format!("expected f get, put or append, got {other:?}")),
+        };
+        let op = KvOp {
+            slot: self.slot(invoke.key.as_ref()),
+            action,
+        };
+        Ok(if kind == OpType::Ok {
+            Prepared::Known(op)
+        } else {
+            Prepared::Unknown(op)
+        })
+    }
+
+    fn init(&self) -> Vec<HStr> {
+        Vec::new()
+    }
+
+    fn step(&self, state: &Vec<HStr>, op: &KvOp) -> Option<Vec<HStr>> {
+        let slot = op.slot as usize;
+        let current = state.get(slot).unwrap_or(&self.initial);
+        let new = match &op.action {
+            KvAction::Get(None) => return Some(state.clone()),
+            KvAction::Get(Some(v)) => return (v == current).then(|| state.clone()),
+            KvAction::Put(v) => v.clone(),
+            KvAction::Append(v) => {
+                let mut s = String::with_capacity(current.text.len() + v.text.len());
+                s.push_str(&current.text);
+                s.push_str(&v.text);
+                HStr::new(&s)
+            }
+        };
+        let mut next = state.clone();
+        if next.len() <= slot {
+            next.resize(slot + 1, self.initial.clone());
+        }
+        next[slot] = new;
+        Some(next)
+    }
+
+    fn state_json(&self, state: &Vec<HStr>) -> serde_json::Value {
+        if self.by_key {
+            let v = state.first().unwrap_or(&self.initial);
+            return serde_json::Value::String(v.text.to_string());
+        }
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = serde_json::Map::new();
+        for (i, v) in state.iter().enumerate() {
+            let name = slots.get(i).map(|k| k.to_string()).unwrap_or_default();
+            map.insert(name, serde_json::Value::String(v.text.to_string()));
+        }
+        serde_json::Value::Object(map)
+    }
+
+    fn state_bytes(&self, state: &Vec<HStr>) -> usize {
+        // Strings made by append are owned by this state; shared ones are counted once
+        // per state too, which overestimates and so errs on the safe side.
+        std::mem::size_of::<Vec<HStr>>()
+            + state
+                .iter()
+                .map(|s| std::mem::size_of::<HStr>() + s.text.len() + 16)
+                .sum::<usize>()
+    }
+
+    fn why_illegal(&self, state: &Vec<HStr>, op: &KvOp) -> String {
+        let current = state.get(op.slot as usize).unwrap_or(&self.initial);
+        match &op.action {
+            KvAction::Get(Some(v)) => {
+                format!(
+                    "it read {:?}, but the key held {:?}",
+                    v.as_str(),
+                    current.as_str()
+                )
+            }
+            other => format!("{other:?} is not legal"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_concatenates_and_get_compares() {
+        let m = KvModel::new(true, "");
+        let s0 = m.init();
+        let put = KvOp {
+            slot: 0,
+            action: KvAction::Put(HStr::new("a")),
+        };
+        let app = KvOp {
+            slot: 0,
+            action: KvAction::Append(HStr::new("b")),
+        };
+        let s1 = m.step(&s0, &put).unwrap();
+        let s2 = m.step(&s1, &app).unwrap();
+        let get = |v: &str| KvOp {
+            slot: 0,
+            action: KvAction::Get(Some(HStr::new(v))),
+        };
+        assert!(m.step(&s2, &get("ab")).is_some());
+        assert!(m.step(&s2, &get("a")).is_none());
+        assert!(m.step(&s0, &get("")).is_some());
+        assert_eq!(m.state_json(&s2), serde_json::json!("ab"));
+    }
+
+    #[test]
+    fn map_mode_keeps_keys_apart() {
+        let m = KvModel::new(false, "");
+        let a = m.slot(Some(&Key::Str("a".into())));
+        let b = m.slot(Some(&Key::Str("b".into())));
+        assert_ne!(a, b);
+        let s = m
+            .step(
+                &m.init(),
+                &KvOp {
+                    slot: b,
+                    action: KvAction::Put(HStr::new("x")),
+                },
+            )
+            .unwrap();
+        assert!(m
+            .step(
+                &s,
+                &KvOp {
+                    slot: a,
+                    action: KvAction::Get(Some(HStr::new("")))
+                }
+            )
+            .is_some());
+        assert!(m
+            .step(
+                &s,
+                &KvOp {
+                    slot: b,
+                    action: KvAction::Get(Some(HStr::new("")))
+                }
+            )
+            .is_none());
+        assert_eq!(m.state_json(&s), serde_json::json!({"a": "", "b": "x"}));
+    }
+}

@@ -1,0 +1,254 @@
+//! The mutual-exclusion checker for lock histories: no two clients may hold a lock at
+//! times that must overlap, and fencing tokens must grow in the real-time order of grants.
+//!
+//! A hold from an `ok` acquire is certain. It certainly existed from the acquire's `ok`
+//! (the grant happened before the client heard of it) until the client invoked its release,
+//! or until its lease could first have expired (the lease started no earlier than the
+//! acquire's invoke), whichever is earlier; with neither, to the end of the history. Two
+//! such windows of different processes that intersect are an `overlap` violation.
+//! An acquire that ended in `info` (or never completed) may or may not have been granted,
+//! at any time after its invoke: it is listed as an uncertain hold, possibly held until its
+//! lease could have expired (or to the end without a lease), but it can never *force* an
+//! overlap — it may never have been granted — so it is not counted in violations.
+
+use crate::history::{pair_operations, Key, Op, OpType, Operation, Process};
+use crate::results::{Hold, LockResult, MutexResult, Violation, ViolationKind};
+use crate::verdict::Validity;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+fn lease_of(v: &serde_json::Value) -> Option<u64> {
+    v.get("lease_ms")
+        .or_else(|| v.get("ttl_ms"))
+        .and_then(|l| l.as_u64())
+}
+
+fn token_of(v: &serde_json::Value) -> Option<i64> {
+    v.get("token").and_then(|t| t.as_i64())
+}
+
+/// Times are only trusted when they never go backwards in file order; otherwise (imported
+/// histories without clocks) the position in the file is the time.
+fn clock(ops: &[Op]) -> Vec<u64> {
+    let monotonic =
+        ops.windows(2).all(|w| w[0].time <= w[1].time) && ops.last().is_some_and(|o| o.time > 0);
+    if monotonic {
+        ops.iter().map(|o| o.time).collect()
+    } else {
+        (0..ops.len() as u64).collect()
+    }
+}
+
+/// Checks every lock (key) of a history. Ops other than `acquire`/`release` are ignored.
+pub fn check_mutex(ops: &[Op]) -> MutexResult {
+    let started = Instant::now();
+    let pairs = match pair_operations(ops) {
+        Ok(p) => p,
+        Err(e) => {
+            return MutexResult {
+                valid: Validity::Unknown,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                locks: Vec::new(),
+                error: Some(format!("malformed history: {e}")),
+            }
+        }
+    };
+    let time = clock(ops);
+    let mut by_key: BTreeMap<Option<Key>, Vec<Operation>> = BTreeMap::new();
+    for p in pairs {
+        let f = ops[p.invoke].f.as_str();
+        if f == "acquire" || f == "release" {
+            by_key.entry(ops[p.invoke].key.clone()).or_default().push(p);
+        }
+    }
+    let locks: Vec<LockResult> = by_key
+        .into_iter()
+        .map(|(key, pairs)| check_lock(ops, &time, key, &pairs))
+        .collect();
+    let valid = locks
+        .iter()
+        .fold(Validity::Valid, |acc, l| acc.combine(l.valid));
+    MutexResult {
+        valid,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        locks,
+        error: None,
+    }
+}
+
+fn holds_of(ops: &[Op], time: &[u64], pairs: &[Operation]) -> Vec<Hold> {
+    let mut holds: Vec<Hold> = Vec::new();
+    let mut open: std::collections::HashMap<Process, usize> = Default::default();
+    for p in pairs {
+        let inv = &ops[p.invoke];
+        let comp = p.complete.map(|c| &ops[c]);
+        match inv.f.as_str() {
+            "acquire" => {
+                let kind = comp.map(|c| c.kind);
+                if kind == Some(OpType::Fail) {
+                    continue;
+                }
+                let certain = kind == Some(OpType::Ok);
+                let lease = comp
+                    .and_then(|c| lease_of(&c.value))
+                    .or_else(|| lease_of(&inv.value));
+                let lease_end = lease.map(|l| time[p.invoke].saturating_add(l * 1_000_000));
+                let hold = Hold {
+                    process: inv.process,
+                    acquire_index: inv.index,
+                    grant_index: comp.map(|c| c.index),
+                    release_index: None,
+                    start: if certain {
+                        time[p.complete.expect("ok has a completion")]
+                    } else {
+                        time[p.invoke]
+                    },
+                    end: lease_end,
+                    token: comp.and_then(|c| token_of(&c.value)),
+                    lease_ms: lease,
+                    certain,
+                };
+                if certain {
+                    open.insert(inv.process, holds.len());
+                }
+                holds.push(hold);
+            }
+            _ => {
+                if let Some(h) = open.remove(&inv.process) {
+                    let hold = &mut holds[h];
+                    hold.release_index = Some(inv.index);
+                    let t = time[p.invoke];
+                    hold.end = Some(hold.end.map_or(t, |e| e.min(t)));
+                }
+            }
+        }
+    }
+    holds
+}
+
+fn span(h: &Hold) -> String {
+    let end = match h.release_index {
+        Some(r) => format!("its release at #{r}"),
+        None if h.end.is_some() => "its lease could expire".to_string(),
+        None => "the end of the history (never released)".to_string(),
+    };
+    format!(
+        "process {} (acquire #{}, granted by #{}{}) held it until {end}",
+        h.process,
+        h.acquire_index,
+        h.grant_index.map_or("?".into(), |g| g.to_string()),
+        h.token.map_or(String::new(), |t| format!(", token {t}")),
+    )
+}
+
+fn check_lock(ops: &[Op], time: &[u64], key: Option<Key>, pairs: &[Operation]) -> LockResult {
+    let holds = holds_of(ops, time, pairs);
+    let name = key
+        .as_ref()
+        .map_or("the lock".to_string(), |k| format!("lock {k}"));
+    let mut violations = Vec::new();
+
+    // Overlaps: sweep certain holds by start.
+    let mut certain: Vec<&Hold> = holds.iter().filter(|h| h.certain).collect();
+    certain.sort_by_key(|h| h.start);
+    let mut active: Vec<&Hold> = Vec::new();
+    for h in &certain {
+        active.retain(|a| a.end.is_none_or(|e| e > h.start));
+        for a in &active {
+            if a.process != h.process && h.end.is_none_or(|e| e > h.start) {
+                violations.push(Violation {
+                    kind: ViolationKind::Overlap,
+                    holds: [(*a).clone(), (*h).clone()],
+                    explanation: format!(
+                        "Two clients held {name} at once: {}; and {}. The second grant was acknowledged before the first holder released it.",
+                        span(a),
+                        span(h)
+                    ),
+                });
+            }
+        }
+        active.push(h);
+    }
+
+    // Fencing: a grant acknowledged before another acquire was invoked must carry a
+    // smaller token. Sweep acquires by invoke time, with grants by acknowledgement time.
+    let invoke_time: std::collections::HashMap<u64, u64> = pairs
+        .iter()
+        .map(|p| (ops[p.invoke].index, time[p.invoke]))
+        .collect();
+    let mut tokened: Vec<(&Hold, u64)> = holds
+        .iter()
+        .filter(|h| h.certain && h.token.is_some())
+        .map(|h| (h, invoke_time.get(&h.acquire_index).copied().unwrap_or(0)))
+        .collect();
+    tokened.sort_by_key(|&(_, invoked)| invoked);
+    let mut grants: Vec<&Hold> = tokened.iter().map(|&(h, _)| h).collect();
+    grants.sort_by_key(|h| h.start);
+    let mut g = 0;
+    let mut best: Option<&Hold> = None;
+    for &(h, invoked) in &tokened {
+        while g < grants.len() && grants[g].start < invoked {
+            if best.is_none_or(|b| grants[g].token > b.token) {
+                best = Some(grants[g]);
+            }
+            g += 1;
+        }
+        if let Some(b) = best {
+            if b.token >= h.token {
+                violations.push(Violation {
+                    kind: ViolationKind::Fencing,
+                    holds: [b.clone(), h.clone()],
+                    explanation: format!(
+                        "Fencing tokens of {name} went backwards: process {} was granted token {} (#{}) before process {} invoked the acquire (#{}) that was granted token {}.",
+                        b.process,
+                        b.token.unwrap_or_default(),
+                        b.grant_index.unwrap_or_default(),
+                        h.process,
+                        h.acquire_index,
+                        h.token.unwrap_or_default()
+                    ),
+                });
+            }
+        }
+    }
+    // Two concurrent grants with one token: the sweep above cannot see them.
+    let mut seen: std::collections::HashMap<i64, &Hold> = Default::default();
+    for &(h, _) in &tokened {
+        let t = h.token.unwrap_or_default();
+        match seen.get(&t) {
+            Some(first) if first.process != h.process => {
+                let already = violations.iter().any(|v| {
+                    v.kind == ViolationKind::Fencing && v.holds[0] == **first && v.holds[1] == *h
+                });
+                if !already {
+                    violations.push(Violation {
+                        kind: ViolationKind::Fencing,
+                        holds: [(*first).clone(), h.clone()],
+                        explanation: format!(
+                            "Two grants of {name} carried the same fencing token {t}: processes {} (#{}) and {} (#{}).",
+                            first.process,
+                            first.acquire_index,
+                            h.process,
+                            h.acquire_index
+                        ),
+                    });
+                }
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(t, h);
+            }
+        }
+    }
+
+    LockResult {
+        key,
+        valid: if violations.is_empty() {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        },
+        holds,
+        violations,
+    }
+}

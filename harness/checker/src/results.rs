@@ -1,0 +1,208 @@
+//! Result types of the checkers, serialised exactly as `docs/contracts.md` fixes `results.json`.
+
+use crate::history::{Key, Op, OpType, Operation, Process};
+use crate::verdict::Validity;
+use serde::{Deserialize, Serialize};
+
+/// What `check_history` returns: the combined verdict and every checker's result. The
+/// controller adds `stats` and `error` when it writes `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub valid: Validity,
+    pub checkers: Vec<CheckerResult>,
+}
+
+impl Results {
+    pub fn new(checkers: Vec<CheckerResult>) -> Self {
+        let valid = checkers
+            .iter()
+            .fold(Validity::Valid, |acc, c| acc.combine(c.valid()));
+        Results { valid, checkers }
+    }
+}
+
+/// One checker's verdict and details, tagged by `name`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name")]
+pub enum CheckerResult {
+    #[serde(rename = "linearizable")]
+    Linearizable(LinearizableResult),
+    #[serde(rename = "mutex")]
+    Mutex(MutexResult),
+}
+
+impl CheckerResult {
+    pub fn valid(&self) -> Validity {
+        match self {
+            CheckerResult::Linearizable(r) => r.valid,
+            CheckerResult::Mutex(r) => r.valid,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearizableResult {
+    pub model: String,
+    pub valid: Validity,
+    pub duration_ms: f64,
+    pub keys: Vec<KeyResult>,
+}
+
+/// The verdict for one independent key (or for the whole history when the model does not
+/// split by key; then `key` is null).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyResult {
+    pub key: Option<Key>,
+    pub valid: Validity,
+    /// Operations checked (after leaving out those that did not happen).
+    pub ops: usize,
+    pub duration_ms: f64,
+    /// Why the verdict is unknown (limit reached, bad op); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub counterexample: Option<Counterexample>,
+}
+
+/// Why a key is not linearizable, for a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counterexample {
+    /// A smallest set of ops found that cannot be linearized on its own.
+    pub ops: Vec<OpRef>,
+    /// The longest order found, in linearization order.
+    pub partial_linearization: Vec<OpRef>,
+    /// The model state after `partial_linearization`, where the search got stuck.
+    pub state: serde_json::Value,
+    pub explanation: String,
+}
+
+/// How an operation ended, as `OpRef.type` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpOutcome {
+    Ok,
+    Fail,
+    Info,
+    Pending,
+}
+
+/// One operation (invoke plus completion), pointing back into the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpRef {
+    pub process: Process,
+    pub f: String,
+    pub key: Option<Key>,
+    pub value: serde_json::Value,
+    #[serde(rename = "type")]
+    pub outcome: OpOutcome,
+    pub invoke_index: u64,
+    pub complete_index: Option<u64>,
+    pub invoke_time: u64,
+    pub complete_time: Option<u64>,
+}
+
+impl OpRef {
+    /// The value shown is the completion's when the op completed `ok` (a read's result),
+    /// otherwise the invoke's (what was attempted).
+    pub fn new(ops: &[Op], operation: Operation) -> Self {
+        let inv = &ops[operation.invoke];
+        let comp = operation.complete.map(|c| &ops[c]);
+        let outcome = match comp.map(|c| c.kind) {
+            None | Some(OpType::Invoke) => OpOutcome::Pending,
+            Some(OpType::Ok) => OpOutcome::Ok,
+            Some(OpType::Fail) => OpOutcome::Fail,
+            Some(OpType::Info) => OpOutcome::Info,
+        };
+        let value = match comp {
+            Some(c) if c.kind == OpType::Ok && !c.value.is_null() => c.value.clone(),
+            _ => inv.value.clone(),
+        };
+        OpRef {
+            process: inv.process,
+            f: inv.f.clone(),
+            key: inv.key.clone(),
+            value,
+            outcome,
+            invoke_index: inv.index,
+            complete_index: comp.map(|c| c.index),
+            invoke_time: inv.time,
+            complete_time: comp.map(|c| c.time),
+        }
+    }
+
+    /// `p3 cas [1,2] → fail  [#10..#14]`: one line a person can read.
+    pub fn describe(&self) -> String {
+        let outcome = match self.outcome {
+            OpOutcome::Ok => "ok",
+            OpOutcome::Fail => "fail",
+            OpOutcome::Info => "info (unknown outcome)",
+            OpOutcome::Pending => "pending (never completed)",
+        };
+        let end = match self.complete_index {
+            Some(c) => format!("#{c}"),
+            None => "end".to_string(),
+        };
+        let value = if self.value.is_null() {
+            "nil".to_string()
+        } else {
+            self.value.to_string()
+        };
+        format!(
+            "process {} {} {} → {}   [invoked #{} .. completed {}]",
+            self.process, self.f, value, outcome, self.invoke_index, end
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MutexResult {
+    pub valid: Validity,
+    pub duration_ms: f64,
+    pub locks: Vec<LockResult>,
+    /// Why the history could not be checked (then `valid` is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockResult {
+    pub key: Option<Key>,
+    pub valid: Validity,
+    pub holds: Vec<Hold>,
+    pub violations: Vec<Violation>,
+}
+
+/// One (possible) holding of a lock by a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    pub process: Process,
+    pub acquire_index: u64,
+    /// Index of the acquire's `ok` (or `info`) completion; null when still pending.
+    pub grant_index: Option<u64>,
+    /// Index of the release's invoke; null when the client never released.
+    pub release_index: Option<u64>,
+    /// Certain holds: when the grant was acknowledged. Uncertain ones: the acquire's invoke.
+    pub start: u64,
+    /// When the hold certainly ended from the client's side (its release was invoked), or
+    /// its lease could have expired; null: possibly held to the end of the history.
+    pub end: Option<u64>,
+    pub token: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// false for a hold whose acquire ended in `info` or never completed.
+    pub certain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ViolationKind {
+    Overlap,
+    Fencing,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Violation {
+    pub kind: ViolationKind,
+    pub holds: [Hold; 2],
+    pub explanation: String,
+}

@@ -1,0 +1,90 @@
+//! Every file of `../shared/bench-data/MANIFEST.tsv` gets the verdict its upstream tests
+//! assert (Porcupine's and Knossos'), with their initial states and conventions.
+
+use faultline_checker::bench_data::{default_dir, read_manifest};
+use faultline_checker::{check_linearizable_named, import, Limits, Validity};
+use std::time::Duration;
+
+fn limits() -> Limits {
+    Limits {
+        time_limit: Some(Duration::from_secs(60)),
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn every_manifest_file_gets_its_expected_verdict() {
+    let rows = read_manifest(&default_dir()).expect("MANIFEST.tsv");
+    assert!(rows.len() >= 190, "only {} rows", rows.len());
+    let mut wrong = Vec::new();
+    for row in &rows {
+        let (format, ops) = import::read_file(&row.path, None).expect("history parses");
+        // An empty file has no format to guess.
+        if !ops.is_empty() {
+            assert_eq!(
+                format,
+                row.format,
+                "guessed format of {}",
+                row.path.display()
+            );
+        }
+        let r = check_linearizable_named(&ops, row.model, row.initial.as_ref(), &limits()).unwrap();
+        if r.valid != row.expected {
+            wrong.push(format!(
+                "{}: got {:?}, expected {:?}",
+                row.path.display(),
+                r.valid,
+                row.expected
+            ));
+        }
+        // Invalid verdicts come with a counterexample that is itself invalid.
+        if r.valid == Validity::Invalid {
+            let bad = r
+                .keys
+                .iter()
+                .find(|k| k.valid == Validity::Invalid)
+                .unwrap();
+            let cx = bad.counterexample.as_ref().expect("counterexample");
+            assert!(!cx.ops.is_empty() && !cx.explanation.is_empty());
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong verdicts:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn kv_files_agree_unpartitioned() {
+    let dir = default_dir();
+    for (file, expected) in [
+        ("c01-ok.txt", Validity::Valid),
+        ("c01-bad.txt", Validity::Invalid),
+        ("c10-ok.txt", Validity::Valid),
+        ("c10-bad.txt", Validity::Invalid),
+    ] {
+        let path = dir.join("porcupine/test_data/kv").join(file);
+        let (_, ops) = import::read_file(&path, None).unwrap();
+        let r = check_linearizable_named(&ops, "kv-map", None, &limits()).unwrap();
+        assert_eq!(r.valid, expected, "{file}");
+        assert_eq!(r.keys.len(), 1);
+    }
+}
+
+#[test]
+fn knossos_files_asserted_with_initial_nil_are_invalid_too() {
+    let dir = default_dir().join("knossos/data/cas-register/bad");
+    for file in ["rethink-fail-minimal.edn", "cas-failure.edn"] {
+        let (_, ops) = import::read_file(&dir.join(file), None).unwrap();
+        let r = check_linearizable_named(
+            &ops,
+            "cas-register:knossos",
+            Some(&serde_json::Value::Null),
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(r.valid, Validity::Invalid, "{file}");
+    }
+}
