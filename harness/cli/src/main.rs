@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check;
+mod cluster;
 mod vagrant;
 
 #[derive(Parser)]
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Check a recorded history for linearizability or mutual exclusion.
     Check(check::CheckArgs),
+    /// Bring the local cluster of namespace hosts up or down, show it, heal faults.
+    Cluster(cluster::ClusterArgs),
     /// Write a nodes file for --nodes-file from `vagrant ssh-config`.
     VagrantNodes(vagrant::VagrantNodesArgs),
 }
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::VagrantNodes(args) => vagrant::run(args),
     };
     match outcome {

@@ -1,6 +1,8 @@
 //! One sshd per local host, started inside the host's network namespace under
 //! `unshare --uts --mount`, so that it and every process started through it see the host's
-//! own hostname, `/tmp`, `/opt/faultline` and `/etc/hosts`.
+//! own hostname, `/tmp`, `/opt/faultline`, `/etc/hosts` and home directory `/root` (which
+//! also keeps the controller's `~/.bashrc` out: sshd runs commands through bash, which reads
+//! it, and a slow one there, e.g. `pyenv init`, added half a second to every command).
 
 use super::sys::{self, run, tool};
 use anyhow::{bail, Context};
@@ -17,13 +19,14 @@ const READY_POLL_INTERVAL: Duration = Duration::from_millis(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Mounts the host's own directories and hostname, then becomes sshd. Arguments: name,
-/// tmp dir, opt dir, hosts file, sshd binary, config, log file.
+/// tmp dir, opt dir, hosts file, home dir, sshd binary, config, log file.
 const START_SCRIPT: &str = r#"set -e
 hostname "$1"
 mount --bind "$2" /tmp
 mount --bind "$3" /opt/faultline
 mount --bind "$4" /etc/hosts
-exec "$5" -f "$6" -E "$7""#;
+mount --bind "$5" /root
+exec "$6" -f "$7" -E "$8""#;
 
 /// Files of one host on the controller.
 pub struct HostFiles {
@@ -91,7 +94,7 @@ fn config_text(host: &HostFiles, host_key: &Path, authorized_keys: &Path) -> Str
 }
 
 /// Lays out the host's directories and files: `opt/` (its `/opt/faultline`), `tmp/` (its
-/// `/tmp`), `hosts` (its `/etc/hosts`) and `sshd_config`.
+/// `/tmp`), `home/` (its `/root`), `hosts` (its `/etc/hosts`) and `sshd_config`.
 pub fn prepare(
     host: &HostFiles,
     hosts_file: &str,
@@ -101,6 +104,9 @@ pub fn prepare(
     let tmp = host.dir.join("tmp");
     fs::create_dir_all(host.dir.join("opt"))?;
     fs::create_dir_all(&tmp)?;
+    let home = host.dir.join("home");
+    fs::create_dir_all(&home)?;
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))?;
     fs::write(host.dir.join("hosts"), hosts_file)?;
     fs::write(host.config(), config_text(host, host_key, authorized_keys))?;
@@ -128,6 +134,7 @@ pub fn start(host: &HostFiles) -> anyhow::Result<()> {
         d(host.dir.join("tmp")),
         d(host.dir.join("opt")),
         d(host.dir.join("hosts")),
+        d(host.dir.join("home")),
         d(sshd),
         d(host.config()),
         d(host.log()),
