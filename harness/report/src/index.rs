@@ -1,0 +1,241 @@
+//! `results/index.html`: every run, newest first, coloured by verdict.
+
+use crate::escape::{html, url_path};
+use crate::model::Verdict;
+use crate::run::{RunSummary, HISTORY_JSONL, RESULTS_JSON, TEST_JSON};
+use anyhow::Context;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// The content security policy of every page faultline writes: nothing may be fetched.
+pub const CSP: &str =
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:";
+
+/// One row of the index: a run folder, or why it could not be read.
+#[derive(Debug)]
+pub struct IndexEntry {
+    pub test_dir: String,
+    pub run_id: String,
+    pub summary: Result<RunSummary, String>,
+}
+
+fn is_run_dir(p: &Path) -> bool {
+    [TEST_JSON, HISTORY_JSONL, RESULTS_JSON]
+        .iter()
+        .any(|f| p.join(f).exists())
+}
+
+fn visible_dirs(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // `latest` is a symlink to a run already listed.
+        if name.starts_with('.') || entry.file_type()?.is_symlink() || !entry.path().is_dir() {
+            continue;
+        }
+        out.push((name, entry.path()));
+    }
+    Ok(out)
+}
+
+/// Every run folder under a results root, newest first.
+pub fn scan_runs(results_root: &Path) -> anyhow::Result<Vec<IndexEntry>> {
+    let mut runs = Vec::new();
+    for (test_dir, path) in visible_dirs(results_root)? {
+        for (run_id, run_path) in visible_dirs(&path)? {
+            if !is_run_dir(&run_path) {
+                continue;
+            }
+            runs.push(IndexEntry {
+                test_dir: test_dir.clone(),
+                run_id,
+                summary: RunSummary::load(&run_path).map_err(|e| format!("{e:#}")),
+            });
+        }
+    }
+    runs.sort_by(|a, b| (&b.run_id, &b.test_dir).cmp(&(&a.run_id, &a.test_dir)));
+    Ok(runs)
+}
+
+fn duration_text(s: f64) -> String {
+    if s >= 60.0 {
+        format!("{}m{:02.0}s", (s / 60.0).floor(), s % 60.0)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+/// The index page for a set of runs.
+pub fn render_index(runs: &[IndexEntry]) -> String {
+    let mut rows = String::new();
+    let mut counts = [0usize; 4];
+    for r in runs {
+        let link = url_path(&[&r.test_dir, &r.run_id, "report.html"]);
+        let folder = url_path(&[&r.test_dir, &r.run_id]) + "/";
+        match &r.summary {
+            Ok(s) => {
+                counts[s.verdict as usize] += 1;
+                let target = if s.report.is_some() { &link } else { &folder };
+                let why = s.explanation.lines().next().unwrap_or("");
+                let _ = writeln!(
+                    rows,
+                    "<tr class=\"{v}\"><td><a href=\"{target}\">{run}</a></td><td>{name}</td><td>{db}</td>\
+                     <td>{wl}</td><td>{faults}</td><td class=\"num\">{dur}</td><td class=\"num\">{ops}</td>\
+                     <td class=\"num\">{ok}</td><td class=\"num\">{fail}</td><td class=\"num\">{info}</td>\
+                     <td><span class=\"badge {v}\">{v}</span></td><td class=\"why\" title=\"{whyfull}\">{why}</td></tr>",
+                    v = s.verdict.as_str(),
+                    target = html(target),
+                    run = html(&r.run_id),
+                    name = html(&s.test_name),
+                    db = html(&s.db),
+                    wl = html(&s.workload),
+                    faults = html(&s.nemesis.join(", ")),
+                    dur = duration_text(s.duration_s),
+                    ops = s.ops,
+                    ok = s.ok,
+                    fail = s.fail,
+                    info = s.info,
+                    whyfull = html(&s.explanation),
+                    why = html(why),
+                );
+            }
+            Err(e) => {
+                counts[Verdict::Crashed as usize] += 1;
+                let _ = writeln!(
+                    rows,
+                    "<tr class=\"crashed\"><td><a href=\"{folder}\">{run}</a></td><td>{name}</td>\
+                     <td colspan=\"8\"></td><td><span class=\"badge crashed\">unreadable</span></td>\
+                     <td class=\"why\">{e}</td></tr>",
+                    folder = html(&folder),
+                    run = html(&r.run_id),
+                    name = html(&r.test_dir),
+                    e = html(e),
+                );
+            }
+        }
+    }
+    if runs.is_empty() {
+        rows.push_str("<tr><td colspan=\"12\">No runs yet.</td></tr>\n");
+    }
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>faultline results</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}
+h1 {{ font-size: 22px; margin: 0 0 4px; }}
+.tally span {{ margin-right: 14px; }}
+table {{ border-collapse: collapse; width: 100%; margin-top: 14px; }}
+th, td {{ padding: 4px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; white-space: nowrap; }}
+th {{ background: #f4f4f4; position: sticky; top: 0; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+td.why {{ white-space: normal; max-width: 40em; color: #444; font-size: 12px; }}
+tr.valid {{ background: #eef9ef; }} tr.invalid {{ background: #fdecea; }}
+tr.unknown {{ background: #fff6e0; }} tr.crashed {{ background: #eeeeee; }}
+.badge {{ padding: 1px 8px; border-radius: 9px; color: #fff; font-weight: 600; }}
+.badge.valid {{ background: #2e8b57; }} .badge.invalid {{ background: #c62828; }}
+.badge.unknown {{ background: #d08a00; }} .badge.crashed {{ background: #666; }}
+</style></head><body>
+<h1>faultline results</h1>
+<div class="tally"><span>{total} runs</span><span class="badge valid">{valid} valid</span> <span class="badge invalid">{invalid} invalid</span> <span class="badge unknown">{unknown} unknown</span> <span class="badge crashed">{crashed} crashed</span></div>
+<table>
+<thead><tr><th>run</th><th>test</th><th>db</th><th>workload</th><th>faults</th><th>duration</th><th>ops</th><th>ok</th><th>fail</th><th>info</th><th>verdict</th><th>why</th></tr></thead>
+<tbody>
+{rows}</tbody></table>
+</body></html>
+"#,
+        total = runs.len(),
+        valid = counts[Verdict::Valid as usize],
+        invalid = counts[Verdict::Invalid as usize],
+        unknown = counts[Verdict::Unknown as usize],
+        crashed = counts[Verdict::Crashed as usize],
+    )
+}
+
+/// Rewrites `results_root/index.html` from every run folder beneath it; returns its path.
+pub fn update_index(results_root: &Path) -> anyhow::Result<PathBuf> {
+    let runs = scan_runs(results_root)?;
+    let path = results_root.join("index.html");
+    let tmp = results_root.join(".index.html.tmp");
+    std::fs::write(&tmp, render_index(&runs))
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth;
+
+    #[test]
+    fn lists_every_run_newest_first_with_its_verdict() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let valid = synth::register_run(&synth::RegisterSpec {
+            seed: 1,
+            ops: 100,
+            ..Default::default()
+        });
+        let invalid = synth::register_run(&synth::RegisterSpec {
+            seed: 2,
+            ops: 200,
+            bug: true,
+            ..Default::default()
+        });
+        let xss = synth::register_run(&synth::RegisterSpec {
+            seed: 3,
+            ops: 50,
+            payload: Some("<script>window.__xss=1</script>".into()),
+            ..Default::default()
+        });
+        synth::write_run(&r.join("a/20261126T070000Z"), &valid).unwrap();
+        synth::write_run(&r.join("a/20261126T080000Z"), &invalid).unwrap();
+        synth::write_run(&r.join("b/20261126T073000Z"), &xss).unwrap();
+        // A run that crashed before checking: test.json only.
+        std::fs::create_dir_all(r.join("c/20261126T090000Z")).unwrap();
+        std::fs::write(r.join("c/20261126T090000Z/test.json"), r#"{"name":"c"}"#).unwrap();
+        // A corrupt one is listed, not fatal.
+        std::fs::create_dir_all(r.join("d/20261126T060000Z")).unwrap();
+        std::fs::write(r.join("d/20261126T060000Z/results.json"), "{").unwrap();
+        crate::run::link_latest(&r.join("a/20261126T080000Z")).unwrap();
+        let path = update_index(r).unwrap();
+        let page = std::fs::read_to_string(path).unwrap();
+        let order: Vec<usize> = [
+            "20261126T090000Z",
+            "20261126T080000Z",
+            "20261126T073000Z",
+            "20261126T070000Z",
+            "20261126T060000Z",
+        ]
+        .iter()
+        .map(|id| {
+            page.find(&format!(">{id}<"))
+                .unwrap_or_else(|| panic!("{id} missing"))
+        })
+        .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "not newest first: {order:?}"
+        );
+        assert_eq!(
+            page.matches("<tr class=").count(),
+            5,
+            "latest must not be listed twice"
+        );
+        assert!(page.contains("<tr class=\"invalid\"><td><a href=\"a/20261126T080000Z/\">"));
+        assert!(page.contains("<tr class=\"crashed\"><td><a href=\"c/20261126T090000Z/\">"));
+        assert!(page.contains("&lt;script&gt;window.__xss=1&lt;/script&gt;"));
+        assert!(!page.contains("<script>"));
+        assert!(page.contains("cannot be linearized"));
+        assert!(page.contains(">partition, kill, clock, pause<"));
+    }
+}

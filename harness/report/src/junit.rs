@@ -1,0 +1,198 @@
+//! JUnit XML for CI: one test case per run; an invalid run is a `failure` whose message is
+//! the checkers' explanation, an unknown or crashed run an `error`.
+
+use crate::escape::xml;
+use crate::model::Verdict;
+use crate::run::RunSummary;
+use anyhow::Context;
+use std::fmt::Write;
+use std::path::Path;
+
+/// The first line of a text, at most `max` characters: a failure's `message` attribute.
+fn headline(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max - 1).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+/// The JUnit XML document for a set of runs (one `testsuite` named `faultline`).
+pub fn junit_xml(runs: &[RunSummary]) -> String {
+    let count = |v: &[Verdict]| runs.iter().filter(|r| v.contains(&r.verdict)).count();
+    let failures = count(&[Verdict::Invalid]);
+    let errors = count(&[Verdict::Unknown, Verdict::Crashed]);
+    let time: f64 = runs.iter().map(|r| r.duration_s).sum();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"faultline\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.3}\">",
+        runs.len()
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"faultline\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{time:.3}\">",
+        runs.len()
+    );
+    for r in runs {
+        let classname = match (r.db.is_empty(), r.workload.is_empty()) {
+            (false, false) => format!("faultline.{}.{}", r.db, r.workload),
+            _ => "faultline".to_string(),
+        };
+        let name = if r.run_id.is_empty() {
+            r.test_name.clone()
+        } else {
+            format!("{}/{}", r.test_name, r.run_id)
+        };
+        let _ = write!(
+            out,
+            "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
+            xml(&classname),
+            xml(&name),
+            r.duration_s
+        );
+        let element = match r.verdict {
+            Verdict::Valid => None,
+            Verdict::Invalid => Some("failure"),
+            Verdict::Unknown | Verdict::Crashed => Some("error"),
+        };
+        if let Some(element) = element {
+            let explanation = if r.explanation.is_empty() {
+                format!("the run is {}", r.verdict.as_str())
+            } else {
+                r.explanation.clone()
+            };
+            let _ = write!(
+                out,
+                "\n      <{element} type=\"{}\" message=\"{}\">{}</{element}>",
+                r.verdict.as_str(),
+                xml(&headline(&explanation, 500)),
+                xml(&explanation)
+            );
+        }
+        let mut system_out = format!(
+            "ops {} (ok {}, fail {}, info {}); nemesis: {}",
+            r.ops,
+            r.ok,
+            r.fail,
+            r.info,
+            r.nemesis.join(",")
+        );
+        if let Some(report) = &r.report {
+            let _ = write!(system_out, "\nreport: {}", report.display());
+        }
+        let _ = writeln!(
+            out,
+            "\n      <system-out>{}</system-out>\n    </testcase>",
+            xml(&system_out)
+        );
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
+
+/// Writes [`junit_xml`] to `path`.
+pub fn write_junit(runs: &[RunSummary], path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, junit_xml(runs))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn run(name: &str, verdict: Verdict, explanation: &str) -> RunSummary {
+        RunSummary {
+            test_name: name.into(),
+            run_id: "20261126T070000Z".into(),
+            run_dir: PathBuf::from("results").join(name),
+            db: "raft".into(),
+            workload: "register".into(),
+            nemesis: vec!["partition".into()],
+            start_time: String::new(),
+            verdict,
+            duration_s: 1.5,
+            ops: 10,
+            ok: 8,
+            fail: 1,
+            info: 1,
+            explanation: explanation.into(),
+            report: Some(PathBuf::from("results/x/report.html")),
+        }
+    }
+
+    #[test]
+    fn the_file_reads_back_with_one_case_per_run() {
+        let runs = vec![
+            run("ok-run", Verdict::Valid, ""),
+            run(
+                "bad<run>",
+                Verdict::Invalid,
+                "key k0: read 3 \u{1}after \"write 4\" & ]]>\nmore",
+            ),
+            run("slow", Verdict::Unknown, "time limit reached"),
+            run("broken", Verdict::Crashed, "ssh n1: connection refused"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ci/junit.xml");
+        write_junit(&runs, &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let root = doc.root_element();
+        assert_eq!(root.tag_name().name(), "testsuites");
+        let suite = root
+            .children()
+            .find(|n| n.has_tag_name("testsuite"))
+            .unwrap();
+        assert_eq!(suite.attribute("tests"), Some("4"));
+        assert_eq!(suite.attribute("failures"), Some("1"));
+        assert_eq!(suite.attribute("errors"), Some("2"));
+        let cases: Vec<_> = suite
+            .children()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
+        assert_eq!(cases.len(), 4);
+        assert_eq!(
+            cases[1].attribute("name"),
+            Some("bad<run>/20261126T070000Z")
+        );
+        assert_eq!(
+            cases[1].attribute("classname"),
+            Some("faultline.raft.register")
+        );
+        assert!(cases[0]
+            .children()
+            .all(|c| !c.has_tag_name("failure") && !c.has_tag_name("error")));
+        let failure = cases[1]
+            .children()
+            .find(|c| c.has_tag_name("failure"))
+            .unwrap();
+        assert_eq!(
+            failure.attribute("message"),
+            Some("key k0: read 3 after \"write 4\" & ]]>")
+        );
+        assert_eq!(
+            failure.text(),
+            Some("key k0: read 3 after \"write 4\" & ]]>\nmore")
+        );
+        let error = cases[3]
+            .children()
+            .find(|c| c.has_tag_name("error"))
+            .unwrap();
+        assert_eq!(error.attribute("type"), Some("crashed"));
+        assert!(error.text().unwrap().contains("connection refused"));
+        let out = cases[0]
+            .children()
+            .find(|c| c.has_tag_name("system-out"))
+            .unwrap();
+        assert!(out
+            .text()
+            .unwrap()
+            .contains("report: results/x/report.html"));
+    }
+}
