@@ -195,12 +195,18 @@
     var a = laneOps[lane], lo = 0, hi = a.length - 1, found = -1;
     while (lo <= hi) {
       var mid = (lo + hi) >> 1;
-      if (OPS[a[mid]][T0] <= t + slack) { found = mid; lo = mid + 1; } else hi = mid - 1;
+      if (OPS[a[mid]][T0] <= t) { found = mid; lo = mid + 1; } else hi = mid - 1;
     }
-    if (found < 0) return null;
-    var o = OPS[a[found]], end = o[T1] < 0 ? END : o[T1];
-    if (end + slack < t) return null;
-    if (keyFilter >= 0 && o[KEY] !== keyFilter) return null;
+    // The op covering t, else the nearer neighbour within a few pixels.
+    var best = -1, bestD = slack;
+    [found, found + 1].forEach(function (k) {
+      if (k < 0 || k >= a.length) return;
+      var o = OPS[a[k]], end = o[T1] < 0 ? END : o[T1];
+      var d = t < o[T0] ? o[T0] - t : (t > end ? t - end : 0);
+      if (d <= bestD && (keyFilter < 0 || o[KEY] === keyFilter)) { best = k; bestD = d; }
+    });
+    if (best < 0) return null;
+    found = best;
     return opLines(a[found]);
   }
 
@@ -427,8 +433,29 @@
     for (var i = 0; i < d.length; i += 16) if (d[i + 3] > 0 && d[i] + d[i + 1] + d[i + 2] < 700) n++;
     return n;
   }
+  // Drive the timeline as a person would: hover the middle op, then zoom in with the wheel.
+  var tl = document.getElementById('tl'), hoverOk = null, zoom = null, zoomedInk = null;
+  var mid = -1;
+  for (var m = OPS.length >> 1; m < OPS.length; m++) if (OPS[m][T1] >= 0) { mid = m; break; }
+  if (mid >= 0) {
+    var mo = OPS[mid], lines = hoverTimeline(charts[0].x((mo[T0] + mo[T1]) / 2), MT + mo[LANE] * laneH + laneH / 2);
+    hoverOk = !!lines && lines[0].indexOf('history event ' + mo[IDX] + ')') >= 0;
+    var r = tl.getBoundingClientRect(), span = view.t1 - view.t0;
+    for (var z = 0; z < 8; z++) {
+      tl.dispatchEvent(new WheelEvent('wheel', { deltaY: -100, clientX: r.left + r.width / 2, clientY: r.top + MT + 2, bubbles: true, cancelable: true }));
+    }
+    zoom = span / (view.t1 - view.t0);
+    charts.forEach(function (c) { c.render(); });
+    zoomedInk = ink(tl);
+    view.t0 = full.t0; view.t1 = full.t1;
+    charts.forEach(function (c) { c.render(); });
+  }
   var check = {
     ops: OPS.length,
+    hover: hoverOk,
+    zoom: zoom,
+    zoomedInk: zoomedInk,
+    renderMs: Math.round(performance.now()),
     timeline: ink(document.getElementById('tl')),
     latency: ink(document.getElementById('lat')),
     throughput: ink(document.getElementById('thr')),

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 pub const CSP: &str =
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:";
 
+/// Characters of the explanation shown in a row; the whole text is in its tooltip.
+const WHY_CHARS_MAX: usize = 160;
+
 /// One row of the index: a run folder, or why it could not be read.
 #[derive(Debug)]
 pub struct IndexEntry {
@@ -82,13 +85,16 @@ pub fn render_index(runs: &[IndexEntry]) -> String {
             Ok(s) => {
                 counts[s.verdict as usize] += 1;
                 let target = if s.report.is_some() { &link } else { &folder };
-                let why = s.explanation.lines().next().unwrap_or("");
+                let why = crate::faults::short_value(
+                    &serde_json::Value::String(s.explanation.lines().next().unwrap_or("").into()),
+                    WHY_CHARS_MAX,
+                );
                 let _ = writeln!(
                     rows,
-                    "<tr class=\"{v}\"><td><a href=\"{target}\">{run}</a></td><td>{name}</td><td>{db}</td>\
+                    "<tr class=\"{v}\"><td><a href=\"{target}\">{run}</a></td><td><span class=\"badge {v}\">{v}</span></td><td>{name}</td><td>{db}</td>\
                      <td>{wl}</td><td>{faults}</td><td class=\"num\">{dur}</td><td class=\"num\">{ops}</td>\
                      <td class=\"num\">{ok}</td><td class=\"num\">{fail}</td><td class=\"num\">{info}</td>\
-                     <td><span class=\"badge {v}\">{v}</span></td><td class=\"why\" title=\"{whyfull}\">{why}</td></tr>",
+                     <td class=\"why\" title=\"{whyfull}\">{why}</td></tr>",
                     v = s.verdict.as_str(),
                     target = html(target),
                     run = html(&r.run_id),
@@ -102,15 +108,15 @@ pub fn render_index(runs: &[IndexEntry]) -> String {
                     fail = s.fail,
                     info = s.info,
                     whyfull = html(&s.explanation),
-                    why = html(why),
+                    why = html(&why),
                 );
             }
             Err(e) => {
                 counts[Verdict::Crashed as usize] += 1;
                 let _ = writeln!(
                     rows,
-                    "<tr class=\"crashed\"><td><a href=\"{folder}\">{run}</a></td><td>{name}</td>\
-                     <td colspan=\"8\"></td><td><span class=\"badge crashed\">unreadable</span></td>\
+                    "<tr class=\"crashed\"><td><a href=\"{folder}\">{run}</a></td><td><span class=\"badge crashed\">unreadable</span></td>\
+                     <td>{name}</td><td colspan=\"8\"></td>\
                      <td class=\"why\">{e}</td></tr>",
                     folder = html(&folder),
                     run = html(&r.run_id),
@@ -137,7 +143,7 @@ table {{ border-collapse: collapse; width: 100%; margin-top: 14px; }}
 th, td {{ padding: 4px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; white-space: nowrap; }}
 th {{ background: #f4f4f4; position: sticky; top: 0; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-td.why {{ white-space: normal; max-width: 40em; color: #444; font-size: 12px; }}
+td.why {{ white-space: normal; min-width: 24em; color: #444; font-size: 12px; }}
 tr.valid {{ background: #eef9ef; }} tr.invalid {{ background: #fdecea; }}
 tr.unknown {{ background: #fff6e0; }} tr.crashed {{ background: #eeeeee; }}
 .badge {{ padding: 1px 8px; border-radius: 9px; color: #fff; font-weight: 600; }}
@@ -147,7 +153,7 @@ tr.unknown {{ background: #fff6e0; }} tr.crashed {{ background: #eeeeee; }}
 <h1>faultline results</h1>
 <div class="tally"><span>{total} runs</span><span class="badge valid">{valid} valid</span> <span class="badge invalid">{invalid} invalid</span> <span class="badge unknown">{unknown} unknown</span> <span class="badge crashed">{crashed} crashed</span></div>
 <table>
-<thead><tr><th>run</th><th>test</th><th>db</th><th>workload</th><th>faults</th><th>duration</th><th>ops</th><th>ok</th><th>fail</th><th>info</th><th>verdict</th><th>why</th></tr></thead>
+<thead><tr><th>run</th><th>verdict</th><th>test</th><th>db</th><th>workload</th><th>faults</th><th>duration</th><th>ops</th><th>ok</th><th>fail</th><th>info</th><th>why</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
 </body></html>
@@ -231,8 +237,12 @@ mod tests {
             5,
             "latest must not be listed twice"
         );
-        assert!(page.contains("<tr class=\"invalid\"><td><a href=\"a/20261126T080000Z/\">"));
-        assert!(page.contains("<tr class=\"crashed\"><td><a href=\"c/20261126T090000Z/\">"));
+        assert!(page.contains(
+            "<tr class=\"invalid\"><td><a href=\"a/20261126T080000Z/\">20261126T080000Z</a></td><td><span class=\"badge invalid\">"
+        ));
+        assert!(page.contains(
+            "<tr class=\"crashed\"><td><a href=\"c/20261126T090000Z/\">20261126T090000Z</a></td><td><span class=\"badge crashed\">"
+        ));
         assert!(page.contains("&lt;script&gt;window.__xss=1&lt;/script&gt;"));
         assert!(!page.contains("<script>"));
         assert!(page.contains("cannot be linearized"));
