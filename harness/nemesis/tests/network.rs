@@ -41,7 +41,8 @@ impl Drop for ClusterGuard {
 async fn reachability(control: &Control) -> BTreeMap<(String, String), bool> {
     let addresses = net::addresses(control);
     let mut tasks = tokio::task::JoinSet::new();
-    for remote in control.remotes().iter().cloned() {
+    for remote in control.remotes() {
+        let remote = remote.clone();
         let targets: Vec<(String, String)> = addresses
             .iter()
             .filter(|(name, _)| name.as_str() != remote.name())
