@@ -1,6 +1,14 @@
 //! Workloads (register, lock) and the clients and db definitions of each system under test.
 //!
 //! Layout:
-//! - `register`: the register workload's generator.
+//! - `register`: the register workload's generator (read / write / cas on independent keys).
+//! - `http`: the HTTP/JSON client of our nodes, mapping answers to ok / fail / info.
+//! - `node_db`: the `raft` and `paxos` systems' lifecycle on the hosts (`faultline-node`).
+//! - `binary`: finding or building the `faultline-node` binary to upload.
+//! - `systems`: `--db` / `--workload` names to a runnable `Test`.
 
+pub mod binary;
+pub mod http;
+pub mod node_db;
 pub mod register;
+pub mod systems;

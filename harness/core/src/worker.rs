@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::instrument::WithSubscriber;
 
 /// Settings of the client phases.
 #[derive(Debug, Clone)]
@@ -105,32 +106,35 @@ impl ClientPool {
             let plan = plan.clone();
             let rate = self.config.rate;
             let concurrency = self.config.concurrency;
-            tasks.spawn(async move {
-                let mut counts = PhaseCounts::default();
-                let mut pacer = Pacer::new(rate, concurrency, Instant::now());
-                loop {
-                    let due = pacer.next(&mut worker.rng, Instant::now());
-                    if due >= deadline {
-                        break;
-                    }
-                    if due > Instant::now() {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(due) => {}
-                            _ = cx.stop.cancelled() => break,
+            tasks.spawn(
+                async move {
+                    let mut counts = PhaseCounts::default();
+                    let mut pacer = Pacer::new(rate, concurrency, Instant::now());
+                    loop {
+                        let due = pacer.next(&mut worker.rng, Instant::now());
+                        if due >= deadline {
+                            break;
+                        }
+                        if due > Instant::now() {
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(due) => {}
+                                _ = cx.stop.cancelled() => break,
+                            }
+                        }
+                        if cx.stop.is_cancelled() {
+                            break;
+                        }
+                        let key = plan.next_key(worker.index);
+                        let op = generator.next_op(&key, &mut worker.rng);
+                        counts.add(worker.perform(&op, &cx).await);
+                        while cx.history.backlogged() && !cx.stop.is_cancelled() {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
                         }
                     }
-                    if cx.stop.is_cancelled() {
-                        break;
-                    }
-                    let key = plan.next_key(worker.index);
-                    let op = generator.next_op(&key, &mut worker.rng);
-                    counts.add(worker.perform(&op, &cx).await);
-                    while cx.history.backlogged() && !cx.stop.is_cancelled() {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
+                    (worker, counts)
                 }
-                (worker, counts)
-            });
+                .with_current_subscriber(),
+            );
         }
         self.collect(tasks).await
     }
@@ -168,16 +172,19 @@ impl ClientPool {
         let mut tasks = tokio::task::JoinSet::new();
         for (mut worker, ops) in workers.into_iter().zip(jobs) {
             let cx = self.op_context(stop.clone());
-            tasks.spawn(async move {
-                let mut counts = PhaseCounts::default();
-                for op in ops {
-                    if cx.stop.is_cancelled() {
-                        break;
+            tasks.spawn(
+                async move {
+                    let mut counts = PhaseCounts::default();
+                    for op in ops {
+                        if cx.stop.is_cancelled() {
+                            break;
+                        }
+                        counts.add(worker.perform(&op, &cx).await);
                     }
-                    counts.add(worker.perform(&op, &cx).await);
+                    (worker, counts)
                 }
-                (worker, counts)
-            });
+                .with_current_subscriber(),
+            );
         }
         self.collect(tasks).await
     }
