@@ -58,9 +58,13 @@ if [ -d "$dir" ]; then
   find "$dir" -name '*.pid' -type f | while IFS= read -r f; do
     read -r p < "$f" || true
     case $p in ''|*[!0-9]*) continue;; esac
-    [ "$p" -gt 1 ] && kill -CONT "$p" 2>/dev/null && echo "resumed $p $f"
+    [ "$p" -gt 1 ] || continue
+    st=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -c1)
+    kill -CONT "$p" 2>/dev/null || continue
+    case $st in T|t) echo "resumed $p $f";; esac
   done
   find "$dir" -name '*.faketime' -type f | while IFS= read -r f; do
+    [ "$(cat -- "$f")" = "$reset" ] && continue
     printf '%s\n' "$reset" > "$f.reset.$$" && mv -f "$f.reset.$$" "$f" && echo "clock $f"
   done
 fi
@@ -81,9 +85,10 @@ pub struct HealReport {
     pub chains: Vec<(String, usize)>,
     /// Interfaces whose faultline qdisc was deleted.
     pub qdiscs: Vec<String>,
-    /// PIDs sent SIGCONT (each from a PID file under /opt/faultline).
+    /// Stopped processes resumed with SIGCONT (each from a PID file under /opt/faultline;
+    /// every PID file's process gets SIGCONT, only stopped ones are listed).
     pub resumed: Vec<i32>,
-    /// Clock files reset to `+0`.
+    /// Clock files reset to `+0` (those that held something else).
     pub clocks: Vec<String>,
 }
 

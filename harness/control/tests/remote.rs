@@ -6,7 +6,7 @@
 mod common;
 
 use common::ClusterGuard;
-use faultline_control::{ctldir, Control, ControlError, HostSpec, Remote, SshConfig};
+use faultline_control::{ctldir, heal, Control, ControlError, HostSpec, Remote, SshConfig};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ async fn remote_control_over_ssh() {
     parallel_commands_share_one_master(&n2).await;
     connect_failure_names_the_host(&guard).await;
     stale_masters_of_a_dead_controller_are_cleaned(&guard).await;
+    heal_undoes_every_fault(&control).await;
 
     control.close().await;
 }
@@ -279,4 +280,119 @@ fn master_pid(socket: &Path) -> Option<u32> {
     let text = String::from_utf8_lossy(&out.stderr);
     let start = text.find("pid=")? + 4;
     text[start..].split(')').next()?.parse().ok()
+}
+
+/// Can `from` open a TCP connection to `to`'s sshd within a second?
+async fn reaches(from: &Remote, to: &str) -> bool {
+    let probe = format!("exec 3<>/dev/tcp/{to}/22");
+    let out = from
+        .exec_status(&["timeout", "1", "bash", "-c", &probe])
+        .await
+        .unwrap();
+    out.status == 0
+}
+
+async fn heal_undoes_every_fault(control: &Control) {
+    let n1 = control.remote("n1").unwrap();
+    let n3 = control.remote("n3").unwrap();
+    assert!(reaches(n3, "10.77.1.11").await);
+
+    // Faults as the nemesis adds them: a rule in faultline's chain, a qdisc with its
+    // handle, a paused daemon with a PID file, a skewed clock file.
+    heal::ensure_chains(n1).await.unwrap();
+    heal::ensure_chains(n1).await.unwrap();
+    n1.exec(&[
+        "iptables",
+        "-w",
+        "-A",
+        heal::CHAIN_INPUT,
+        "-s",
+        "10.77.1.13",
+        "-j",
+        "DROP",
+    ])
+    .await
+    .unwrap();
+    let jumps = n1.exec(&["iptables", "-w", "-S", "INPUT"]).await.unwrap();
+    assert_eq!(
+        jumps.stdout.matches(heal::CHAIN_INPUT).count(),
+        1,
+        "{}",
+        jumps.stdout
+    );
+    assert!(
+        !reaches(n3, "10.77.1.11").await,
+        "partition did not cut n3 from n1"
+    );
+    let tbf = [
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        "eth0",
+        "root",
+        "handle",
+        heal::TC_HANDLE,
+        "tbf",
+        "rate",
+        "100mbit",
+        "burst",
+        "32kbit",
+        "latency",
+        "400ms",
+    ];
+    n1.exec(&tbf).await.unwrap();
+    let daemon = "sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > /opt/faultline/paused.pid";
+    n1.exec(&["sh", "-c", daemon]).await.unwrap();
+    let pid = n1
+        .exec(&["cat", "/opt/faultline/paused.pid"])
+        .await
+        .unwrap()
+        .stdout
+        .trim()
+        .to_string();
+    n1.exec(&["kill", "-STOP", &pid]).await.unwrap();
+    let state = n1.exec(&["ps", "-o", "stat=", "-p", &pid]).await.unwrap();
+    assert!(state.stdout.starts_with('T'), "{}", state.stdout);
+    n1.upload_bytes(b"-1h\n", heal::FAKETIME_FILE, 0o644)
+        .await
+        .unwrap();
+
+    let reports = heal::heal_all(control).await.unwrap();
+    assert_eq!(reports.len(), 3);
+    let r1 = &reports[0];
+    assert_eq!(r1.host, "n1");
+    assert!(
+        r1.chains.contains(&(heal::CHAIN_INPUT.to_string(), 1)),
+        "{r1:?}"
+    );
+    assert_eq!(r1.qdiscs, vec!["eth0".to_string()]);
+    assert_eq!(r1.resumed, vec![pid.parse::<i32>().unwrap()]);
+    assert_eq!(r1.clocks, vec![heal::FAKETIME_FILE.to_string()]);
+    assert_eq!(reports[1].summary(), "n2: nothing to heal");
+
+    let rules = n1.exec(&["iptables", "-w", "-S"]).await.unwrap();
+    assert!(!rules.stdout.contains("FAULTLINE"), "{}", rules.stdout);
+    assert!(
+        reaches(n3, "10.77.1.11").await,
+        "heal did not end the partition"
+    );
+    let qdisc = n1
+        .exec(&["tc", "qdisc", "show", "dev", "eth0"])
+        .await
+        .unwrap();
+    assert!(!qdisc.stdout.contains(heal::TC_HANDLE), "{}", qdisc.stdout);
+    let state = n1.exec(&["ps", "-o", "stat=", "-p", &pid]).await.unwrap();
+    assert!(
+        !state.stdout.starts_with('T'),
+        "still stopped: {}",
+        state.stdout
+    );
+    let clock = n1.exec(&["cat", heal::FAKETIME_FILE]).await.unwrap();
+    assert_eq!(clock.stdout, "+0\n");
+    n1.exec(&["kill", &pid]).await.unwrap();
+
+    // Healing a healed host is a no-op.
+    let again = heal::heal_host(n1).await.unwrap();
+    assert_eq!(again.summary(), "n1: nothing to heal");
 }
