@@ -498,7 +498,11 @@ impl Remote {
 
 /// The script the host's `sh -c` runs for `argv`.
 fn wrapper_script(argv: &[&str], timeout: Duration, sudo: bool) -> String {
-    let secs = format!("{}.{:03}", timeout.as_secs(), timeout.subsec_millis());
+    // Whole seconds stay integers: busybox `timeout` accepts no fractions.
+    let secs = match timeout.subsec_millis() {
+        0 => timeout.as_secs().max(1).to_string(),
+        ms => format!("{}.{ms:03}", timeout.as_secs()),
+    };
     let sudo = if sudo { "sudo -n -- " } else { "" };
     format!(
         "{sudo}timeout -k {KILL_AFTER_SECS} {secs} {}; printf '\\n\\001faultline-exit:%d\\n' \"$?\" >&2",

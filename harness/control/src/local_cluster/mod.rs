@@ -101,11 +101,16 @@ pub fn missing_packages() -> Vec<String> {
     missing
 }
 
-fn preflight() -> anyhow::Result<()> {
+fn require_root() -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the local cluster needs root (namespaces, bridges, sshd); run as root or with sudo");
     }
+    Ok(())
+}
+
+fn preflight() -> anyhow::Result<()> {
+    require_root()?;
     let missing = missing_packages();
     if !missing.is_empty() {
         bail!(
@@ -253,7 +258,7 @@ fn create(cfg: &ClusterConfig) -> anyhow::Result<LocalCluster> {
 /// PID), removes veths, namespaces, bridge and FORWARD rule, and the per-host directories.
 /// Safe to call when nothing (or only part) of it exists.
 pub fn down(id: u8) -> anyhow::Result<()> {
-    preflight()?;
+    require_root()?;
     let _lock = lock()?;
     teardown(id)
 }

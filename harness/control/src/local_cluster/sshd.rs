@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 /// How long one sshd may take to answer after start.
 const READY_WAIT_MAX: Duration = Duration::from_secs(5);
 const READY_POLL_INTERVAL: Duration = Duration::from_millis(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+/// Generous: a slow banner on a busy machine must not make `up` tear down a healthy cluster.
+const BANNER_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// Mounts the host's own directories and hostname, then becomes sshd. Arguments: name,
 /// tmp dir, opt dir, hosts file, home dir, sshd binary, config, log file.
@@ -161,10 +162,10 @@ pub fn answers(address: &str) -> bool {
     let Ok(addr) = format!("{address}:22").parse::<SocketAddr>() else {
         return false;
     };
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) else {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, BANNER_WAIT_MAX) else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(CONNECT_TIMEOUT));
+    let _ = stream.set_read_timeout(Some(BANNER_WAIT_MAX));
     let mut banner = [0u8; 4];
     stream.read_exact(&mut banner).is_ok() && &banner == b"SSH-"
 }
