@@ -6,8 +6,10 @@
 //!   report's `:perf` metadata per fault family.
 //! - `net`: applies partitions and packet faults on hosts (iptables, tc) and undoes them exactly.
 //! - `clock`: shifts a host's clock (libfaketime timestamp file, or the system clock on VMs).
+//! - `runner`: the scheduled nemesis the run plays beside the clients, with its heal.
 
 pub mod clock;
 pub mod grudge;
 pub mod net;
+pub mod runner;
 pub mod schedule;

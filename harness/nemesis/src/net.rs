@@ -9,7 +9,7 @@
 use crate::grudge::Grudge;
 use crate::schedule::PacketFault;
 use faultline_control::heal::{ensure_chains, CHAIN_INPUT, TC_HANDLE};
-use faultline_control::{Control, ControlError, Remote};
+use faultline_control::{ControlError, Remote};
 use std::collections::BTreeMap;
 
 /// Adds (`-A`, skipping rules already there) or deletes (`-D`, ignoring rules already gone)
@@ -44,10 +44,9 @@ else
   cat /tmp/faultline-netem-probe; rm -f /tmp/faultline-netem-probe
 fi"#;
 
-/// Host name → address, for every host of the control connection.
-pub fn addresses(control: &Control) -> BTreeMap<String, String> {
-    control
-        .remotes()
+/// Host name → address, for every host.
+pub fn addresses(hosts: &[Remote]) -> BTreeMap<String, String> {
+    hosts
         .iter()
         .map(|r| (r.name().to_string(), r.address().to_string()))
         .collect()
@@ -73,7 +72,7 @@ async fn drop_rules(
 /// Runs `per_host` on every host named in `plan`, in parallel; every host is tried, and the
 /// first error is returned after all have finished (an undo must not stop half-way).
 async fn on_hosts<F, Fut>(
-    control: &Control,
+    hosts: &[Remote],
     plan: &BTreeMap<String, Vec<String>>,
     per_host: F,
 ) -> Result<(), ControlError>
@@ -83,7 +82,7 @@ where
 {
     let mut tasks = tokio::task::JoinSet::new();
     for (host, peers) in plan {
-        if let Some(remote) = control.remote(host) {
+        if let Some(remote) = hosts.iter().find(|r| r.name() == host) {
             tasks.spawn(per_host(remote.clone(), peers.clone()));
         }
     }
@@ -97,8 +96,8 @@ where
 }
 
 /// The grudge with host names turned into the addresses the rules match on.
-fn peer_plan(control: &Control, grudge: &Grudge) -> BTreeMap<String, Vec<String>> {
-    let addresses = addresses(control);
+fn peer_plan(hosts: &[Remote], grudge: &Grudge) -> BTreeMap<String, Vec<String>> {
+    let addresses = addresses(hosts);
     grudge
         .iter()
         .map(|(host, dropped)| {
@@ -113,18 +112,18 @@ fn peer_plan(control: &Control, grudge: &Grudge) -> BTreeMap<String, Vec<String>
 
 /// Cuts the network as `grudge` says: each host drops packets from the hosts it holds a
 /// grudge against (and so replies to them are lost too).
-pub async fn start_partition(control: &Control, grudge: &Grudge) -> Result<(), ControlError> {
-    let plan = peer_plan(control, grudge);
-    on_hosts(control, &plan, |remote, peers| async move {
+pub async fn start_partition(hosts: &[Remote], grudge: &Grudge) -> Result<(), ControlError> {
+    let plan = peer_plan(hosts, grudge);
+    on_hosts(hosts, &plan, |remote, peers| async move {
         drop_rules(&remote, "-A", "", &peers).await
     })
     .await
 }
 
 /// Removes exactly the rules [`start_partition`] added for `grudge`.
-pub async fn stop_partition(control: &Control, grudge: &Grudge) -> Result<(), ControlError> {
-    let plan = peer_plan(control, grudge);
-    on_hosts(control, &plan, |remote, peers| async move {
+pub async fn stop_partition(hosts: &[Remote], grudge: &Grudge) -> Result<(), ControlError> {
+    let plan = peer_plan(hosts, grudge);
+    on_hosts(hosts, &plan, |remote, peers| async move {
         drop_rules(&remote, "-D", "", &peers).await
     })
     .await
@@ -132,9 +131,9 @@ pub async fn stop_partition(control: &Control, grudge: &Grudge) -> Result<(), Co
 
 /// Whether every host can run netem qdiscs. Returns the hosts that cannot, with the reason
 /// the kernel gave.
-pub async fn netem_unsupported(control: &Control) -> Vec<(String, String)> {
+pub async fn netem_unsupported(hosts: &[Remote]) -> Vec<(String, String)> {
     let mut missing = Vec::new();
-    for remote in control.remotes() {
+    for remote in hosts {
         let out = remote
             .exec_status(&["sh", "-c", NETEM_PROBE_SCRIPT, "sh", TC_HANDLE])
             .await;
@@ -191,29 +190,29 @@ fn loss_match(probability: f64) -> String {
 
 /// Starts a packet fault on `hosts` (traffic between them and every other test host).
 pub async fn start_packet(
-    control: &Control,
+    all: &[Remote],
     hosts: &[String],
     fault: &PacketFault,
 ) -> Result<(), ControlError> {
-    packet(control, hosts, fault, true).await
+    packet(all, hosts, fault, true).await
 }
 
 /// Undoes exactly what [`start_packet`] did.
 pub async fn stop_packet(
-    control: &Control,
+    all: &[Remote],
     hosts: &[String],
     fault: &PacketFault,
 ) -> Result<(), ControlError> {
-    packet(control, hosts, fault, false).await
+    packet(all, hosts, fault, false).await
 }
 
 async fn packet(
-    control: &Control,
+    all: &[Remote],
     hosts: &[String],
     fault: &PacketFault,
     start: bool,
 ) -> Result<(), ControlError> {
-    let addresses = addresses(control);
+    let addresses = addresses(all);
     let plan: BTreeMap<String, Vec<String>> = hosts
         .iter()
         .map(|host| {
@@ -229,14 +228,14 @@ async fn packet(
         (None, PacketFault::Loss { probability }) => {
             let extra = loss_match(probability);
             let op = if start { "-A" } else { "-D" };
-            on_hosts(control, &plan, move |remote, peers| {
+            on_hosts(all, &plan, move |remote, peers| {
                 let extra = extra.clone();
                 async move { drop_rules(&remote, op, &extra, &peers).await }
             })
             .await
         }
         (Some(words), _) => {
-            on_hosts(control, &plan, move |remote, peers| {
+            on_hosts(all, &plan, move |remote, peers| {
                 let words = words.clone();
                 async move {
                     let Some(peer) = peers.first() else {

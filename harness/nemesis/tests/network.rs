@@ -39,7 +39,7 @@ impl Drop for ClusterGuard {
 /// Probes TCP from every host to every other host's sshd (port 22), in parallel from each
 /// host; returns the pairs (a, b) with a < b where a connection in both directions worked.
 async fn reachability(control: &Control) -> BTreeMap<(String, String), bool> {
-    let addresses = net::addresses(control);
+    let addresses = net::addresses(control.remotes());
     let mut tasks = tokio::task::JoinSet::new();
     for remote in control.remotes() {
         let remote = remote.clone();
@@ -133,11 +133,11 @@ async fn partitions_cut_exactly_what_their_grudge_says_and_heal_fully() {
     for kind in PartitionKind::ALL {
         let grudge = grudge_for(kind, &hosts, &["n2".to_string()], &mut rng);
         assert!(!grudge.is_empty(), "{kind} cuts something on 5 hosts");
-        net::start_partition(&control, &grudge)
+        net::start_partition(control.remotes(), &grudge)
             .await
             .expect("start");
         // Applying twice must not stack rules (a retried start after a timeout).
-        net::start_partition(&control, &grudge)
+        net::start_partition(control.remotes(), &grudge)
             .await
             .expect("start again");
         let rules: usize = grudge.values().map(|d| d.len()).sum();
@@ -151,7 +151,7 @@ async fn partitions_cut_exactly_what_their_grudge_says_and_heal_fully() {
             expected(&grudge, &hosts),
             "{kind}: reachability matches the grudge {grudge:?}"
         );
-        net::stop_partition(&control, &grudge).await.expect("stop");
+        net::stop_partition(control.remotes(), &grudge).await.expect("stop");
         assert_eq!(
             rule_count(&control).await,
             0,
@@ -163,7 +163,7 @@ async fn partitions_cut_exactly_what_their_grudge_says_and_heal_fully() {
     // Packet loss of 100% cuts a host off; stopping it removes exactly its rules.
     let lossy = vec!["n3".to_string()];
     let total_loss = PacketFault::Loss { probability: 1.0 };
-    net::start_packet(&control, &lossy, &total_loss)
+    net::start_packet(control.remotes(), &lossy, &total_loss)
         .await
         .expect("start loss");
     let matrix = reachability(&control).await;
@@ -171,7 +171,7 @@ async fn partitions_cut_exactly_what_their_grudge_says_and_heal_fully() {
         let touches_n3 = a == "n3" || b == "n3";
         assert_eq!(*up, !touches_n3, "{a}-{b} under total loss on n3");
     }
-    net::stop_packet(&control, &lossy, &total_loss)
+    net::stop_packet(control.remotes(), &lossy, &total_loss)
         .await
         .expect("stop loss");
     assert_eq!(rule_count(&control).await, 0);
@@ -179,7 +179,7 @@ async fn partitions_cut_exactly_what_their_grudge_says_and_heal_fully() {
 
     // A partition left behind (as by a killed controller) is removed by heal.
     let grudge = grudge_for(PartitionKind::Halves, &hosts, &[], &mut rng);
-    net::start_partition(&control, &grudge)
+    net::start_partition(control.remotes(), &grudge)
         .await
         .expect("start");
     let reports = heal_all(&control).await.expect("heal");
@@ -208,7 +208,7 @@ async fn netem_support_is_detected_per_host() {
             .args(["-n", "sch_netem"])
             .status()
             .is_ok_and(|s| s.success());
-    let missing = net::netem_unsupported(&control).await;
+    let missing = net::netem_unsupported(control.remotes()).await;
     if kernel_has_netem {
         assert!(
             missing.is_empty(),
