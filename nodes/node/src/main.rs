@@ -1,1 +1,42 @@
-fn main() {}
+//! `faultline-node`: the systems under test that faultline uploads to each host, one
+//! subcommand per system (`raft`, `paxos`). See `nodes/API.md` for the command line and the
+//! client API.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod common;
+mod raft;
+
+#[derive(Parser)]
+#[command(
+    name = "faultline-node",
+    version,
+    about = "faultline's systems under test"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Raft replicated key-value store (linearizable read, write, cas).
+    Raft(common::NodeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Raft(args) => raft::run(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("faultline-node: error: {err:#}");
+            tracing::error!("exiting: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

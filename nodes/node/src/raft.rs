@@ -1,0 +1,90 @@
+//! `faultline-node raft`: the Raft key-value store.
+
+use faultline_raft::http::{self, HttpConfig};
+use faultline_raft::kv::KvStore;
+use faultline_raft::server::{self, LeaseMode, ServerConfig};
+
+use crate::common::{self, NodeArgs};
+
+/// Bugs `raft` can plant.
+pub const BUGS: &[&str] = &[
+    "stale-read",
+    "lease-unsafe",
+    "no-fsync",
+    "ack-before-commit",
+];
+
+/// Runs a Raft node until SIGTERM.
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    args.check_bugs(BUGS)?;
+    let lease = match (args.read_mode.as_str(), args.has_bug("lease-unsafe")) {
+        (_, true) => LeaseMode::WallClockUnsafe,
+        ("readindex", false) => LeaseMode::Off,
+        ("lease", false) => LeaseMode::Monotonic {
+            drift_ms: args.clock_drift_ms,
+        },
+        (other, _) => anyhow::bail!("--read-mode {other:?}: expected readindex or lease"),
+    };
+    let read_mode = if lease == LeaseMode::Off {
+        "readindex"
+    } else {
+        "lease"
+    };
+    let peers = common::parse_peers("--peers", &args.peers)?;
+    let client_peers = common::client_peer_map(&args)?;
+    common::init_logging(&args.log_file, &args.log_level)?;
+    tracing::info!(id = %args.id, ?peers, bugs = ?args.bugs, read_mode, "starting raft node");
+    let cfg = ServerConfig {
+        id: args.id.clone(),
+        peers,
+        data_dir: args.data_dir.clone(),
+        tick: std::time::Duration::from_millis(args.tick_ms.max(1)),
+        election_ticks: args.election_ticks.max(2),
+        heartbeat_ticks: args.heartbeat_ticks.max(1),
+        lease,
+        snapshot_entries: args.snapshot_entries,
+        no_fsync: args.has_bug("no-fsync"),
+        seed: rand::random(),
+    };
+    let http_cfg = HttpConfig {
+        id: args.id.clone(),
+        client_peers,
+        request_timeout: args.request_timeout(),
+        stale_read: args.has_bug("stale-read"),
+        ack_before_commit: args.has_bug("ack-before-commit"),
+        read_mode: read_mode.to_string(),
+        bugs: args.bugs.clone(),
+    };
+    let rt = common::runtime()?;
+    rt.block_on(async {
+        let (peer_listener, client_listener) = common::bind(&args).await?;
+        let (node, thread) =
+            server::start(cfg, KvStore::default(), &tokio::runtime::Handle::current())?;
+        let peers_node = node.clone();
+        tokio::spawn(async move { peers_node.serve_peers(peer_listener).await });
+        let app = http::router(node.clone(), http_cfg);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(client_listener, app).await {
+                tracing::error!(error = %e, "client API server failed");
+            }
+        });
+        common::write_pid_file(&args.pid_file)?;
+        tracing::info!(pid = std::process::id(), "serving");
+        let stopped = tokio::task::spawn_blocking(move || thread.join());
+        tokio::select! {
+            r = common::terminated() => r?,
+            r = stopped => {
+                let _ = std::fs::remove_file(&args.pid_file);
+                return match r {
+                    Ok(Ok(Ok(()))) => Ok(()),
+                    Ok(Ok(Err(e))) => Err(e.context("the raft loop failed")),
+                    _ => Err(anyhow::anyhow!("the raft loop panicked")),
+                };
+            }
+        }
+        node.shutdown().await;
+        let _ = std::fs::remove_file(&args.pid_file);
+        tracing::info!("stopped cleanly");
+        Ok(())
+    })
+}

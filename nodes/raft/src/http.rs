@@ -1,0 +1,290 @@
+//! The HTTP/JSON client API of `nodes/API.md` over the Raft key-value store: validation,
+//! forwarding to the leader, the server-side time bound, and error classification
+//! (`definite: true` only when the operation certainly did not happen).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use faultline_nodes_common::api::{self, ApiError, CasRequest, ReadRequest, Status, WriteRequest};
+use faultline_nodes_common::codec;
+use serde_json::json;
+
+use crate::kv::{self, KvStore, Outcome};
+use crate::message::NodeId;
+use crate::server::{Handle, ProposeError, Proposed, ReadError};
+
+/// Settings of the client API.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub id: NodeId,
+    /// Every member's client address, for forwarding to the leader.
+    pub client_peers: HashMap<NodeId, String>,
+    pub request_timeout: Duration,
+    /// The `stale-read` bug: answer reads from local state on any node.
+    pub stale_read: bool,
+    /// The `ack-before-commit` bug: answer writes once in the leader's own log.
+    pub ack_before_commit: bool,
+    pub read_mode: String,
+    pub bugs: Vec<String>,
+}
+
+#[derive(Clone)]
+struct App {
+    node: Handle<KvStore>,
+    cfg: Arc<HttpConfig>,
+    client: reqwest::Client,
+}
+
+/// The router serving `/read`, `/write`, `/cas` and `/status`.
+pub fn router(node: Handle<KvStore>, cfg: HttpConfig) -> Router {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .expect("HTTP client builds");
+    let app = App {
+        node,
+        cfg: Arc::new(cfg),
+        client,
+    };
+    Router::new()
+        .route("/read", post(read))
+        .route("/write", post(write))
+        .route("/cas", post(cas))
+        .route("/status", get(status))
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(api::BODY_BYTES_MAX))
+        .with_state(app)
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| ApiError::bad_request(format!("unreadable request body: {e}")))
+}
+
+async fn status(State(app): State<App>) -> Json<Status> {
+    let s = app.node.status();
+    Json(Status {
+        id: app.cfg.id.clone(),
+        role: s.role,
+        term: s.term,
+        leader: s.leader,
+        commit_index: s.commit_index,
+        applied_index: s.applied_index,
+        wall_clock_ms: api::wall_clock_ms(),
+        read_mode: app.cfg.read_mode.clone(),
+        bugs: app.cfg.bugs.clone(),
+    })
+}
+
+async fn read(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let req: ReadRequest = match api::parse_body(&body)
+        .and_then(|r: ReadRequest| api::validate_key(&r.key).map(|_| r))
+    {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let key = req.key.clone();
+    let work = async {
+        let result = app
+            .node
+            .read(app.cfg.stale_read, move |sm| sm.get(&key).cloned())
+            .await;
+        match result {
+            Ok(v) => Json(json!({ "value": api::decode_value(v.as_deref()) })).into_response(),
+            Err(ReadError::NotLeader(leader)) => {
+                forward(&app, &headers, "/read", body, leader, started, true).await
+            }
+            Err(e) => {
+                ApiError::unavailable(e.to_string(), app.node.status().leader).into_response()
+            }
+        }
+    };
+    bounded(&app, work, true).await
+}
+
+async fn write(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = body_bytes(body).and_then(|b| {
+        let r: WriteRequest = api::parse_body(&b)?;
+        api::validate_key(&r.key)?;
+        let value = api::encode_value(&r.value)?;
+        Ok((
+            b,
+            kv::Request {
+                request_id: r.request_id,
+                command: kv::Command::Put { key: r.key, value },
+            },
+        ))
+    });
+    match parsed {
+        Ok((body, request)) => propose(app, headers, "/write", body, request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn cas(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = body_bytes(body).and_then(|b| {
+        let r: CasRequest = api::parse_body(&b)?;
+        api::validate_key(&r.key)?;
+        let expected = if r.expected.is_null() {
+            None
+        } else {
+            Some(api::encode_value(&r.expected)?)
+        };
+        let new = api::encode_value(&r.new)?;
+        Ok((
+            b,
+            kv::Request {
+                request_id: r.request_id,
+                command: kv::Command::Cas {
+                    key: r.key,
+                    expected,
+                    new,
+                },
+            },
+        ))
+    });
+    match parsed {
+        Ok((body, request)) => propose(app, headers, "/cas", body, request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn propose(
+    app: App,
+    headers: HeaderMap,
+    path: &'static str,
+    body: Bytes,
+    request: kv::Request,
+) -> Response {
+    let started = Instant::now();
+    // The bug answers plain writes early; a cas needs the applied outcome to answer at all.
+    let early = app.cfg.ack_before_commit && matches!(request.command, kv::Command::Put { .. });
+    let data = codec::encode(&request);
+    let work = async {
+        match app.node.propose(data, early).await {
+            Ok(Proposed::Appended) | Ok(Proposed::Applied(Outcome::Written)) => {
+                Json(json!({})).into_response()
+            }
+            Ok(Proposed::Applied(Outcome::Cas { ok: true, .. })) => {
+                Json(json!({ "ok": true })).into_response()
+            }
+            Ok(Proposed::Applied(Outcome::Cas { ok: false, current })) => {
+                Json(json!({ "ok": false, "current": api::decode_value(current.as_deref()) }))
+                    .into_response()
+            }
+            Ok(Proposed::Applied(Outcome::Invalid(e))) => {
+                ApiError::new(500, format!("the log entry did not decode: {e}"), true)
+                    .into_response()
+            }
+            Err(ProposeError::NotLeader(leader)) => {
+                forward(&app, &headers, path, body, leader, started, false).await
+            }
+            Err(e @ ProposeError::Overwritten) => {
+                ApiError::unavailable(e.to_string(), None).into_response()
+            }
+            Err(e) => ApiError::new(503, e.to_string(), false).into_response(),
+        }
+    };
+    bounded(&app, work, false).await
+}
+
+/// Answers 504 once the server-side bound has passed.
+async fn bounded(
+    app: &App,
+    work: impl std::future::Future<Output = Response>,
+    is_read: bool,
+) -> Response {
+    match tokio::time::timeout(app.cfg.request_timeout, work).await {
+        Ok(r) => r,
+        Err(_) => ApiError {
+            leader: app.node.status().leader,
+            ..ApiError::timeout(is_read)
+        }
+        .into_response(),
+    }
+}
+
+/// Relays a request to the leader and its answer back, unchanged.
+async fn forward(
+    app: &App,
+    headers: &HeaderMap,
+    path: &str,
+    body: Bytes,
+    leader: Option<NodeId>,
+    started: Instant,
+    is_read: bool,
+) -> Response {
+    let not_leader = |why: &str| {
+        ApiError::unavailable(format!("not the leader: {why}"), leader.clone()).into_response()
+    };
+    if headers.contains_key(api::FORWARDED_HEADER) {
+        return not_leader("a forwarded request is not forwarded again");
+    }
+    let Some(leader_id) = leader.clone().filter(|l| *l != app.cfg.id) else {
+        return not_leader("the leader is unknown");
+    };
+    let Some(addr) = app.cfg.client_peers.get(&leader_id) else {
+        return not_leader("the leader has no client address in --client-peers");
+    };
+    let remaining = app.cfg.request_timeout.saturating_sub(started.elapsed());
+    let sent = app
+        .client
+        .post(format!("http://{addr}{path}"))
+        .header(api::FORWARDED_HEADER, "1")
+        .header("content-type", "application/json")
+        .timeout(remaining)
+        .body(body)
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => {
+            return not_leader(&format!("forwarding to {leader_id} failed to connect: {e}"))
+        }
+        Err(e) => {
+            let err = ApiError::new(
+                500,
+                format!("forwarding to {leader_id} failed: {e}"),
+                is_read,
+            );
+            return ApiError { leader, ..err }.into_response();
+        }
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    match resp.bytes().await {
+        Ok(bytes) => (status, [("content-type", "application/json")], bytes).into_response(),
+        Err(e) => {
+            let err = ApiError::new(
+                500,
+                format!("reading the leader's answer failed: {e}"),
+                is_read,
+            );
+            ApiError { leader, ..err }.into_response()
+        }
+    }
+}
