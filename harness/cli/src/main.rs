@@ -7,10 +7,16 @@ use std::process::ExitCode;
 
 mod check;
 mod cluster;
+mod report;
+mod serve;
 mod vagrant;
 
 #[derive(Parser)]
-#[command(name = "faultline", version, about = "A Jepsen-style distributed-systems testing harness")]
+#[command(
+    name = "faultline",
+    version,
+    about = "A Jepsen-style distributed-systems testing harness"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +28,10 @@ enum Command {
     Check(check::CheckArgs),
     /// Bring the local cluster of namespace hosts up or down, show it, heal faults.
     Cluster(cluster::ClusterArgs),
+    /// Re-check a run folder from its history and rewrite results.json and report.html.
+    Report(report::ReportArgs),
+    /// Serve the results folder (index and reports) over HTTP, on 127.0.0.1 by default.
+    Serve(serve::ServeArgs),
     /// Write a nodes file for --nodes-file from `vagrant ssh-config`.
     VagrantNodes(vagrant::VagrantNodesArgs),
 }
@@ -31,6 +41,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::VagrantNodes(args) => vagrant::run(args),
     };
     match outcome {

@@ -24,6 +24,8 @@ const JS: &str = include_str!("../assets/report.js");
 
 /// Ops of the same key drawn around a counterexample, for context.
 const CONTEXT_OPS_MAX: usize = 24;
+/// Entries of a partial linearization listed (its end is where the search got stuck).
+const PARTIAL_SHOWN_MAX: usize = 12;
 /// Files listed per node folder.
 const NODE_FILES_MAX: usize = 200;
 
@@ -540,8 +542,14 @@ fn counterexample(
     }
     out.push_str("</ol>");
     if !cx.partial_linearization.is_empty() {
-        out.push_str("<h4>Longest order found before getting stuck</h4><ol class=\"ops\">");
-        for o in &cx.partial_linearization {
+        let n = cx.partial_linearization.len();
+        let skipped = n.saturating_sub(PARTIAL_SHOWN_MAX);
+        out.push_str("<h4>Longest order found before getting stuck</h4>");
+        if skipped > 0 {
+            let _ = write!(out, "<p class=\"caption\">… {skipped} earlier ops, then the last {PARTIAL_SHOWN_MAX}:</p>");
+        }
+        let _ = write!(out, "<ol class=\"ops\" start=\"{}\">", skipped + 1);
+        for o in &cx.partial_linearization[skipped..] {
             let _ = write!(out, "<li>{}</li>", html(&opref_text(o)));
         }
         let _ = write!(

@@ -53,6 +53,70 @@ pub fn write_report_for(run: &RunData) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Writes `results.json` into a run folder: the checkers' results, the history's `stats`, and
+/// `error` when the run itself failed. Returns its path.
+pub fn write_results(
+    run_dir: &Path,
+    checked: &faultline_checker::Results,
+    history: &[faultline_checker::Op],
+    error: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    let mut value = serde_json::to_value(checked).context("cannot serialise the results")?;
+    let obj = value
+        .as_object_mut()
+        .context("checker results are not a JSON object")?;
+    obj.insert(
+        "stats".into(),
+        serde_json::to_value(history::history_stats(history))?,
+    );
+    if let Some(e) = error {
+        obj.insert("error".into(), serde_json::Value::String(e.to_string()));
+    }
+    let path = run_dir.join(run::RESULTS_JSON);
+    let tmp = run_dir.join(".results.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&value)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Re-checks a run from its history.jsonl without re-running it (Jepsen's `analyze`):
+/// rewrites results.json (keeping an earlier run `error`) and report.html, and the results
+/// index when the run sits in a results folder. The model is `options.model`, else
+/// test.json's `model`, else guessed from the ops.
+pub fn recheck_run(
+    run_dir: &Path,
+    options: &faultline_checker::CheckOptions,
+) -> anyhow::Result<RunData> {
+    let before = RunData::load(run_dir)?;
+    anyhow::ensure!(
+        run_dir.join(run::HISTORY_JSONL).exists(),
+        "{} has no {}",
+        run_dir.display(),
+        run::HISTORY_JSONL
+    );
+    let mut options = options.clone();
+    if options.model.is_none() {
+        options.model = before
+            .test_raw
+            .get("model")
+            .and_then(|m| m.as_str())
+            .map(str::to_string);
+    }
+    let checked = faultline_checker::check_history(&before.history, &options)
+        .map_err(|e| anyhow::anyhow!("cannot check {}: {e}", run_dir.display()))?;
+    let error = before.results.as_ref().and_then(|r| r.error.clone());
+    write_results(run_dir, &checked, &before.history, error.as_deref())?;
+    let run = RunData::load(run_dir)?;
+    write_report_for(&run)?;
+    if let Some(root) = run_dir.parent().and_then(Path::parent) {
+        if root.join("index.html").exists() {
+            update_index(root)?;
+        }
+    }
+    Ok(run)
+}
+
 /// Everything a finished run needs on the results side: report.html, the `latest` link,
 /// results/index.html (the results root is two levels up). Returns the report's path.
 pub fn finish_run(run_dir: &Path) -> anyhow::Result<PathBuf> {
@@ -62,4 +126,74 @@ pub fn finish_run(run_dir: &Path) -> anyhow::Result<PathBuf> {
         update_index(root)?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{lock_run, register_run, write_run, LockSpec, RegisterSpec};
+    use faultline_checker::verdict::Validity;
+
+    #[test]
+    fn recheck_rewrites_results_and_report_from_the_history_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "valid",
+                register_run(&RegisterSpec {
+                    seed: 21,
+                    ops: 400,
+                    ..Default::default()
+                }),
+                Verdict::Valid,
+            ),
+            (
+                "invalid",
+                register_run(&RegisterSpec {
+                    seed: 22,
+                    ops: 400,
+                    bug: true,
+                    ..Default::default()
+                }),
+                Verdict::Invalid,
+            ),
+            (
+                "lock",
+                lock_run(&LockSpec {
+                    seed: 23,
+                    acquisitions: 80,
+                    bug: true,
+                    ..Default::default()
+                }),
+                Verdict::Invalid,
+            ),
+        ];
+        for (name, run, expected) in cases {
+            let dir = root.path().join(name).join("20261126T070000Z");
+            write_run(&dir, &run).unwrap();
+            // Only the history counts: results.json from before is replaced.
+            std::fs::write(
+                dir.join(run::RESULTS_JSON),
+                r#"{"valid": "unknown", "checkers": []}"#,
+            )
+            .unwrap();
+            let data = recheck_run(&dir, &faultline_checker::CheckOptions::default()).unwrap();
+            assert_eq!(data.verdict(), expected, "{name}");
+            let results = data.results.as_ref().unwrap();
+            let stats = results.stats.as_ref().expect("stats written");
+            assert_eq!(stats.ops as usize, history::pair_ops(&data.history).0.len());
+            let report = std::fs::read_to_string(dir.join(run::REPORT_HTML)).unwrap();
+            assert!(report.contains(&format!("<header class=\"verdict {}\">", expected.as_str())));
+            if name == "invalid" {
+                let key = results.checkers[0]
+                    .keys
+                    .iter()
+                    .find(|k| k.valid == Validity::Invalid)
+                    .unwrap();
+                let cx = key.counterexample.as_ref().expect("a counterexample");
+                assert!(!cx.ops.is_empty());
+                assert!(report.contains(&escape::html(&cx.explanation)));
+            }
+        }
+    }
 }

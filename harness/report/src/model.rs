@@ -71,6 +71,14 @@ pub struct Results {
     pub error: Option<String>,
 }
 
+impl Results {
+    /// The checker crate's results seen through this crate's tolerant mirror (they share
+    /// the JSON of docs/contracts.md).
+    pub fn from_checker(checked: &faultline_checker::Results) -> anyhow::Result<Results> {
+        Ok(serde_json::from_value(serde_json::to_value(checked)?)?)
+    }
+}
+
 /// One checker's verdict. Linearizability fills `keys`, mutual exclusion fills `locks`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckerResult {
