@@ -113,10 +113,14 @@ impl Control {
                 });
             }
         }
-        let dir = ctldir::new_control_dir().map_err(|e| ControlError::Connect {
-            host: all(),
-            reason: format!("cannot create SSH control directory: {e}"),
-        })?;
+        // Blocking: the first call of a process also cleans up stale masters (`ssh -O exit`).
+        let dir = tokio::task::spawn_blocking(ctldir::new_control_dir)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+            .map_err(|e| ControlError::Connect {
+                host: all(),
+                reason: format!("cannot create SSH control directory: {e}"),
+            })?;
         let dir = Arc::new(dir);
         let mut tasks = tokio::task::JoinSet::new();
         for (i, spec) in hosts.iter().cloned().enumerate() {

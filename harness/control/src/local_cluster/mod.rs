@@ -172,7 +172,8 @@ struct StateFile {
 
 /// Brings cluster `cfg.id` up with `cfg.nodes` hosts. If it already runs with that many
 /// healthy hosts it is returned as is; anything else of that id (a different size, the
-/// remains of a crash) is torn down first.
+/// remains of a crash) is torn down first. Blocking (about a second for 5 hosts): from async
+/// code call it through `tokio::task::spawn_blocking`. Needs root.
 pub fn up(cfg: &ClusterConfig) -> anyhow::Result<LocalCluster> {
     preflight()?;
     if cfg.nodes == 0 || cfg.nodes > NODES_MAX {
