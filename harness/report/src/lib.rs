@@ -31,7 +31,9 @@ pub use index::update_index;
 pub use junit::{junit_xml, write_junit};
 pub use model::{Results, Stats, TestConfig, Verdict};
 pub use run::{create_run_dir, link_latest, run_dir_name, RunData, RunSummary};
-pub use summary::{check_progress, print_summary, progress_bar, summary_table};
+pub use summary::{
+    check_progress, print_summary, progress_bar, summary_for, summary_for_checked, summary_table,
+};
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};

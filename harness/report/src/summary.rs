@@ -160,6 +160,18 @@ pub fn summary_for(history: &[Op], results: Option<&Results>, report: Option<&Pa
     out
 }
 
+/// [`summary_for`] with the checker crate's own results (what `faultline check` holds).
+pub fn summary_for_checked(
+    history: &[Op],
+    checked: &faultline_checker::Results,
+    report: Option<&Path>,
+) -> String {
+    match Results::from_checker(checked) {
+        Ok(r) => summary_for(history, Some(&r), report),
+        Err(e) => format!("cannot summarise the results: {e:#}\n"),
+    }
+}
+
 /// The summary of a loaded run folder (see [`summary_for`]).
 pub fn summary_table(run: &RunData) -> String {
     let report = run.dir.join(crate::run::REPORT_HTML);
@@ -236,6 +248,24 @@ mod tests {
             assert!(k0_row.contains(&format!(" {n} ")), "{k0_row} lacks {n}");
         }
         assert!(text.contains("cannot be linearized"), "{text}");
+    }
+
+    #[test]
+    fn the_checker_crates_results_summarise_too() {
+        let run = synth::register_run(&synth::RegisterSpec {
+            seed: 31,
+            ops: 300,
+            bug: true,
+            ..Default::default()
+        });
+        let checked = faultline_checker::check_history(&run.history, &Default::default()).unwrap();
+        let text = summary_for_checked(&run.history, &checked, None);
+        assert!(text.contains("verdict: INVALID"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains(" k0 ") && l.contains("INVALID")),
+            "{text}"
+        );
     }
 
     #[test]
