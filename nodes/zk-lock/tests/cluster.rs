@@ -1,0 +1,395 @@
+//! A three-node zk-lock cluster in one process, driven over its real HTTP API.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use faultline_raft::server::{LeaseMode, ServerConfig};
+use faultline_zk_lock::http::HttpConfig;
+use faultline_zk_lock::service::{self, NodeConfig, Running};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+const TICK_MS: u64 = 20;
+
+struct Cluster {
+    nodes: Vec<Option<Running>>,
+    clients: Vec<String>,
+    peers: Vec<String>,
+    http: reqwest::Client,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        let mut peer_l = Vec::new();
+        let mut client_l = Vec::new();
+        for _ in 0..n {
+            peer_l.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+            client_l.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let id = |i: usize| format!("n{}", i + 1);
+        let peers: Vec<(String, String)> = (0..n)
+            .map(|i| (id(i), peer_l[i].local_addr().unwrap().to_string()))
+            .collect();
+        let clients: Vec<String> = client_l
+            .iter()
+            .map(|l| l.local_addr().unwrap().to_string())
+            .collect();
+        let client_peers: HashMap<String, String> =
+            (0..n).map(|i| (id(i), clients[i].clone())).collect();
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for (i, (p, c)) in peer_l.into_iter().zip(client_l).enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = NodeConfig {
+                server: ServerConfig {
+                    id: id(i),
+                    peers: peers.clone(),
+                    data_dir: dir.path().to_path_buf(),
+                    tick: Duration::from_millis(TICK_MS),
+                    election_ticks: 10,
+                    heartbeat_ticks: 2,
+                    lease: LeaseMode::Off,
+                    snapshot_entries: 10_000,
+                    no_fsync: false,
+                    link_filter: None,
+                    seed: 1000 + i as u64,
+                },
+                http: HttpConfig {
+                    id: id(i),
+                    client_peers: client_peers.clone(),
+                    request_timeout: Duration::from_millis(2000),
+                    bugs: Vec::new(),
+                },
+                expiry_check: Duration::from_millis(TICK_MS),
+            };
+            nodes.push(Some(service::start(cfg, p, c).await.unwrap()));
+            dirs.push(dir);
+        }
+        Cluster {
+            nodes,
+            clients,
+            peers: peers.into_iter().map(|(_, a)| a).collect(),
+            http: reqwest::Client::new(),
+            _dirs: dirs,
+        }
+    }
+
+    async fn post(&self, node: usize, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("http://{}{path}", self.clients[node]))
+            .json(&body)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path} to node {node}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn status(&self, node: usize) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("http://{}/status", self.clients[node]))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// The index of the node every live node agrees leads, waiting for an election.
+    async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].is_none() {
+                    continue;
+                }
+                if let Some(s) = self.status(i).await {
+                    if s["role"] == "leader" {
+                        return i;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no leader within 10 s");
+    }
+
+    async fn kill(&mut self, node: usize) {
+        if let Some(running) = self.nodes[node].take() {
+            running.stop().await.unwrap();
+        }
+    }
+
+    async fn open(&self, node: usize, timeout_ms: u64) -> u64 {
+        let (code, body) = self
+            .post(node, "/session/open", json!({ "timeout_ms": timeout_ms }))
+            .await;
+        assert_eq!(code, 200, "{body}");
+        body["session"].as_u64().unwrap()
+    }
+
+    async fn acquire(
+        &self,
+        node: usize,
+        session: u64,
+        lock: &str,
+        timeout_ms: u64,
+    ) -> (u16, Value) {
+        self.post(
+            node,
+            "/lock/acquire",
+            json!({ "session": session, "lock": lock, "timeout_ms": timeout_ms }),
+        )
+        .await
+    }
+}
+
+fn token(body: &Value) -> u64 {
+    body["token"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no token in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_queue_grants_in_order_and_a_timed_out_wait_leaves_it() {
+    let c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let follower = (leader + 1) % 3;
+    let a = c.open(leader, 10_000).await;
+    let b = c.open(follower, 10_000).await;
+    let (code, got) = c.acquire(follower, a, "l", 1_000).await;
+    assert_eq!(code, 200, "{got}");
+    let ta = token(&got);
+    // A retried acquire by the holder answers the same grant.
+    assert_eq!(token(&c.acquire(leader, a, "l", 1_000).await.1), ta);
+    // B waits, gives up, and its node is gone from the queue.
+    let (code, body) = c.acquire(leader, b, "l", 200).await;
+    assert_eq!(
+        (code, body["definite"].as_bool()),
+        (408, Some(true)),
+        "{body}"
+    );
+    let (code, body) = c
+        .post(
+            leader,
+            "/lock/release",
+            json!({ "session": b, "lock": "l" }),
+        )
+        .await;
+    assert_eq!(code, 412, "{body}");
+    // B waits again; A's release passes the lock to B with a larger token.
+    let waiter = {
+        let (addr, http) = (c.clients[follower].clone(), c.http.clone());
+        tokio::spawn(async move {
+            let resp = http
+                .post(format!("http://{addr}/lock/acquire"))
+                .json(&json!({ "session": b, "lock": "l", "timeout_ms": 5_000 }))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (code, body) = c
+        .post(
+            follower,
+            "/lock/release",
+            json!({ "session": a, "lock": "l" }),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, got) = waiter.await.unwrap();
+    assert_eq!(code, 200, "{got}");
+    assert!(token(&got) > ta);
+    let (code, body) = c
+        .post(leader, "/session/close", json!({ "session": b }))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = c
+        .post(leader, "/session/keepalive", json!({ "session": b }))
+        .await;
+    assert_eq!(
+        (code, body["definite"].as_bool()),
+        (409, Some(true)),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_releases_the_lock() {
+    let c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let a = c.open(leader, 300).await;
+    let ta = token(&c.acquire(leader, a, "l", 1_000).await.1);
+    // B blocks on the lock; A falls silent (no keepalives) and its session must expire.
+    let b = c.open(leader, 10_000).await;
+    let started = Instant::now();
+    let (code, got) = c.acquire((leader + 2) % 3, b, "l", 10_000).await;
+    assert_eq!(code, 200, "{got}");
+    let tb = token(&got);
+    assert!(tb > ta, "tokens increase: {ta} then {tb}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "granted only after A's timeout"
+    );
+    let (code, _) = c
+        .post(leader, "/session/keepalive", json!({ "session": a }))
+        .await;
+    assert_eq!(code, 409, "the expired session is gone");
+    let (code, _) = c
+        .post(
+            leader,
+            "/lock/release",
+            json!({ "session": a, "lock": "l" }),
+        )
+        .await;
+    assert_eq!(code, 409, "an expired session cannot release B's lock");
+    let status = c.status(leader).await.unwrap();
+    assert_eq!(status["sessions"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_session_keeps_its_lock_across_a_leader_change_and_tokens_keep_increasing() {
+    let mut c = Cluster::start(3).await;
+    let old = c.leader().await;
+    let a = c.open(old, 1_000).await;
+    let ta = token(&c.acquire(old, a, "l", 1_000).await.1);
+
+    // A's client keeps its session alive, trying every node in turn, as a client library would.
+    let keepalive = {
+        let (addrs, http) = (c.clients.clone(), c.http.clone());
+        tokio::spawn(async move {
+            for i in 0.. {
+                let addr = &addrs[i % addrs.len()];
+                let _ = http
+                    .post(format!("http://{addr}/session/keepalive"))
+                    .json(&json!({ "session": a }))
+                    .timeout(Duration::from_millis(300))
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    c.kill(old).await;
+    let new = c.leader().await;
+    assert_ne!(new, old);
+    // Several session timeouts pass under the new leader.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let b = c.open(new, 10_000).await;
+    let (code, body) = c.acquire(new, b, "l", 300).await;
+    assert_eq!(
+        code, 408,
+        "A still holds the lock after the leader change: {body}"
+    );
+    keepalive.abort();
+
+    let (code, body) = c
+        .post(new, "/lock/release", json!({ "session": a, "lock": "l" }))
+        .await;
+    assert_eq!(code, 200, "A's session survived: {body}");
+    let (code, got) = c.acquire(new, b, "l", 1_000).await;
+    assert_eq!(code, 200, "{got}");
+    let tb = token(&got);
+    assert!(
+        tb > ta,
+        "fencing tokens increase across the leader change: {ta} then {tb}"
+    );
+    let term_now = c.status(new).await.unwrap()["term"].as_u64().unwrap();
+    assert!(term_now >= 2);
+    let _ = c.peers.len();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_never_crash_a_node() {
+    use rand::{Rng, SeedableRng};
+    let c = Cluster::start(1).await;
+    c.leader().await;
+    let paths = [
+        "/session/open",
+        "/session/keepalive",
+        "/session/close",
+        "/lock/acquire",
+        "/lock/release",
+    ];
+    let table: Vec<(&str, Vec<u8>)> = vec![
+        ("/session/open", b"{".to_vec()),
+        ("/session/open", br#"{"timeout_ms": -1}"#.to_vec()),
+        ("/session/open", br#"{"timeout_ms": 1}"#.to_vec()),
+        (
+            "/session/open",
+            br#"{"timeout_ms": 18446744073709551615}"#.to_vec(),
+        ),
+        (
+            "/session/open",
+            br#"{"timeout_ms": 1000, "extra": 1}"#.to_vec(),
+        ),
+        ("/lock/acquire", br#"{"session": 1, "lock": ""}"#.to_vec()),
+        (
+            "/lock/acquire",
+            format!(r#"{{"session": 1, "lock": "{}"}}"#, "x".repeat(300)).into_bytes(),
+        ),
+        (
+            "/lock/acquire",
+            br#"{"session": 1, "lock": "l", "timeout_ms": 99999999}"#.to_vec(),
+        ),
+        (
+            "/lock/acquire",
+            br#"{"session": "one", "lock": "l"}"#.to_vec(),
+        ),
+        ("/lock/release", b"null".to_vec()),
+        ("/session/keepalive", vec![b'['; 100_000]),
+        ("/nowhere", b"{}".to_vec()),
+    ];
+    for (path, body) in &table {
+        let resp = c
+            .http
+            .post(format!("http://{}{path}", c.clients[0]))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        assert!(
+            (400..500).contains(&code),
+            "{path} {:?}: {code}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for _ in 0..200 {
+        let path = paths[rng.random_range(0..paths.len())];
+        let len = rng.random_range(0..64);
+        let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        let resp = c
+            .http
+            .post(format!("http://{}{path}", c.clients[0]))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error(), "{path}: {}", resp.status());
+    }
+    // Garbage on raw sockets: the HTTP port and the peer port.
+    for addr in [&c.clients[0], &c.peers[0]] {
+        for garbage in [
+            &b"GET / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n"[..],
+            b"\x00\xff\xfe garbage\r\n\r\n",
+            b"FLTNODE1\xff\xff\xff\xff",
+        ] {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+                let _ = s.write_all(garbage).await;
+            }
+        }
+    }
+    let status = c.status(0).await.expect("the node still answers");
+    assert_eq!(status["role"], "leader");
+    let s = c.open(0, 1_000).await;
+    assert_eq!(c.acquire(0, s, "l", 100).await.0, 200);
+}
