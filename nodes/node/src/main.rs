@@ -24,12 +24,18 @@ struct Cli {
 enum Command {
     /// Raft replicated key-value store (linearizable read, write, cas).
     Raft(common::NodeArgs),
+    /// Redis-style lock server speaking RESP (see nodes/LOCKS.md).
+    RedisLock(faultline_redis_lock::node::Args),
+    /// ZooKeeper-style lock service on Raft: sessions, fencing tokens (see nodes/LOCKS.md).
+    ZkLock(faultline_zk_lock::node::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Raft(args) => raft::run(args),
+        Command::RedisLock(args) => faultline_redis_lock::node::run(args),
+        Command::ZkLock(args) => faultline_zk_lock::node::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
