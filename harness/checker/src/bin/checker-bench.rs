@@ -1,2 +1,228 @@
-//! Benchmark of the checker on bench-data (filled in below).
-fn main() {}
+//! Times the checker on every bench-data file beside Porcupine's figures from MANIFEST.tsv,
+//! the unpartitioned kv cases, and a generated large history; prints peak memory.
+//!
+//! `cargo run --release -p faultline-checker --bin checker-bench -- [--runs N] [--only TEXT]`
+//! The big cases run in child processes (`--case NAME`) so each one's peak RSS is its own.
+
+use faultline_checker::bench_data::{default_dir, read_manifest, Row};
+use faultline_checker::{check_linearizable_named, generate, import, Limits, Validity};
+use std::time::{Duration, Instant};
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn verdict_name(v: Validity) -> &'static str {
+    match v {
+        Validity::Valid => "linearizable",
+        Validity::Invalid => "not-linearizable",
+        Validity::Unknown => "unknown",
+    }
+}
+
+fn verdict_only() -> Limits {
+    Limits {
+        time_limit: Some(Duration::from_secs(60)),
+        counterexamples: false,
+        ..Limits::default()
+    }
+}
+
+struct Timed {
+    median_s: f64,
+    verdict: Validity,
+}
+
+fn time_row(row: &Row, runs: usize, limits: &Limits) -> Timed {
+    let (_, ops) = import::read_file(&row.path, Some(row.format)).expect("bench file parses");
+    let mut times = Vec::new();
+    let mut verdict = Validity::Unknown;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r =
+            check_linearizable_named(&ops, row.model, row.initial.as_ref(), limits).expect("model");
+        times.push(t.elapsed().as_secs_f64());
+        verdict = r.valid;
+    }
+    Timed {
+        median_s: median(times),
+        verdict,
+    }
+}
+
+/// One big case, run in this (child) process; prints one line the parent relays.
+fn run_case(name: &str) {
+    let dir = default_dir().join("porcupine/test_data/kv");
+    let mut limits = verdict_only();
+    let (label, ops, model) = match name {
+        "kv-map-c10" => {
+            let (_, ops) = import::read_file(&dir.join("c10-ok.txt"), None).unwrap();
+            ("kv c10-ok as one map (kv-map)", ops, "kv-map")
+        }
+        "kv-map-c50" => {
+            limits.time_limit = Some(Duration::from_secs(30));
+            limits.memory_limit_bytes = 1024 * 1024 * 1024;
+            let (_, ops) = import::read_file(&dir.join("c50-ok.txt"), None).unwrap();
+            (
+                "kv c50-ok as one map (kv-map), 30 s / 1024 MB limits",
+                ops,
+                "kv-map",
+            )
+        }
+        "big" => {
+            let t = Instant::now();
+            let ops = generate::register_history(&generate::Params::big(42));
+            let path =
+                std::env::temp_dir().join(format!("faultline-big-{}.jsonl", std::process::id()));
+            let file = std::fs::File::create(&path).expect("temp file");
+            faultline_checker::history::write_jsonl(std::io::BufWriter::new(file), &ops).unwrap();
+            let gen_s = t.elapsed().as_secs_f64();
+            drop(ops);
+            let t = Instant::now();
+            let ops = faultline_checker::read_jsonl(&path).expect("read back");
+            let read_s = t.elapsed().as_secs_f64();
+            let _ = std::fs::remove_file(&path);
+            let t = Instant::now();
+            let r =
+                check_linearizable_named(&ops, "cas-register", None, &Limits::default()).unwrap();
+            let check_s = t.elapsed().as_secs_f64();
+            println!(
+                "CASE\tgenerated 1,000,000 ops / 1,000 keys / 20 processes / 5% info (seed 42)\t{}\tgenerate+write {:.2} s, read {:.2} s, check {:.2} s\t{:.0}",
+                verdict_name(r.valid),
+                gen_s,
+                read_s,
+                check_s,
+                peak_rss_mb()
+            );
+            return;
+        }
+        other => panic!("unknown case {other}"),
+    };
+    let t = Instant::now();
+    let r = check_linearizable_named(&ops, model, None, &limits).unwrap();
+    let reason = r
+        .keys
+        .iter()
+        .find_map(|k| k.reason.clone())
+        .unwrap_or_default();
+    println!(
+        "CASE\t{label}\t{}\tcheck {:.3} s {reason}\t{:.0}",
+        verdict_name(r.valid),
+        t.elapsed().as_secs_f64(),
+        peak_rss_mb()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(case) = arg("--case") {
+        run_case(&case);
+        return;
+    }
+    let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
+    let only = arg("--only");
+    let rows = read_manifest(&default_dir()).expect("MANIFEST.tsv");
+    let mut limits = verdict_only();
+    // `--counterexamples`: time what `faultline check` does for invalid keys, shrinking included.
+    limits.counterexamples = args.iter().any(|a| a == "--counterexamples");
+
+    println!(
+        "{:<58} {:>5} {:>17} {:>11} {:>13} {:>8}",
+        "file", "ops", "verdict", "ours ms", "porcupine ms", "speedup"
+    );
+    let (mut ours_etcd, mut porc_etcd, mut ours_all, mut porc_all) = (0.0, 0.0, 0.0, 0.0);
+    let mut mismatches = 0;
+    for row in &rows {
+        let name = row
+            .path
+            .strip_prefix(default_dir())
+            .unwrap_or(&row.path)
+            .display()
+            .to_string();
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
+        let t = time_row(row, runs, &limits);
+        let ok = t.verdict == row.expected;
+        mismatches += usize::from(!ok);
+        let porc = row.porcupine_s.unwrap_or(0.0);
+        if row.porcupine_s.is_some() {
+            ours_all += t.median_s;
+            porc_all += porc;
+            if name.contains("etcd_") {
+                ours_etcd += t.median_s;
+                porc_etcd += porc;
+            }
+        }
+        println!(
+            "{:<58} {:>5} {:>17} {:>11.3} {:>13} {:>8}",
+            name,
+            row.op_count,
+            format!(
+                "{}{}",
+                verdict_name(t.verdict),
+                if ok { "" } else { " (!)" }
+            ),
+            t.median_s * 1000.0,
+            row.porcupine_s
+                .map_or("-".into(), |p| format!("{:.3}", p * 1000.0)),
+            row.porcupine_s
+                .map_or("-".into(), |p| format!("{:.1}x", p / t.median_s.max(1e-9))),
+        );
+    }
+    println!();
+    println!("median of {runs} runs per file, verdict only (no counterexample shrinking), parse excluded");
+    println!(
+        "etcd logs total: ours {:.1} ms, porcupine {:.1} ms ({:.1}x)",
+        ours_etcd * 1000.0,
+        porc_etcd * 1000.0,
+        porc_etcd / ours_etcd.max(1e-9)
+    );
+    println!(
+        "all files total: ours {:.1} ms, porcupine {:.1} ms ({:.1}x)",
+        ours_all * 1000.0,
+        porc_all * 1000.0,
+        porc_all / ours_all.max(1e-9)
+    );
+    println!("verdict mismatches: {mismatches}");
+    println!("peak RSS of this process: {:.0} MB", peak_rss_mb());
+    if only.is_some() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<70} {:>16} {:>44} {:>10}",
+        "case (child process)", "verdict", "time", "peak MB"
+    );
+    let exe = std::env::current_exe().expect("own path");
+    for case in ["kv-map-c10", "kv-map-c50", "big"] {
+        let out = std::process::Command::new(&exe)
+            .args(["--case", case])
+            .output()
+            .expect("child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.lines().find_map(|l| l.strip_prefix("CASE\t")) {
+            Some(line) => {
+                let f: Vec<&str> = line.split('\t').collect();
+                println!("{:<70} {:>16} {:>44} {:>10}", f[0], f[1], f[2], f[3]);
+            }
+            None => println!("{case}: failed: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+    }
+}

@@ -4,7 +4,10 @@
 use super::search::{search, Budget, Entry, Outcome};
 use crate::model::Model;
 use crate::results::OpRef;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Wall time one shrinking candidate may take.
+const CANDIDATE_TIME_LIMIT: Duration = Duration::from_millis(200);
 
 pub(crate) struct Minimal {
     /// Positions in the key's entries, in invoke order.
@@ -33,7 +36,6 @@ pub(crate) fn shrink<M: Model>(
     deadline: Instant,
 ) -> Minimal {
     let deadline = main.deadline.map_or(deadline, |d| d.min(deadline));
-    let budget = Budget::new(main.limit_bytes / 2, Some(deadline));
     let mut current: Vec<u32> = (0..entries.len() as u32).collect();
     let mut chunk = current.len().div_ceil(2);
     while chunk >= 1 {
@@ -51,6 +53,12 @@ pub(crate) fn shrink<M: Model>(
                 .chain(&current[end..])
                 .copied()
                 .collect();
+            // One hard candidate must not eat the whole shrinking time: past its own
+            // limit it counts as "not shown invalid" and its ops stay.
+            let budget = Budget::new(
+                main.limit_bytes / 2,
+                Some(deadline.min(Instant::now() + CANDIDATE_TIME_LIMIT)),
+            );
             if !candidate.is_empty() && still_invalid(model, entries, &candidate, &budget) {
                 current = candidate;
             } else {
@@ -91,7 +99,10 @@ pub(crate) fn explain<M: Model>(
     for &i in &minimal.ops {
         let _ = writeln!(text, "  - {}", refs[i as usize].describe());
     }
-    let budget = Budget::new(main.limit_bytes / 2, None);
+    let budget = Budget::new(
+        main.limit_bytes / 2,
+        Some(Instant::now() + Duration::from_secs(1)),
+    );
     let sub: Vec<&Entry<M::Op>> = minimal.ops.iter().map(|&i| &entries[i as usize]).collect();
     let Outcome::Illegal { longest, state } = search(model, &sub, &budget) else {
         return text;

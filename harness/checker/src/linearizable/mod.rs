@@ -24,6 +24,13 @@ pub struct Limits {
     pub threads: Option<usize>,
     /// Wall time for shrinking each invalid key's counterexample.
     pub shrink_time_limit: Duration,
+    /// Build counterexamples for invalid keys (shrinking and explanation); off, an invalid
+    /// key only gets the longest partial linearization and its state.
+    pub counterexamples: bool,
+    /// Decide every key even after one is found non-linearizable. Off (the default, as in
+    /// Porcupine), the check stops at the first invalid key and keys not decided by then
+    /// are `unknown` — the verdict is `false` either way.
+    pub exhaustive: bool,
 }
 
 impl Default for Limits {
@@ -33,6 +40,8 @@ impl Default for Limits {
             memory_limit_bytes: 2048 * 1024 * 1024,
             threads: None,
             shrink_time_limit: Duration::from_secs(5),
+            counterexamples: true,
+            exhaustive: false,
         }
     }
 }
@@ -88,6 +97,15 @@ fn group_history<M: Model>(model: &M, ops: &[Op], pairs: &[Operation]) -> Vec<Gr
         }
     }
     by_key.into_values().collect()
+}
+
+/// Why a key has no verdict when another key was found invalid first.
+const STOPPED: &str = "not decided: the check stopped when another key was found non-linearizable (use exhaustive mode to decide every key)";
+
+/// Cores to use; asked once, since the answer reads cgroup files (slow next to a small check).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -147,20 +165,39 @@ pub fn check_linearizable<M: Model>(model: &M, ops: &[Op], limits: &Limits) -> L
     order.sort_by_key(|&g| std::cmp::Reverse(groups[g].entries.len()));
     let threads = limits
         .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .unwrap_or_else(cores)
         .clamp(1, groups.len().max(1));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<KeyResult>>> = Mutex::new(vec![None; groups.len()]);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&g) = order.get(k) else { break };
-                let r = check_group(model, ops, &groups[g], &budget, limits);
-                results.lock().unwrap_or_else(|e| e.into_inner())[g] = Some(r);
-            });
+    let work = || loop {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        let Some(&g) = order.get(k) else { break };
+        let r = if budget.cancel.load(Ordering::Relaxed) {
+            KeyResult {
+                key: groups[g].key.clone(),
+                valid: Validity::Unknown,
+                ops: groups[g].entries.len(),
+                duration_ms: 0.0,
+                reason: Some(STOPPED.into()),
+                counterexample: None,
+            }
+        } else {
+            check_group(model, ops, &groups[g], &budget, limits)
+        };
+        if r.valid == Validity::Invalid && !limits.exhaustive {
+            budget.cancel.store(true, Ordering::Relaxed);
         }
-    });
+        results.lock().unwrap_or_else(|e| e.into_inner())[g] = Some(r);
+    };
+    if threads == 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(work);
+            }
+        });
+    }
     let keys: Vec<KeyResult> = results
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
@@ -206,6 +243,9 @@ fn check_group<M: Model>(
     match outcome {
         Err(_) => result.reason = Some("the model panicked".into()),
         Ok(Outcome::Linearizable) => result.valid = Validity::Valid,
+        Ok(Outcome::Unknown(_)) if budget.cancel.load(Ordering::Relaxed) => {
+            result.reason = Some(STOPPED.into())
+        }
         Ok(Outcome::Unknown(reason)) => {
             result.reason = Some(format!(
                 "{reason} after {:.1} s",
@@ -216,14 +256,15 @@ fn check_group<M: Model>(
             result.valid = Validity::Invalid;
             let shrink_deadline = Instant::now() + limits.shrink_time_limit;
             let refs: Vec<OpRef> = group.sources.iter().map(|&s| OpRef::new(ops, s)).collect();
-            let minimal = explain::shrink(model, &group.entries, budget, shrink_deadline);
-            let text = explain::explain(model, &group.entries, &refs, &minimal, budget);
+            let (minimal, text) = if limits.counterexamples {
+                let minimal = explain::shrink(model, &group.entries, budget, shrink_deadline);
+                let text = explain::explain(model, &group.entries, &refs, &minimal, budget);
+                (minimal.ops, text)
+            } else {
+                (Vec::new(), String::new())
+            };
             result.counterexample = Some(Counterexample {
-                ops: minimal
-                    .ops
-                    .iter()
-                    .map(|&i| refs[i as usize].clone())
-                    .collect(),
+                ops: minimal.iter().map(|&i| refs[i as usize].clone()).collect(),
                 partial_linearization: longest.iter().map(|&i| refs[i as usize].clone()).collect(),
                 state: model.state_json(&state),
                 explanation: text,

@@ -9,12 +9,18 @@
 //! about 2^-128 per pair. States are interned to u32 ids and transitions memoised per
 //! (state, op), so a model's `step` runs once per distinct pair.
 //!
-//! Indeterminate ops return "at infinity" (after every other event): they may be
-//! linearized anywhere after their invoke, and the search succeeds as soon as every
-//! determinate op is linearized, which leaves the rest out ("never happened").
+//! Indeterminate ops (`info`, pending) return "at infinity": they may be linearized
+//! anywhere after their invoke, and the search succeeds as soon as every determinate op is
+//! linearized, which leaves the rest out ("never happened"). They live in a list of their
+//! own and are tried only after the determinate candidates of a configuration, and the
+//! cache knows that they are optional: a configuration with the same determinate ops and
+//! state as one already explored, but with a superset of its indeterminate ops, can do
+//! nothing the explored one could not (leave the extra ones out), so it is pruned. For the
+//! same reason an indeterminate op that leaves the state unchanged is never linearized.
+//! Without this, every subset of the pending `info` ops would be a configuration of its own.
 
 use crate::model::Model;
-use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -72,7 +78,7 @@ impl Budget {
     /// Why the search must stop now, if it must.
     fn stop_reason(&self) -> Option<String> {
         if self.cancel.load(Ordering::Relaxed) {
-            return Some("stopped: another part of the check hit a limit".into());
+            return Some("stopped: another key was found non-linearizable".into());
         }
         if let Some(d) = self.deadline {
             if Instant::now() >= d {
@@ -105,11 +111,24 @@ const NIL: u32 = u32::MAX;
 const ILLEGAL: u32 = u32::MAX;
 const CHECK_EVERY_STEPS: u64 = 1 << 10;
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct CacheKey {
     lo: u64,
     hi: u64,
     state: u32,
+}
+
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // Exact bitsets differ in few low bits; FxHash alone spreads them badly over the
+        // table (long probe runs), so mix them fully first (splitmix64's finaliser).
+        let mut z = self.lo
+            ^ self.hi.rotate_left(29)
+            ^ u64::from(self.state).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h.write_u64(z ^ (z >> 31));
+    }
 }
 
 /// Heap bytes of a hashbrown table with this capacity and element size (control bytes
@@ -134,6 +153,44 @@ fn splitmix(seed: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Visited configurations: exact signature of the determinate part (plus state) →
+/// a chain of masks of the optional (indeterminate) ops linearized with it.
+struct Cache {
+    heads: FxHashMap<CacheKey, u32>,
+    /// (mask, next link) chains.
+    masks: Vec<(u64, u32)>,
+}
+
+impl Cache {
+    /// Records the configuration; false when it (or one it dominates) was seen.
+    fn insert(&mut self, key: CacheKey, mask: u64) -> bool {
+        match self.heads.get_mut(&key) {
+            None => {
+                self.heads.insert(key, self.masks.len() as u32);
+                self.masks.push((mask, NIL));
+                true
+            }
+            Some(head) => {
+                let mut link = *head;
+                while link != NIL {
+                    let (seen, next) = self.masks[link as usize];
+                    if seen & !mask == 0 {
+                        return false;
+                    }
+                    link = next;
+                }
+                self.masks.push((mask, *head));
+                *head = (self.masks.len() - 1) as u32;
+                true
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.masks.len()
+    }
+}
+
 struct Search<'a, M: Model> {
     model: &'a M,
     budget: &'a Budget,
@@ -142,7 +199,7 @@ struct Search<'a, M: Model> {
     state_chain: Vec<u32>,
     state_bytes: usize,
     memo: FxHashMap<u64, u32>,
-    cache: FxHashSet<CacheKey>,
+    cache: Cache,
     accounted: usize,
 }
 
@@ -182,7 +239,10 @@ impl<'a, M: Model> Search<'a, M> {
     }
 
     fn actual_bytes(&self) -> usize {
-        table_bytes(self.cache.capacity(), std::mem::size_of::<CacheKey>())
+        table_bytes(
+            self.cache.heads.capacity(),
+            std::mem::size_of::<(CacheKey, u32)>(),
+        ) + self.cache.masks.capacity() * 16
             + table_bytes(self.memo.capacity(), 12)
             + table_bytes(self.state_index.capacity(), 12)
             + self.states.capacity() * std::mem::size_of::<M::State>()
@@ -204,13 +264,21 @@ impl<'a, M: Model> Search<'a, M> {
     /// Before the cache grows (its new table and the old one live together while it
     /// rehashes), reserve the new table's bytes; false when that would pass the limit.
     fn room_for_cache_growth(&mut self) -> bool {
-        if self.cache.len() < self.cache.capacity() {
+        let heads = &self.cache.heads;
+        let masks = &self.cache.masks;
+        let mut extra = 0;
+        if heads.len() == heads.capacity() {
+            extra += table_bytes(
+                (heads.capacity() + 1) * 2,
+                std::mem::size_of::<(CacheKey, u32)>(),
+            );
+        }
+        if masks.len() == masks.capacity() {
+            extra += (masks.capacity() + 1) * 2 * 16;
+        }
+        if extra == 0 {
             return true;
         }
-        let extra = table_bytes(
-            (self.cache.capacity() + 1) * 2,
-            std::mem::size_of::<CacheKey>(),
-        );
         if !self.budget.reserve(extra) {
             return false;
         }
@@ -225,6 +293,16 @@ impl<M: Model> Drop for Search<'_, M> {
     }
 }
 
+/// Where the scan of candidates for the next linearized op is.
+#[derive(Clone, Copy)]
+enum Cursor {
+    /// In the determinate list, at this node.
+    Det(u32),
+    /// In the indeterminate list, at this node; only calls before `barrier` (the time of
+    /// the first determinate return still in the list) are candidates.
+    Info(u32, u64),
+}
+
 /// Checks whether `entries` (one sub-history) is linearizable under `model`.
 pub(crate) fn search<M: Model>(
     model: &M,
@@ -233,45 +311,81 @@ pub(crate) fn search<M: Model>(
 ) -> Outcome<M::State> {
     let n = entries.len();
     let ops: Vec<&M::Op> = entries.iter().map(|e| &e.op).collect();
+    const DET_HEAD: u32 = 0;
+    const INFO_HEAD: u32 = 1;
 
-    // Events sorted by time; an unknown op's return comes after everything else.
-    let mut events: Vec<(u64, u8, u32)> = Vec::with_capacity(2 * n);
+    // Determinate events sorted by time (calls and returns); indeterminate calls apart.
+    let mut det_events: Vec<(u64, u8, u32)> = Vec::with_capacity(2 * n);
+    let mut info_calls: Vec<(u64, u32)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        events.push((e.call, 0, i as u32));
-        events.push((e.ret.unwrap_or(u64::MAX), 1, i as u32));
+        match e.ret {
+            Some(r) => {
+                det_events.push((e.call, 0, i as u32));
+                det_events.push((r, 1, i as u32));
+            }
+            None => info_calls.push((e.call, i as u32)),
+        }
     }
-    events.sort_unstable();
+    det_events.sort_unstable();
+    info_calls.sort_unstable();
 
-    // Node 0 is the head; node k + 1 is events[k].
-    let nodes = events.len() + 1;
+    let nodes = 2 + det_events.len() + info_calls.len();
     let mut next = vec![NIL; nodes];
     let mut prev = vec![NIL; nodes];
     let mut node_op = vec![0u32; nodes];
+    let mut node_time = vec![u64::MAX; nodes];
     let mut node_is_call = vec![false; nodes];
-    let mut ret_node = vec![0u32; n];
-    for (k, &(_, is_ret, i)) in events.iter().enumerate() {
-        let node = k + 1;
-        node_op[node] = i;
-        node_is_call[node] = is_ret == 0;
-        if is_ret == 1 {
-            ret_node[i as usize] = node as u32;
-        }
-        prev[node] = k as u32;
-        next[k] = node as u32;
-    }
+    let mut ret_node = vec![NIL; n];
+    let mut link =
+        |list_head: u32, items: &mut dyn Iterator<Item = (u64, bool, u32)>, first: usize| {
+            let mut last = list_head;
+            for (k, (time, is_call, i)) in items.enumerate() {
+                let node = (first + k) as u32;
+                node_op[node as usize] = i;
+                node_time[node as usize] = time;
+                node_is_call[node as usize] = is_call;
+                if !is_call {
+                    ret_node[i as usize] = node;
+                }
+                prev[node as usize] = last;
+                next[last as usize] = node;
+                last = node;
+            }
+        };
+    link(
+        DET_HEAD,
+        &mut det_events.iter().map(|&(t, r, i)| (t, r == 0, i)),
+        2,
+    );
+    link(
+        INFO_HEAD,
+        &mut info_calls.iter().map(|&(t, i)| (t, true, i)),
+        2 + det_events.len(),
+    );
 
+    // Optional ops get a bit of the dominance mask (up to 64 of them); every other op is
+    // part of the exact signature.
     let mut seed = 0x5EED_0F_FA17_u64;
+    let mut mask_bit = vec![0u64; n];
+    for (slot, &(_, i)) in info_calls.iter().take(64).enumerate() {
+        mask_bit[i as usize] = 1 << slot;
+    }
+    let exact_ops = n - info_calls.len().min(64);
+    let mut exact_slot = 0;
     let zobrist: Vec<u128> = (0..n)
         .map(|i| {
-            if n <= 128 {
-                1u128 << i
+            if mask_bit[i] != 0 {
+                0
+            } else if exact_ops <= 128 {
+                exact_slot += 1;
+                1u128 << (exact_slot - 1)
             } else {
                 (u128::from(splitmix(&mut seed)) << 64) | u128::from(splitmix(&mut seed))
             }
         })
         .collect();
     let determinate: Vec<bool> = entries.iter().map(|e| e.ret.is_some()).collect();
-    let mut remaining = determinate.iter().filter(|d| **d).count();
+    let mut remaining = det_events.len() / 2;
 
     let mut s = Search {
         model,
@@ -281,19 +395,39 @@ pub(crate) fn search<M: Model>(
         state_chain: Vec::new(),
         state_bytes: 0,
         memo: FxHashMap::default(),
-        cache: FxHashSet::default(),
+        cache: Cache {
+            heads: FxHashMap::default(),
+            masks: Vec::new(),
+        },
         accounted: 0,
     };
     let mut state = s.intern(model.init());
-    let mut linearized: u128 = 0;
-    let mut stack: Vec<(u32, u32)> = Vec::with_capacity(n);
+    let mut exact: u128 = 0;
+    let mut mask: u64 = 0;
+    // Frames: (node linearized, state before it, barrier it was tried under, forced: it
+    // was a legal read-only op, so no other candidate of that configuration needs a try).
+    let mut stack: Vec<(u32, u32, u64, bool)> = Vec::with_capacity(n);
+    let read_only: Vec<bool> = entries
+        .iter()
+        .map(|e| e.ret.is_some() && model.is_read_only(&e.op))
+        .collect();
+    // Set when a configuration is entered, so its forced read (if any) is looked for once.
+    let mut fresh = true;
     let mut longest: Vec<u32> = Vec::new();
     let mut longest_state = state;
     let mut steps: u64 = 0;
+    let debug = std::env::var_os("FAULTLINE_DEBUG_STEPS").is_some();
 
-    let mut entry = next[0];
+    let mut cursor = Cursor::Det(next[DET_HEAD as usize]);
     loop {
         if remaining == 0 {
+            if debug {
+                eprintln!(
+                    "steps {steps} states {} cache {}",
+                    s.states.len(),
+                    s.cache.len()
+                );
+            }
             return Outcome::Linearizable;
         }
         steps += 1;
@@ -303,15 +437,95 @@ pub(crate) fn search<M: Model>(
                 return Outcome::Unknown(reason);
             }
         }
-        let node = entry as usize;
-        if entry != NIL && node_is_call[node] {
-            let i = node_op[node];
-            let t = s.transition(state, i, &ops);
-            if t != ILLEGAL {
-                let lin = linearized ^ zobrist[i as usize];
+        if fresh {
+            fresh = false;
+            // A legal read-only candidate goes first and alone (see `Model::is_read_only`).
+            let mut c = next[DET_HEAD as usize];
+            let mut forced = NIL;
+            while c != NIL && node_is_call[c as usize] {
+                let i = node_op[c as usize];
+                if read_only[i as usize] && s.transition(state, i, &ops) == state {
+                    forced = c;
+                    break;
+                }
+                c = next[c as usize];
+            }
+            if forced != NIL {
+                let i = node_op[forced as usize];
+                let new_exact = exact ^ zobrist[i as usize];
                 let key = CacheKey {
-                    lo: lin as u64,
-                    hi: (lin >> 64) as u64,
+                    lo: new_exact as u64,
+                    hi: (new_exact >> 64) as u64,
+                    state,
+                };
+                if !s.room_for_cache_growth() {
+                    s.resync();
+                    return Outcome::Unknown(format!(
+                        "memory limit of {} MB reached",
+                        budget.limit_bytes / (1024 * 1024)
+                    ));
+                }
+                if s.cache.insert(key, mask) {
+                    stack.push((forced, state, 0, true));
+                    exact = new_exact;
+                    let r = ret_node[i as usize];
+                    for x in [forced, r] {
+                        let (p, nx) = (prev[x as usize], next[x as usize]);
+                        next[p as usize] = nx;
+                        if nx != NIL {
+                            prev[nx as usize] = p;
+                        }
+                    }
+                    remaining -= 1;
+                    if stack.len() > longest.len() {
+                        longest.clear();
+                        longest.extend(stack.iter().map(|&(e, _, _, _)| node_op[e as usize]));
+                        longest_state = state;
+                    }
+                    cursor = Cursor::Det(next[DET_HEAD as usize]);
+                    fresh = true;
+                    continue;
+                }
+                // Seen before, and it failed then: so does this configuration.
+                cursor = Cursor::Info(NIL, 0);
+                continue;
+            }
+        }
+        // The candidate to try now, if any, and the barrier it is tried under.
+        let (node, barrier) = match cursor {
+            Cursor::Det(node) => {
+                if node != NIL && node_is_call[node as usize] {
+                    (node, 0)
+                } else {
+                    let barrier = if node == NIL {
+                        u64::MAX
+                    } else {
+                        node_time[node as usize]
+                    };
+                    cursor = Cursor::Info(next[INFO_HEAD as usize], barrier);
+                    continue;
+                }
+            }
+            Cursor::Info(node, barrier) => {
+                if node != NIL && node_time[node as usize] < barrier {
+                    (node, barrier)
+                } else {
+                    (NIL, barrier)
+                }
+            }
+        };
+        if node != NIL {
+            let i = node_op[node as usize];
+            let det = determinate[i as usize];
+            let t = s.transition(state, i, &ops);
+            // An optional op that changes nothing is dominated by leaving it out.
+            let useful = t != ILLEGAL && (det || t != state);
+            if useful {
+                let new_exact = exact ^ zobrist[i as usize];
+                let new_mask = mask | mask_bit[i as usize];
+                let key = CacheKey {
+                    lo: new_exact as u64,
+                    hi: (new_exact >> 64) as u64,
                     state: t,
                 };
                 if !s.room_for_cache_growth() {
@@ -321,56 +535,81 @@ pub(crate) fn search<M: Model>(
                         budget.limit_bytes / (1024 * 1024)
                     ));
                 }
-                if s.cache.insert(key) {
-                    stack.push((entry, state));
-                    linearized = lin;
+                if s.cache.insert(key, new_mask) {
+                    stack.push((node, state, barrier, false));
+                    exact = new_exact;
+                    mask = new_mask;
                     state = t;
-                    // Lift the call and its return out of the list.
-                    let r = ret_node[i as usize] as usize;
+                    let r = if det { ret_node[i as usize] } else { NIL };
                     for x in [node, r] {
-                        let (p, nx) = (prev[x], next[x]);
+                        if x == NIL {
+                            continue;
+                        }
+                        let (p, nx) = (prev[x as usize], next[x as usize]);
                         next[p as usize] = nx;
                         if nx != NIL {
                             prev[nx as usize] = p;
                         }
                     }
-                    if determinate[i as usize] {
+                    if det {
                         remaining -= 1;
                     }
                     if stack.len() > longest.len() {
                         longest.clear();
-                        longest.extend(stack.iter().map(|&(e, _)| node_op[e as usize]));
+                        longest.extend(stack.iter().map(|&(e, _, _, _)| node_op[e as usize]));
                         longest_state = state;
                     }
-                    entry = next[0];
+                    cursor = Cursor::Det(next[DET_HEAD as usize]);
+                    fresh = true;
                     continue;
                 }
             }
-            entry = next[node];
-        } else {
-            // A return (or the end of the list): the op it closes was not linearized in
-            // time, so backtrack.
-            let Some((e, st)) = stack.pop() else {
-                return Outcome::Illegal {
-                    longest,
-                    state: s.states[longest_state as usize].clone(),
-                };
+            cursor = if det {
+                Cursor::Det(next[node as usize])
+            } else {
+                Cursor::Info(next[node as usize], barrier)
             };
-            let i = node_op[e as usize];
-            linearized ^= zobrist[i as usize];
-            state = st;
-            let r = ret_node[i as usize] as usize;
-            for x in [r, e as usize] {
-                let (p, nx) = (prev[x], next[x]);
-                next[p as usize] = x as u32;
-                if nx != NIL {
-                    prev[nx as usize] = x as u32;
-                }
-            }
-            if determinate[i as usize] {
-                remaining += 1;
-            }
-            entry = next[e as usize];
+            continue;
         }
+        // No candidate left in this configuration: backtrack.
+        let Some((e, st, b, forced)) = stack.pop() else {
+            if debug {
+                eprintln!(
+                    "steps {steps} states {} cache {}",
+                    s.states.len(),
+                    s.cache.len()
+                );
+            }
+            return Outcome::Illegal {
+                longest,
+                state: s.states[longest_state as usize].clone(),
+            };
+        };
+        let i = node_op[e as usize];
+        let det = determinate[i as usize];
+        exact ^= zobrist[i as usize];
+        mask &= !mask_bit[i as usize];
+        state = st;
+        let r = if det { ret_node[i as usize] } else { NIL };
+        for x in [r, e] {
+            if x == NIL {
+                continue;
+            }
+            let (p, nx) = (prev[x as usize], next[x as usize]);
+            next[p as usize] = x;
+            if nx != NIL {
+                prev[nx as usize] = x;
+            }
+        }
+        if det {
+            remaining += 1;
+        }
+        cursor = if forced {
+            Cursor::Info(NIL, 0)
+        } else if det {
+            Cursor::Det(next[e as usize])
+        } else {
+            Cursor::Info(next[e as usize], b)
+        };
     }
 }

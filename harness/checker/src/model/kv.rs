@@ -162,6 +162,10 @@ impl Model for KvModel {
         Some(next)
     }
 
+    fn is_read_only(&self, op: &KvOp) -> bool {
+        matches!(op.action, KvAction::Get(_))
+    }
+
     fn state_json(&self, state: &Vec<HStr>) -> serde_json::Value {
         if self.by_key {
             let v = state.first().unwrap_or(&self.initial);

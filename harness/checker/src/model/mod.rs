@@ -53,6 +53,13 @@ pub trait Model: Send + Sync {
     /// The state after `op`, or `None` when `op` is not legal in `state`.
     fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
 
+    /// Whether `op` never changes any state (a read). The search linearizes a legal
+    /// read-only op at once without trying alternatives, which is always safe: any order
+    /// that works can be changed to put it first. Default: false (no such shortcut).
+    fn is_read_only(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
     /// The state as JSON, for counterexamples.
     fn state_json(&self, state: &Self::State) -> serde_json::Value;
 

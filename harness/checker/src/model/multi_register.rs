@@ -134,6 +134,10 @@ impl Model for MultiRegisterModel {
         Some(next.unwrap_or_else(|| state.clone()))
     }
 
+    fn is_read_only(&self, op: &TxnOp) -> bool {
+        op.0.iter().all(|m| matches!(m, Micro::Read(..)))
+    }
+
     fn state_json(&self, state: &Self::State) -> serde_json::Value {
         serde_json::Value::Object(
             state

@@ -130,6 +130,10 @@ impl Model for RegisterModel {
         }
     }
 
+    fn is_read_only(&self, op: &RegOp) -> bool {
+        matches!(op, RegOp::Read(_))
+    }
+
     fn state_json(&self, state: &Val) -> serde_json::Value {
         state.to_json()
     }
