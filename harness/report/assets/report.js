@@ -175,6 +175,14 @@
       }
       if (visible.length < 3000) visible.push(i);
     }
+    // Dense bars hide the shading underneath: tint fault periods over them too.
+    g.globalAlpha = 0.22;
+    M.faults.forEach(function (f) {
+      var a = ch.x(f[2]), b = ch.x(f[3]);
+      g.fillStyle = f[4];
+      g.fillRect(a, top, Math.max(b - a, 2), bottom - top);
+    });
+    g.globalAlpha = 1;
     // Values on the bars once zoomed in far enough to read them.
     if (laneH >= 11 && visible.length < 3000) {
       g.fillStyle = '#111'; g.font = '10px monospace';

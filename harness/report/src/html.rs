@@ -65,6 +65,15 @@ pub fn render_report(run: &RunData) -> String {
         .filter_map(|k| k.counterexample.as_ref())
         .flat_map(|cx| &cx.ops)
         .filter_map(|o| o.invoke_index)
+        .chain(
+            run.results
+                .iter()
+                .flat_map(|r| &r.checkers)
+                .flat_map(|c| &c.locks)
+                .flat_map(|l| &l.violations)
+                .flat_map(|v| &v.holds)
+                .filter_map(|h| h.acquire_index),
+        )
         .collect();
     let locks = lock_lanes(ops, &pairs, run.results.as_ref());
 
@@ -928,6 +937,17 @@ fn assign_lanes(ops: &[Op], pairs: &[Pair]) -> (HashMap<Process, usize>, Vec<Str
         lane_procs[lane].push(p);
         lanes.insert(p, lane);
     }
+    // Lanes read top to bottom in process order.
+    let mut by_first: Vec<usize> = (0..lane_procs.len()).collect();
+    by_first.sort_by_key(|&l| lane_procs[l].iter().min().copied());
+    let mut rank = vec![0; by_first.len()];
+    for (new, &old) in by_first.iter().enumerate() {
+        rank[old] = new;
+    }
+    for lane in lanes.values_mut() {
+        *lane = rank[*lane];
+    }
+    let lane_procs: Vec<Vec<Process>> = by_first.iter().map(|&l| lane_procs[l].clone()).collect();
     let labels = lane_procs
         .iter()
         .map(|ps| {
@@ -1209,5 +1229,27 @@ mod tests {
             "some ops timed out, so new processes appeared"
         );
         assert!(labels.len() <= 5, "{labels:?}");
+        let firsts: Vec<&str> = labels
+            .iter()
+            .map(|l| l.split('+').next().unwrap())
+            .collect();
+        assert_eq!(firsts, ["p0", "p1", "p2", "p3"], "lanes in process order");
+        // Ops of one lane never overlap in time.
+        let mut last_end: HashMap<usize, u64> = HashMap::new();
+        for p in &pairs {
+            let inv = &run.history[p.invoke];
+            let lane = lanes[&inv.process];
+            if let Some(end) = last_end.get(&lane) {
+                assert!(
+                    inv.time > *end,
+                    "lane {lane} overlaps at event {}",
+                    inv.index
+                );
+            }
+            last_end.insert(
+                lane,
+                p.complete.map(|c| run.history[c].time).unwrap_or(u64::MAX),
+            );
+        }
     }
 }
