@@ -6,10 +6,12 @@
 //! - [`liveness`]: the leader's session timers, pure; expiry goes through the log.
 //! - [`http`]: the HTTP/JSON API, long-polling acquire, forwarding, the expiry task.
 //! - [`service`]: one node: Raft server + API + expiry task, started on bound listeners.
+//! - [`client`]: the harness's HTTP client, with a keepalive task and classified errors.
 //! - [`node`]: `faultline-node zk-lock` (command line, PID file, log file, SIGTERM).
 //!
 //! The wire contract is in `nodes/LOCKS.md`.
 
+pub mod client;
 pub mod http;
 pub mod liveness;
 pub mod machine;

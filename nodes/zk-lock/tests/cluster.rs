@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use faultline_raft::server::{LeaseMode, ServerConfig};
+use faultline_zk_lock::client::ZkLockClient;
 use faultline_zk_lock::http::HttpConfig;
 use faultline_zk_lock::service::{self, NodeConfig, Running};
 use serde_json::{json, Value};
@@ -261,22 +262,9 @@ async fn a_live_session_keeps_its_lock_across_a_leader_change_and_tokens_keep_in
     let a = c.open(old, 1_000).await;
     let ta = token(&c.acquire(old, a, "l", 1_000).await.1);
 
-    // A's client keeps its session alive, trying every node in turn, as a client library would.
-    let keepalive = {
-        let (addrs, http) = (c.clients.clone(), c.http.clone());
-        tokio::spawn(async move {
-            for i in 0.. {
-                let addr = &addrs[i % addrs.len()];
-                let _ = http
-                    .post(format!("http://{addr}/session/keepalive"))
-                    .json(&json!({ "session": a }))
-                    .timeout(Duration::from_millis(300))
-                    .send()
-                    .await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    // A's client library keeps its session alive, moving to another node when one dies.
+    let client = ZkLockClient::new(c.clients.clone(), Duration::from_millis(300));
+    let keeper = client.keep_alive(a, 1_000);
     c.kill(old).await;
     let new = c.leader().await;
     assert_ne!(new, old);
@@ -288,7 +276,8 @@ async fn a_live_session_keeps_its_lock_across_a_leader_change_and_tokens_keep_in
         code, 408,
         "A still holds the lock after the leader change: {body}"
     );
-    keepalive.abort();
+    assert!(keeper.is_alive());
+    drop(keeper);
 
     let (code, body) = c
         .post(new, "/lock/release", json!({ "session": a, "lock": "l" }))
@@ -303,7 +292,39 @@ async fn a_live_session_keeps_its_lock_across_a_leader_change_and_tokens_keep_in
     );
     let term_now = c.status(new).await.unwrap()["term"].as_u64().unwrap();
     assert!(term_now >= 2);
-    let _ = c.peers.len();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_library_classifies_errors_and_tracks_its_session() {
+    let c = Cluster::start(3).await;
+    c.leader().await;
+    let client = ZkLockClient::new(c.clients.clone(), Duration::from_millis(1_000));
+    let a = client.open_session(500).await.unwrap();
+    let b = client.open_session(5_000).await.unwrap();
+    let keeper = client.keep_alive(a, 500);
+    let ta = client.acquire(a, "l", 1_000).await.unwrap();
+    let err = client.acquire(b, "l", 100).await.unwrap_err();
+    assert_eq!(
+        (err.is_definite(), err.status()),
+        (true, Some(408)),
+        "{err}"
+    );
+    let err = client.acquire(12345, "l", 100).await.unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    let err = client.release(b, "l").await.unwrap_err();
+    assert_eq!(err.status(), Some(412), "{err}");
+    assert!(keeper.is_alive());
+    client.close_session(a).await.unwrap();
+    let tb = client.acquire(b, "l", 1_000).await.unwrap();
+    assert!(tb > ta);
+    // The keeper learns that its session is gone.
+    for _ in 0..100 {
+        if !keeper.is_alive() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!keeper.is_alive());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
