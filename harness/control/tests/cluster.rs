@@ -145,6 +145,19 @@ async fn up_after_a_crash_removes_what_was_left_behind() {
         .args(["netns", "exec", "fl4-n7", "sleep", "1000"])
         .spawn()
         .unwrap();
+    // Wait until it has joined the namespace, or `up` could miss it.
+    let joined = (0..500).any(|_| {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", "fl4-n7"])
+            .output()
+            .unwrap();
+        let found = pids.stdout.iter().any(u8::is_ascii_digit);
+        if !found {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        found
+    });
+    assert!(joined, "sleep never joined fl4-n7");
     sh("ip netns del fl4-n1");
     assert!(Path::new("/sys/class/net/fl4v1").exists());
     assert!(alive(old_sshds[0]));

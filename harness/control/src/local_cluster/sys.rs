@@ -145,7 +145,12 @@ mod tests {
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id() as i32;
         assert!(alive(pid));
-        assert!(cmdline(pid).unwrap().starts_with("sleep 30"));
+        // Until the child has exec'd, its command line is still ours.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cmdline(pid).unwrap_or_default().starts_with("sleep 30") {
+            assert!(Instant::now() < deadline, "child never became `sleep 30`");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         // The child stays a zombie until we reap it: `terminate` must still see it as dead.
         let left = terminate(&[pid], Duration::from_secs(2));
         assert!(left.is_empty());
