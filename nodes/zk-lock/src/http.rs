@@ -3,6 +3,7 @@
 //! not happen.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,20 +33,24 @@ pub const BODY_BYTES_MAX: usize = 64 * 1024;
 const WAIT_POLL_MS: u64 = 100;
 
 /// Which clock measures session silence.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum LivenessClock {
     /// Monotonic (correct): clock faults do not expire sessions.
     Monotonic(Instant),
     /// The `wall-clock-expiry` bug: `SystemTime`, so a clock bumped forward on the leader
     /// expires every session at once while their clients still believe they hold locks.
-    Wall,
+    /// `skew_ms` is added to it: an in-process stand-in for libfaketime in tests (0 in a
+    /// real node, where libfaketime moves `SystemTime` itself).
+    Wall { skew_ms: Arc<AtomicI64> },
 }
 
 impl LivenessClock {
     pub fn now_ms(&self) -> u64 {
         match self {
             LivenessClock::Monotonic(start) => start.elapsed().as_millis() as u64,
-            LivenessClock::Wall => api::wall_clock_ms(),
+            LivenessClock::Wall { skew_ms } => {
+                api::wall_clock_ms().saturating_add_signed(skew_ms.load(Ordering::Relaxed))
+            }
         }
     }
 }

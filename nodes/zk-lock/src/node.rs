@@ -123,6 +123,7 @@ impl Args {
                 bugs: self.bugs.clone(),
             },
             expiry_check: tick,
+            wall_skew_ms: Default::default(),
         })
     }
 }

@@ -1,5 +1,7 @@
 //! One zk-lock node: the Raft server with the lock machine, the HTTP API, the expiry task.
 
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faultline_raft::server::{self, Handle, ServerConfig};
@@ -19,6 +21,9 @@ pub struct NodeConfig {
     pub http: HttpConfig,
     /// How often the leader looks for sessions past their timeout.
     pub expiry_check: Duration,
+    /// Added to the wall clock under `wall-clock-expiry`: lets in-process tests skew one
+    /// node's clock as libfaketime does for a real node. Zero in `faultline-node`.
+    pub wall_skew_ms: Arc<AtomicI64>,
 }
 
 /// A running node; `stop` shuts it down cleanly.
@@ -42,7 +47,9 @@ pub async fn start(
         );
     }
     let clock = if cfg.http.bugs.iter().any(|b| b == "wall-clock-expiry") {
-        LivenessClock::Wall
+        LivenessClock::Wall {
+            skew_ms: Arc::clone(&cfg.wall_skew_ms),
+        }
     } else {
         LivenessClock::Monotonic(Instant::now())
     };

@@ -1,6 +1,8 @@
 //! A three-node zk-lock cluster in one process, driven over its real HTTP API.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faultline_raft::server::{LeaseMode, ServerConfig};
@@ -18,11 +20,17 @@ struct Cluster {
     clients: Vec<String>,
     peers: Vec<String>,
     http: reqwest::Client,
+    /// Each node's simulated wall-clock offset (read only under `wall-clock-expiry`).
+    skews: Vec<Arc<AtomicI64>>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
 impl Cluster {
     async fn start(n: usize) -> Cluster {
+        Cluster::start_with_bugs(n, &[]).await
+    }
+
+    async fn start_with_bugs(n: usize, bugs: &[&str]) -> Cluster {
         let mut peer_l = Vec::new();
         let mut client_l = Vec::new();
         for _ in 0..n {
@@ -41,6 +49,7 @@ impl Cluster {
             (0..n).map(|i| (id(i), clients[i].clone())).collect();
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
+        let mut skews = Vec::new();
         for (i, (p, c)) in peer_l.into_iter().zip(client_l).enumerate() {
             let dir = tempfile::tempdir().unwrap();
             let cfg = NodeConfig {
@@ -61,10 +70,12 @@ impl Cluster {
                     id: id(i),
                     client_peers: client_peers.clone(),
                     request_timeout: Duration::from_millis(2000),
-                    bugs: Vec::new(),
+                    bugs: bugs.iter().map(|b| b.to_string()).collect(),
                 },
                 expiry_check: Duration::from_millis(TICK_MS),
+                wall_skew_ms: Arc::new(AtomicI64::new(0)),
             };
+            skews.push(Arc::clone(&cfg.wall_skew_ms));
             nodes.push(Some(service::start(cfg, p, c).await.unwrap()));
             dirs.push(dir);
         }
@@ -73,6 +84,7 @@ impl Cluster {
             clients,
             peers: peers.into_iter().map(|(_, a)| a).collect(),
             http: reqwest::Client::new(),
+            skews,
             _dirs: dirs,
         }
     }
@@ -413,4 +425,46 @@ async fn malformed_requests_never_crash_a_node() {
     assert_eq!(status["role"], "leader");
     let s = c.open(0, 1_000).await;
     assert_eq!(c.acquire(0, s, "l", 100).await.0, 200);
+}
+
+/// Every node's wall clock jumps a minute ahead (as a libfaketime `bump-clock` would). With the
+/// monotonic session clock nothing happens; with the planted `wall-clock-expiry` bug the leader
+/// expires a session whose keepalives are fine and grants its lock to another client while the
+/// first still rightly believes it holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_jump_expires_live_sessions_only_with_the_planted_bug() {
+    const TIMEOUT_MS: u64 = 3_000;
+    for bug in [false, true] {
+        let c = Cluster::start_with_bugs(3, if bug { &["wall-clock-expiry"] } else { &[] }).await;
+        let leader = c.leader().await;
+        let a = c.open(leader, TIMEOUT_MS).await;
+        let ta = token(&c.acquire(leader, a, "l", 1_000).await.1);
+        let (code, _) = c
+            .post(leader, "/session/keepalive", json!({ "session": a }))
+            .await;
+        assert_eq!(code, 200);
+        let last_keepalive = Instant::now();
+        for skew in &c.skews {
+            skew.store(60_000, Ordering::SeqCst);
+        }
+        // Give the leader's expiry check several rounds to act on the jump.
+        tokio::time::sleep(Duration::from_millis(10 * TICK_MS)).await;
+        let b = c.open(leader, TIMEOUT_MS).await;
+        let (code, body) = c.acquire(leader, b, "l", 500).await;
+        if bug {
+            assert_eq!(code, 200, "{body}");
+            assert!(token(&body) > ta);
+            assert!(
+                last_keepalive.elapsed() < Duration::from_millis(TIMEOUT_MS),
+                "A's last keepalive succeeded less than one timeout ago, so A still holds the lock \
+                 in its own view while B holds it too"
+            );
+        } else {
+            assert_eq!(code, 408, "A's live session kept the lock: {body}");
+            let (code, _) = c
+                .post(leader, "/session/keepalive", json!({ "session": a }))
+                .await;
+            assert_eq!(code, 200);
+        }
+    }
 }
