@@ -26,6 +26,7 @@ async fn remote_control_over_ssh() {
     errors_name_host_command_status_and_stderr(&n1).await;
     parallel_commands_share_one_master(&n2).await;
     connect_failure_names_the_host(&guard).await;
+    host_keys_are_recorded_or_required(&guard, &control).await;
     stale_masters_of_a_dead_controller_are_cleaned(&guard).await;
     heal_undoes_every_fault(&control).await;
 
@@ -395,4 +396,50 @@ async fn heal_undoes_every_fault(control: &Control) {
     // Healing a healed host is a no-op.
     let again = heal::heal_host(n1).await.unwrap();
     assert_eq!(again.summary(), "n1: nothing to heal");
+}
+
+async fn host_keys_are_recorded_or_required(guard: &ClusterGuard, control: &Control) {
+    // Default policy: every host's key was accepted and recorded in the control dir.
+    // (Debian hashes known_hosts entries, so look them up with ssh-keygen.)
+    for host in &guard.cluster.hosts {
+        let found = std::process::Command::new("ssh-keygen")
+            .args(["-F", &host.address, "-f"])
+            .arg(control.known_hosts())
+            .output()
+            .unwrap();
+        let pubkey = guard
+            .cluster
+            .state_dir()
+            .join(format!("host-keys/{}.pub", host.name));
+        let pubkey = std::fs::read_to_string(pubkey).unwrap();
+        let key_b64 = pubkey.split_whitespace().nth(1).unwrap();
+        let entry = String::from_utf8_lossy(&found.stdout);
+        assert!(
+            entry.contains(key_b64),
+            "{}'s key not recorded: {entry}",
+            host.name
+        );
+    }
+    // Strict: only hosts already in ~/.ssh/known_hosts are accepted.
+    let host = &guard.cluster.hosts[0];
+    let known = std::process::Command::new("ssh-keygen")
+        .args(["-F", &host.address])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    let strict = SshConfig {
+        strict_host_key_checking: true,
+        ..guard.cluster.ssh.clone()
+    };
+    match Control::connect(std::slice::from_ref(host), &strict).await {
+        Ok(c) => {
+            assert!(known, "strict mode accepted an unknown host key");
+            c.close().await;
+        }
+        Err(err) => {
+            assert!(!known, "strict mode refused a known host: {err}");
+            assert!(err.to_string().contains("n1"), "{err}");
+        }
+    }
 }
