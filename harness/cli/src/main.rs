@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod check;
 mod cluster;
 mod report;
+mod run;
 mod serve;
 mod vagrant;
 
@@ -28,6 +29,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Bring the local cluster of namespace hosts up or down, show it, heal faults.
     Cluster(cluster::ClusterArgs),
+    /// Run a test against a system: set it up, drive clients, check, report.
+    Run(run::RunArgs),
     /// Re-check a run folder from its history and rewrite results.json and report.html.
     Report(report::ReportArgs),
     /// Serve the results folder (index and reports) over HTTP, on 127.0.0.1 by default.
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Report(args) => report::run(args),
+        Command::Run(args) => run::run(args),
         Command::Serve(args) => serve::run(args),
         Command::VagrantNodes(args) => vagrant::run(args),
     };

@@ -5,7 +5,7 @@
 use crate::client::ClientFactory;
 use crate::db::{Db, DbContext};
 use crate::generator::{KeyPlan, OpGenerator};
-use crate::history::History;
+use crate::history::{History, HistoryWriter};
 use crate::nemesis::{Nemesis, NemesisContext};
 use crate::runlog;
 use crate::stats::{self, Stats};
@@ -164,6 +164,8 @@ fn test_json(options: &RunOptions, start_wall: SystemTime, nemesis: &[String]) -
 #[derive(Default)]
 struct Reached {
     control: Option<Arc<Control>>,
+    /// Made once the db is ready, so that time 0 of the history is the workload's start.
+    writer: Option<HistoryWriter>,
     db_cx: Option<DbContext>,
     nemesis_cx: Option<NemesisContext>,
 }
@@ -187,22 +189,12 @@ async fn run_in(
     if let Err(err) = store::write_json(&dir.join(store::TEST_JSON), &config) {
         errors.push(format!("{err:#}"));
     }
-    let history_path = dir.join(store::HISTORY_JSONL);
-    let (history, writer) = match History::create(&history_path, std::time::Instant::now()) {
-        Ok(pair) => pair,
-        Err(err) => {
-            let error = format!("cannot create {}: {err}", history_path.display());
-            return finish(&dir, None, &[], vec![error]).await;
-        }
-    };
-
     let shared: Shared = Arc::default();
     let stop = CancellationToken::new();
     let test = Arc::new(test);
     let mut main = runlog::spawn(main_phases(
         test.clone(),
         dir.clone(),
-        history.clone(),
         shared.clone(),
         stop.clone(),
     ));
@@ -241,20 +233,33 @@ async fn run_in(
         Ok(cleanup_errors) => errors.extend(cleanup_errors),
         Err(join) => errors.push(panic_text("clean-up", join)),
     }
-    drop(history);
-    let written = tokio::task::spawn_blocking(move || writer.finish()).await;
-    match written {
-        Ok(Ok(events)) => info!("history: {events} events in {}", history_path.display()),
-        Ok(Err(err)) => errors.push(format!("writing {}: {err}", history_path.display())),
-        Err(join) => errors.push(panic_text("the history writer", join)),
-    }
-    finish(
-        &dir,
-        Some(&history_path),
-        &[test.options.check.clone()],
-        errors,
-    )
-    .await
+    let history_path = dir.join(store::HISTORY_JSONL);
+    let writer = lock(&shared).writer.take();
+    let checkable = match writer {
+        Some(writer) => match tokio::task::spawn_blocking(move || writer.finish()).await {
+            Ok(Ok(events)) => {
+                info!("history: {events} events in {}", history_path.display());
+                true
+            }
+            Ok(Err(err)) => {
+                errors.push(format!("writing {}: {err}", history_path.display()));
+                true
+            }
+            Err(join) => {
+                errors.push(panic_text("the history writer", join));
+                true
+            }
+        },
+        // The run failed before its workload: an empty history, nothing to check.
+        None => {
+            if let Err(err) = std::fs::write(&history_path, b"") {
+                errors.push(format!("cannot write {}: {err}", history_path.display()));
+            }
+            false
+        }
+    };
+    let history = checkable.then_some(history_path.as_path());
+    finish(&dir, history, &test.options.check, errors).await
 }
 
 fn panic_text(what: &str, join: tokio::task::JoinError) -> String {
@@ -286,7 +291,6 @@ async fn until_stopped<T>(
 async fn main_phases(
     test: Arc<Test>,
     dir: PathBuf,
-    history: History,
     shared: Shared,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -314,17 +318,7 @@ async fn main_phases(
         remotes,
         run_dir: dir.clone(),
     };
-    let nemesis_cx = NemesisContext {
-        db: test.db.clone(),
-        db_cx: db_cx.clone(),
-        history: history.clone(),
-        seed: options.seed,
-    };
-    {
-        let mut reached = lock(&shared);
-        reached.db_cx = Some(db_cx.clone());
-        reached.nemesis_cx = Some(nemesis_cx.clone());
-    }
+    lock(&shared).db_cx = Some(db_cx.clone());
 
     info!(
         "setting up {} on {} host(s)",
@@ -338,6 +332,21 @@ async fn main_phases(
         test.db.await_ready(&db_cx),
     )
     .await?;
+
+    let history_path = dir.join(store::HISTORY_JSONL);
+    let (history, writer) = History::create(&history_path, std::time::Instant::now())
+        .with_context(|| format!("cannot create {}", history_path.display()))?;
+    let nemesis_cx = NemesisContext {
+        db: test.db.clone(),
+        db_cx: db_cx.clone(),
+        history: history.clone(),
+        seed: options.seed,
+    };
+    {
+        let mut reached = lock(&shared);
+        reached.writer = Some(writer);
+        reached.nemesis_cx = Some(nemesis_cx.clone());
+    }
     until_stopped(
         &stop,
         "setting up the nemesis",
@@ -530,7 +539,7 @@ async fn download(
 async fn finish(
     dir: &Path,
     history_path: Option<&Path>,
-    check: &[CheckOptions],
+    check: &CheckOptions,
     mut errors: Vec<String>,
 ) -> RunOutcome {
     let mut outcome = RunOutcome {
@@ -547,7 +556,7 @@ async fn finish(
     };
     if let Some(path) = history_path {
         let path = path.to_owned();
-        let options = check.first().cloned().unwrap_or_default();
+        let options = check.clone();
         info!("checking {}", path.display());
         let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let ops = faultline_checker::read_jsonl(&path)

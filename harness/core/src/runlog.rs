@@ -22,6 +22,7 @@ pub fn dispatch(path: &Path, stderr_level: Option<tracing::Level>) -> std::io::R
     let stderr_layer = stderr_level.map(|level| {
         tracing_subscriber::fmt::layer()
             .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr.with_max_level(level))
     });
     let subscriber = tracing_subscriber::registry()

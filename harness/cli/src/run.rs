@@ -1,0 +1,274 @@
+//! `faultline run`: run a test against a system on the local cluster or on SSH hosts,
+//! then check it, write the report and print the summary.
+
+use anyhow::Context;
+use clap::Args;
+use faultline_control::local_cluster::{self, ClusterConfig};
+use faultline_control::{HostSpec, SshArgs, SshConfig};
+use faultline_core::run::{self as core_run, RunOptions};
+use faultline_workloads::systems::{self, SystemSpec};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The system under test: raft or paxos.
+    #[arg(long, default_value = "raft")]
+    pub db: String,
+    /// The workload: register.
+    #[arg(long, default_value = "register")]
+    pub workload: String,
+    /// Start the nodes with a planted bug (repeatable), e.g. stale-read.
+    #[arg(long = "bug", value_name = "NAME")]
+    pub bugs: Vec<String>,
+    /// The nodes' read path: readindex or lease (raft only).
+    #[arg(long, value_name = "MODE")]
+    pub read_mode: Option<String>,
+    /// A further faultline-node option, passed through (repeatable): `tick-ms=20` becomes
+    /// `--tick-ms 20`, `foo` becomes `--foo`.
+    #[arg(long = "node-opt", value_name = "NAME[=VALUE]")]
+    pub node_opts: Vec<String>,
+    /// The faultline-node binary to upload; default: beside this program, or built with
+    /// cargo.
+    #[arg(long, value_name = "PATH")]
+    pub node_binary: Option<PathBuf>,
+    /// Seconds of workload (faults included), before the final phase.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub time_limit: f64,
+    /// Run the test this many times (seeds seed, seed+1, …).
+    #[arg(long, default_value_t = 1)]
+    pub test_count: u32,
+    /// Client processes running at once.
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// Target ops/s over all clients; 0: as fast as they go.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// The generator's seed; random when not given (always recorded in test.json).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Leave the system running after the test (for poking at it by hand).
+    #[arg(long)]
+    pub leave_db_running: bool,
+    /// Where run folders go.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results_dir: PathBuf,
+    /// The test's name (its folder under the results dir); default `<db>-<workload>`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Client processes sharing one key (Jepsen's independent keys).
+    #[arg(long, default_value_t = 5)]
+    pub workers_per_key: usize,
+    /// Ops on a key before its clients move to a fresh key.
+    #[arg(long, default_value_t = 200)]
+    pub ops_per_key: u64,
+    /// The client's bound on one request, in milliseconds.
+    #[arg(long, default_value_t = 2500, value_name = "MS")]
+    pub client_timeout_ms: u64,
+    /// Hosts of the local cluster when neither --nodes nor --nodes-file is given.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub local_nodes: u16,
+    /// Which local cluster (its namespaces, subnet 10.77.<id>.0/24) to use.
+    #[arg(long, default_value_t = 0)]
+    pub local_cluster_id: u8,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// The local cluster brought up for this command, brought down again when dropped.
+struct ClusterGuard(Option<u8>);
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.0.take() {
+            eprintln!("faultline: bringing local cluster {id} down again");
+            if let Err(err) = local_cluster::down(id) {
+                eprintln!("faultline: local cluster {id} down failed: {err:#}");
+            }
+        }
+    }
+}
+
+fn node_args(opts: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut argv = Vec::new();
+    for opt in opts {
+        let (name, value) = match opt.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (opt.as_str(), None),
+        };
+        let name = name.trim_start_matches('-');
+        anyhow::ensure!(!name.is_empty(), "--node-opt {opt:?} names no option");
+        argv.push(format!("--{name}"));
+        argv.extend(value.map(str::to_owned));
+    }
+    Ok(argv)
+}
+
+/// Combines exit codes of several runs: 3 beats 1 beats 2 beats 0 (DESIGN §3).
+fn combine(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        3 => 3,
+        1 => 2,
+        2 => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Returns the process exit code (DESIGN §3).
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let spec = SystemSpec {
+        db: args.db.clone(),
+        workload: args.workload.clone(),
+        bugs: args.bugs.clone(),
+        read_mode: args.read_mode.clone(),
+        node_args: node_args(&args.node_opts)?,
+        node_binary: args.node_binary.clone(),
+        client_timeout: Duration::from_millis(args.client_timeout_ms),
+    };
+    systems::validate(&spec)?;
+    anyhow::ensure!(
+        args.time_limit.is_finite() && args.time_limit > 0.0,
+        "--time-limit must be a positive number of seconds"
+    );
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(args.rate >= 0.0, "--rate must not be negative");
+
+    let (hosts, ssh, _cluster) = hosts(&args)?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", args.db, args.workload));
+    let command = std::env::args()
+        .map(|a| faultline_control::shell_escape(&a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut code = 0;
+    for n in 0..args.test_count {
+        let seed = seed.wrapping_add(u64::from(n));
+        let mut options = RunOptions {
+            name: name.clone(),
+            results_dir: args.results_dir.clone(),
+            hosts: hosts.clone(),
+            ssh: ssh.clone(),
+            seed,
+            concurrency: args.concurrency,
+            rate: (args.rate > 0.0).then_some(args.rate),
+            time_limit: Duration::from_secs_f64(args.time_limit),
+            workers_per_key: args.workers_per_key,
+            ops_per_key: args.ops_per_key,
+            leave_db_running: args.leave_db_running,
+            stderr_log: Some(tracing::Level::INFO),
+            ..RunOptions::default()
+        };
+        options.test_fields.insert("command".into(), json!(command));
+        let test = systems::build_test(&spec, options)?;
+        eprintln!(
+            "faultline: run {}/{} of {name} (seed {seed})",
+            n + 1,
+            args.test_count
+        );
+        let (outcome, interrupted) = runtime.block_on(async {
+            let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = interrupted.clone();
+            let interrupt = async move {
+                shutdown_signal().await;
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            };
+            let outcome = core_run::run(test, interrupt).await;
+            (
+                outcome,
+                interrupted.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        });
+        let outcome = outcome?;
+        // The report is extra: a run whose report fails still has its verdict.
+        match faultline_report::finish_run(&outcome.dir) {
+            Ok(_report) => {
+                // The summary ends with the report's path.
+                if let Err(err) = faultline_report::print_summary(&outcome.dir) {
+                    eprintln!("faultline: summary: {err:#}");
+                }
+            }
+            Err(err) => eprintln!("faultline: report: {err:#}"),
+        }
+        println!("run folder: {}", outcome.dir.display());
+        if let Some(error) = &outcome.error {
+            eprintln!("faultline: the run failed: {error}");
+        }
+        code = combine(code, outcome.exit_code());
+        if interrupted {
+            break;
+        }
+    }
+    Ok(code)
+}
+
+/// Hosts and login: `--nodes`/`--nodes-file`, or the local cluster (brought up if down,
+/// and then down again at the end).
+fn hosts(args: &RunArgs) -> anyhow::Result<(Vec<HostSpec>, SshConfig, ClusterGuard)> {
+    if let Some(hosts) = args.ssh.hosts()? {
+        return Ok((hosts, args.ssh.ssh_config(), ClusterGuard(None)));
+    }
+    let id = args.local_cluster_id;
+    let nodes = usize::from(args.local_nodes);
+    if let Some(cluster) = local_cluster::status(id)? {
+        anyhow::ensure!(
+            cluster.hosts.len() == nodes,
+            "local cluster {id} is up with {} hosts, not --local-nodes {nodes}; \
+             bring it down with `faultline cluster down --id {id}` or pass --local-nodes {}",
+            cluster.hosts.len(),
+            cluster.hosts.len()
+        );
+        return Ok((cluster.hosts, cluster.ssh, ClusterGuard(None)));
+    }
+    eprintln!("faultline: bringing local cluster {id} up with {nodes} hosts");
+    let cluster = local_cluster::up(&ClusterConfig { id, nodes })
+        .with_context(|| format!("bringing local cluster {id} up"))?;
+    Ok((cluster.hosts, cluster.ssh, ClusterGuard(Some(id))))
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_options_pass_through_as_flags() {
+        let argv =
+            node_args(&["tick-ms=20".into(), "--election-ticks=5".into(), "x".into()]).unwrap();
+        assert_eq!(argv, ["--tick-ms", "20", "--election-ticks", "5", "--x"]);
+        assert!(node_args(&["=3".into()]).is_err());
+    }
+
+    #[test]
+    fn exit_codes_combine_as_design_says() {
+        assert_eq!(combine(0, 2), 2);
+        assert_eq!(combine(2, 1), 1);
+        assert_eq!(combine(1, 2), 1);
+        assert_eq!(combine(1, 3), 3);
+        assert_eq!(combine(3, 0), 3);
+        assert_eq!(combine(0, 0), 0);
+    }
+}
