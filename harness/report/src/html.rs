@@ -1104,8 +1104,15 @@ mod tests {
             payload: Some(payload.into()),
             ..Default::default()
         });
-        let (_dir, data) = load(&run);
+        let (dir, _) = load(&run);
+        // A node's log file named by the payload, too.
+        let host = dir.path().join(NODES_DIR).join("<b>n9&amp;");
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("<script>x.log"), "log").unwrap();
+        let data = RunData::load(dir.path()).unwrap();
         let page = render_report(&data);
+        assert!(page.contains("<h3>&lt;b&gt;n9&amp;amp;</h3>"));
+        assert!(page.contains("href=\"nodes/%3Cb%3En9&amp;amp;/%3Cscript%3Ex.log\""));
         assert!(!page.contains(payload));
         assert!(!page.contains("<img"));
         assert!(page.contains("&lt;script&gt;window.__xss=1&lt;/script&gt;"));
@@ -1212,6 +1219,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn unknown_and_crashed_runs_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(TEST_JSON), r#"{"name": "setup-failed"}"#).unwrap();
+        let crashed = render_report(&RunData::load(dir.path()).unwrap());
+        assert!(crashed.contains("<header class=\"verdict crashed\">"));
+        assert!(crashed.contains("No results.json"));
+        std::fs::write(
+            dir.path().join(RESULTS_JSON),
+            r#"{"valid": "unknown", "checkers": [{"name": "linearizable", "valid": "unknown",
+               "keys": [{"key": "k9", "valid": "unknown", "reason": "time limit <60 s> reached"}]}]}"#,
+        )
+        .unwrap();
+        let unknown = render_report(&RunData::load(dir.path()).unwrap());
+        assert!(unknown.contains("<header class=\"verdict unknown\">"));
+        assert!(unknown.contains("key k9 is unknown"));
+        assert!(unknown.contains("time limit &lt;60 s&gt; reached"));
     }
 
     #[test]

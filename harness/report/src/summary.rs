@@ -269,6 +269,15 @@ mod tests {
     }
 
     #[test]
+    fn progress_bars_count_seconds_and_units() {
+        assert_eq!(
+            progress_bar(Duration::from_secs(30), "run").length(),
+            Some(30)
+        );
+        assert_eq!(check_progress(7, "check").length(), Some(7));
+    }
+
+    #[test]
     fn an_unchecked_history_says_so() {
         let run = synth::register_run(&synth::RegisterSpec {
             seed: 1,
