@@ -356,7 +356,8 @@ impl Remote {
     }
 
     /// Copies a remote file to the local path `local`, or a remote folder's contents into the
-    /// local folder `local` (created if needed), streamed as tar over the SSH channel.
+    /// local folder `local` (created if needed), streamed as tar over the SSH channel. The
+    /// copy is held in memory on the way: meant for logs and data folders, not disk images.
     pub async fn download(&self, remote_path: &str, local: &Path) -> Result<(), ControlError> {
         let argv = ["sh", "-c", DOWNLOAD_SCRIPT, "sh", remote_path];
         let raw = self

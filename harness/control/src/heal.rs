@@ -171,8 +171,16 @@ pub async fn heal_all(control: &Control) -> Result<Vec<HealReport>, ControlError
     }
     let mut results: Vec<(usize, Result<HealReport, ControlError>)> = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        if let Ok(r) = joined {
-            results.push(r);
+        match joined {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                let failed = ControlError::Transport {
+                    host: "(unknown host)".into(),
+                    command: "heal".into(),
+                    reason: format!("heal task failed: {e}"),
+                };
+                results.push((usize::MAX, Err(failed)));
+            }
         }
     }
     results.sort_by_key(|(i, _)| *i);
