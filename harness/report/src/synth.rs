@@ -547,7 +547,12 @@ pub fn lock_run(spec: &LockSpec) -> SynthRun {
                           "certain": true});
         if planted {
             let other = holds[lock].last().cloned().unwrap_or(Value::Null);
-            violation = Some((lock, other, hold.clone()));
+            // The earlier grant first, so the explanation reads in time order.
+            violation = Some(if other["start"].as_u64() <= hold["start"].as_u64() {
+                (lock, other, hold.clone())
+            } else {
+                (lock, hold.clone(), other)
+            });
         }
         holds[lock].push(hold);
         free_at[lock] = free_at[lock].max(released);
