@@ -45,6 +45,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         snapshot_entries: args.snapshot_entries,
         no_fsync: args.has_bug("no-fsync"),
         seed: rand::random(),
+        link_filter: None,
     };
     let http_cfg = HttpConfig {
         id: args.id.clone(),

@@ -50,6 +50,19 @@ pub struct ServerConfig {
     /// The `no-fsync` bug.
     pub no_fsync: bool,
     pub seed: u64,
+    /// Tests only: drops peer messages for which it answers false (a simulated partition).
+    pub link_filter: Option<LinkFilter>,
+}
+
+/// Decides per (from, to) whether a peer message may be sent; lets tests partition
+/// in-process clusters without touching the real network.
+#[derive(Clone)]
+pub struct LinkFilter(pub Arc<dyn Fn(&str, &str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for LinkFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkFilter")
+    }
 }
 
 impl ServerConfig {
@@ -204,10 +217,12 @@ impl<SM: StateMachine> Handle<SM> {
     pub async fn serve_peers(&self, listener: TcpListener) {
         let tx = Mutex::new(self.tx.clone());
         let handler = move |frame: Vec<u8>| match codec::decode::<Message>(&frame) {
-            Ok(m) => {
-                let _ = tx.lock().expect("peer sender lock").send(Event::Peer(m));
-                true
-            }
+            // A stopped loop closes the connection, so peers reconnect to its successor.
+            Ok(m) => tx
+                .lock()
+                .expect("peer sender lock")
+                .send(Event::Peer(m))
+                .is_ok(),
             Err(_) => false,
         };
         transport::serve(listener, Arc::new(handler)).await;
@@ -430,6 +445,14 @@ impl<SM: StateMachine> Loop<SM> {
                 let _ = reply.send(Ok(Proposed::Appended));
             }
             for m in rd.messages {
+                if self
+                    .cfg
+                    .link_filter
+                    .as_ref()
+                    .is_some_and(|f| !(f.0)(&m.from, &m.to))
+                {
+                    continue;
+                }
                 let to = m.to.clone();
                 self.outbox.send(&to, codec::encode(&m));
             }

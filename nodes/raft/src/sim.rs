@@ -221,6 +221,18 @@ impl Net {
         }
     }
 
+    /// Ticks only `ids` (the others are paused, e.g. by SIGSTOP).
+    fn tick_only(&mut self, ids: &[NodeId], ticks: usize) {
+        for _ in 0..ticks {
+            for id in ids {
+                if let Some(r) = self.nodes.get_mut(id).and_then(|n| n.raft.as_mut()) {
+                    r.tick();
+                }
+            }
+            self.settle();
+        }
+    }
+
     /// Ticks until some node leads (at most `ticks_max`), returning it.
     fn elect(&mut self, ticks_max: usize) -> NodeId {
         for _ in 0..ticks_max {
@@ -586,6 +598,69 @@ mod tests {
             assert!(want.len() > 1 && proposed > 0);
             for id in &ids {
                 assert_eq!(net.applied(id), want, "seed {seed}: {id} converged");
+            }
+        }
+    }
+
+    #[test]
+    fn bug_lease_unsafe_a_clock_jumping_back_serves_a_stale_read() {
+        // `lease-unsafe` feeds the core the wall clock; the correct mode feeds a monotonic
+        // clock, which keeps running while the leader is paused and never jumps back.
+        for wall_clock_jumps_back in [false, true] {
+            let mut net = Net::new(3, 12, |c| {
+                c.lease_reads = true;
+                c.lease_ms = 450;
+            });
+            let old = net.elect(200);
+            net.raft(&old).set_now_ms(10_000);
+            net.propose(&old, b"v1");
+            net.tick_all(2);
+            assert!(net.raft(&old).lease_valid());
+            let stale_commit = net.raft(&old).commit_index();
+            // The old leader is paused and cut off; the others elect a leader and write.
+            net.isolate(&old);
+            let others: Vec<NodeId> = net.nodes.keys().filter(|k| **k != old).cloned().collect();
+            let new = (0..300)
+                .find_map(|_| {
+                    net.tick_only(&others, 1);
+                    others
+                        .iter()
+                        .find(|o| net.role(o) == Some(Role::Leader))
+                        .cloned()
+                })
+                .expect("the majority elects a new leader");
+            let v2 = net.propose(&new, b"v2");
+            net.tick_only(&others, 2);
+            assert!(net.raft(&new).commit_index() >= v2);
+            // The old leader resumes, still believing it leads.
+            let now = if wall_clock_jumps_back {
+                9_000
+            } else {
+                10_000 + 3_000
+            };
+            net.raft(&old).set_now_ms(now);
+            assert_eq!(net.role(&old), Some(Role::Leader));
+            net.raft(&old).read_index(1).unwrap();
+            net.settle();
+            let reads = net.nodes[&old].reads.clone();
+            if wall_clock_jumps_back {
+                assert_eq!(
+                    reads,
+                    vec![ReadState {
+                        ctx: 1,
+                        index: stale_commit
+                    }],
+                    "served from the old state"
+                );
+                assert!(
+                    stale_commit < v2,
+                    "a read that misses the acknowledged v2 is stale"
+                );
+            } else {
+                assert!(
+                    reads.is_empty(),
+                    "the expired lease forces a ReadIndex round, which cannot succeed"
+                );
             }
         }
     }
