@@ -57,7 +57,10 @@ pub struct ServerConfig {
 /// Decides per (from, to) whether a peer message may be sent; lets tests partition
 /// in-process clusters without touching the real network.
 #[derive(Clone)]
-pub struct LinkFilter(pub Arc<dyn Fn(&str, &str) -> bool + Send + Sync>);
+pub struct LinkFilter(pub Arc<LinkFn>);
+
+/// `(from, to) -> may send`.
+pub type LinkFn = dyn Fn(&str, &str) -> bool + Send + Sync;
 
 impl std::fmt::Debug for LinkFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
