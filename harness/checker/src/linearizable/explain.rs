@@ -1,7 +1,12 @@
-//! Counterexamples: shrink an invalid key's ops to a small set that still cannot be
+//! Counterexamples: shrink an invalid key to a small core of ops that cannot be
 //! linearized, and say in words why no order of them works.
+//!
+//! Shrinking does not delete the other ops (deleting the write a read saw would make any
+//! read "invalid" and explain nothing); it makes them optional: each may take effect at
+//! any point after its invoke, or not at all. That only adds behaviours, so a core that is
+//! still non-linearizable this way is a real contradiction among its own ops.
 
-use super::search::{search, Budget, Entry, Outcome};
+use super::search::{search, Budget, Entry, Outcome, View};
 use crate::model::Model;
 use crate::results::OpRef;
 use std::time::{Duration, Instant};
@@ -10,25 +15,32 @@ use std::time::{Duration, Instant};
 const CANDIDATE_TIME_LIMIT: Duration = Duration::from_millis(200);
 
 pub(crate) struct Minimal {
-    /// Positions in the key's entries, in invoke order.
+    /// Positions in the key's entries, in invoke order: the core.
     pub ops: Vec<u32>,
     /// Whether shrinking ran to the end (every single op was tried for removal).
     pub complete: bool,
 }
 
-fn still_invalid<M: Model>(
-    model: &M,
-    entries: &[Entry<M::Op>],
-    subset: &[u32],
-    budget: &Budget,
-) -> bool {
-    let sub: Vec<&Entry<M::Op>> = subset.iter().map(|&i| &entries[i as usize]).collect();
-    matches!(search(model, &sub, budget), Outcome::Illegal { .. })
+/// The key's ops with those outside `core` made optional.
+fn relaxed<'a, O>(entries: &'a [Entry<O>], core: &[u32]) -> Vec<View<'a, O>> {
+    let mut in_core = vec![false; entries.len()];
+    for &i in core {
+        in_core[i as usize] = true;
+    }
+    entries
+        .iter()
+        .zip(in_core)
+        .map(|(e, keep)| View {
+            op: &e.op,
+            call: e.call,
+            ret: if keep { e.ret } else { None },
+        })
+        .collect()
 }
 
-/// Delta debugging: drop chunks of ops (halves, quarters, … single ops) while the rest
-/// stays non-linearizable. Bounded by `deadline`; what is left then is still invalid,
-/// only perhaps not minimal.
+/// Delta debugging: drop chunks of ops from the core (halves, quarters, … single ops)
+/// while the history stays non-linearizable. Bounded by `deadline`; what is left then is
+/// still a contradiction, only perhaps not minimal.
 pub(crate) fn shrink<M: Model>(
     model: &M,
     entries: &[Entry<M::Op>],
@@ -36,7 +48,10 @@ pub(crate) fn shrink<M: Model>(
     deadline: Instant,
 ) -> Minimal {
     let deadline = main.deadline.map_or(deadline, |d| d.min(deadline));
-    let mut current: Vec<u32> = (0..entries.len() as u32).collect();
+    // Ops of unknown outcome are optional already; only determinate ones form the core.
+    let mut current: Vec<u32> = (0..entries.len() as u32)
+        .filter(|&i| entries[i as usize].ret.is_some())
+        .collect();
     let mut chunk = current.len().div_ceil(2);
     while chunk >= 1 {
         let mut start = 0;
@@ -59,7 +74,12 @@ pub(crate) fn shrink<M: Model>(
                 main.limit_bytes / 2,
                 Some(deadline.min(Instant::now() + CANDIDATE_TIME_LIMIT)),
             );
-            if !candidate.is_empty() && still_invalid(model, entries, &candidate, &budget) {
+            let invalid = !candidate.is_empty()
+                && matches!(
+                    search(model, &relaxed(entries, &candidate), &budget),
+                    Outcome::Illegal { .. }
+                );
+            if invalid {
                 current = candidate;
             } else {
                 start += chunk;
@@ -76,7 +96,7 @@ pub(crate) fn shrink<M: Model>(
     }
 }
 
-/// Text for a person: the ops, the longest order of them that works, and why each op
+/// Text for a person: the core ops, the longest order that works, and why each core op
 /// left over cannot come next.
 pub(crate) fn explain<M: Model>(
     model: &M,
@@ -87,14 +107,23 @@ pub(crate) fn explain<M: Model>(
 ) -> String {
     use std::fmt::Write;
     let mut text = String::new();
-    let init = model.init();
+    let others = entries.len() - minimal.ops.len();
     let _ = writeln!(
         text,
-        "No order of these {} operations agrees with both real time and the {} model (starting from {}){}:",
+        "No order of these {} operations agrees with both real time and the {} model (starting from {}){}{}:",
         minimal.ops.len(),
         model.name(),
-        model.state_json(&init),
-        if minimal.complete { "" } else { " [shrinking stopped at its time limit; the set may not be minimal]" }
+        model.state_json(&model.init()),
+        if others > 0 {
+            format!(", even if each of the other {others} operations took effect at any point after its invoke, or not at all")
+        } else {
+            String::new()
+        },
+        if minimal.complete {
+            ""
+        } else {
+            " [shrinking stopped at its time limit; the set may not be minimal]"
+        }
     );
     for &i in &minimal.ops {
         let _ = writeln!(text, "  - {}", refs[i as usize].describe());
@@ -103,42 +132,44 @@ pub(crate) fn explain<M: Model>(
         main.limit_bytes / 2,
         Some(Instant::now() + Duration::from_secs(1)),
     );
-    let sub: Vec<&Entry<M::Op>> = minimal.ops.iter().map(|&i| &entries[i as usize]).collect();
-    let Outcome::Illegal { longest, state } = search(model, &sub, &budget) else {
+    let views = relaxed(entries, &minimal.ops);
+    let Outcome::Illegal { longest, state } = search(model, &views, &budget) else {
         return text;
     };
     if longest.is_empty() {
         let _ = writeln!(text, "Not one of them can go first:");
     } else {
         let _ = writeln!(text, "The longest order that works:");
-        for (n, &p) in longest.iter().enumerate() {
-            let i = minimal.ops[p as usize];
-            let _ = writeln!(text, "  {}. {}", n + 1, refs[i as usize].describe());
+        let core: std::collections::HashSet<u32> = minimal.ops.iter().copied().collect();
+        for (n, &i) in longest.iter().enumerate() {
+            let tag = if core.contains(&i) { "" } else { "(optional) " };
+            let _ = writeln!(text, "  {}. {tag}{}", n + 1, refs[i as usize].describe());
         }
         let _ = writeln!(
             text,
-            "after which the state is {}, and no op left can go next:",
+            "after which the state is {}, and none of these can go next:",
             model.state_json(&state)
         );
     }
     let placed: std::collections::HashSet<u32> = longest.iter().copied().collect();
-    // The earliest completion among ops not placed: nothing invoked after it can go next.
-    let first_open_return = (0..sub.len() as u32)
+    // The earliest completion among core ops not placed: nothing invoked after it can go next.
+    let first_open_return = minimal
+        .ops
+        .iter()
         .filter(|p| !placed.contains(p))
-        .filter_map(|p| sub[p as usize].ret.map(|r| (r, p)))
+        .filter_map(|&p| views[p as usize].ret.map(|r| (r, p)))
         .min();
-    for p in 0..sub.len() as u32 {
-        if placed.contains(&p) {
+    for &i in &minimal.ops {
+        if placed.contains(&i) {
             continue;
         }
-        let i = minimal.ops[p as usize];
         let why = match first_open_return {
-            Some((r, q)) if sub[p as usize].call > r => format!(
+            Some((r, q)) if views[i as usize].call > r => format!(
                 "it was invoked after [{}] had completed, and that op is not placed yet",
-                refs[minimal.ops[q as usize] as usize].describe()
+                refs[q as usize].describe()
             ),
-            _ => match model.step(&state, &sub[p as usize].op) {
-                None => model.why_illegal(&state, &sub[p as usize].op),
+            _ => match model.step(&state, &entries[i as usize].op) {
+                None => model.why_illegal(&state, &entries[i as usize].op),
                 Some(_) => "it is legal here, but every order that continues with it fails later"
                     .to_string(),
             },

@@ -235,7 +235,7 @@ fn check_group<M: Model>(
         result.reason = Some(e.clone());
         return result;
     }
-    let all: Vec<&Entry<M::Op>> = group.entries.iter().collect();
+    let all: Vec<search::View<'_, M::Op>> = group.entries.iter().map(Entry::view).collect();
     // A panicking user model must give `unknown`, not take the whole check down.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         search::search(model, &all, budget)

@@ -35,6 +35,25 @@ pub(crate) struct Entry<O> {
     pub ret: Option<u64>,
 }
 
+/// An op as one search sees it: the same op may be searched as determinate in one search
+/// and as optional (`ret: None`) in another (counterexample shrinking).
+#[derive(Debug)]
+pub(crate) struct View<'a, O> {
+    pub op: &'a O,
+    pub call: u64,
+    pub ret: Option<u64>,
+}
+
+impl<O> Entry<O> {
+    pub fn view(&self) -> View<'_, O> {
+        View {
+            op: &self.op,
+            call: self.call,
+            ret: self.ret,
+        }
+    }
+}
+
 /// Limits shared by all searches of one check: the memory budget is one pool for all
 /// threads, so parallel keys cannot together exceed it.
 pub(crate) struct Budget {
@@ -306,11 +325,11 @@ enum Cursor {
 /// Checks whether `entries` (one sub-history) is linearizable under `model`.
 pub(crate) fn search<M: Model>(
     model: &M,
-    entries: &[&Entry<M::Op>],
+    entries: &[View<'_, M::Op>],
     budget: &Budget,
 ) -> Outcome<M::State> {
     let n = entries.len();
-    let ops: Vec<&M::Op> = entries.iter().map(|e| &e.op).collect();
+    let ops: Vec<&M::Op> = entries.iter().map(|e| e.op).collect();
     const DET_HEAD: u32 = 0;
     const INFO_HEAD: u32 = 1;
 
@@ -409,7 +428,7 @@ pub(crate) fn search<M: Model>(
     let mut stack: Vec<(u32, u32, u64, bool)> = Vec::with_capacity(n);
     let read_only: Vec<bool> = entries
         .iter()
-        .map(|e| e.ret.is_some() && model.is_read_only(&e.op))
+        .map(|e| e.ret.is_some() && model.is_read_only(e.op))
         .collect();
     // Set when a configuration is entered, so its forced read (if any) is looked for once.
     let mut fresh = true;
