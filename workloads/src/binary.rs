@@ -35,6 +35,23 @@ pub fn find_node_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     build_with_cargo("faultline-node", NODE_BINARY)
 }
 
+/// The binary named by the environment variable `env_var` if set, else `binary` of
+/// `package` freshly built with cargo: what tests use, so they never run a stale build.
+pub fn env_or_build(env_var: &str, package: &str, binary: &str) -> anyhow::Result<PathBuf> {
+    match std::env::var_os(env_var) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            anyhow::ensure!(
+                path.is_file(),
+                "{env_var}={} does not exist",
+                path.display()
+            );
+            Ok(path)
+        }
+        None => build_with_cargo(package, binary),
+    }
+}
+
 /// A binary named `name` in the current executable's folder or its parent.
 pub fn beside_current_exe(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
@@ -67,7 +84,7 @@ pub fn build_with_cargo(package: &str, binary: &str) -> anyhow::Result<PathBuf> 
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args(["build", "--quiet", "-p", package, "--bin", binary])
+        .args(["build", "-p", package, "--bin", binary])
         .env("CARGO_TARGET_DIR", &target)
         .stdin(Stdio::null());
     let profile = if cfg!(debug_assertions) {

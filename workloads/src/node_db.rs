@@ -36,6 +36,8 @@ pub struct NodeDbConfig {
     pub read_mode: Option<String>,
     /// Further node options, passed through as given (e.g. `--tick-ms`, `50`).
     pub extra_args: Vec<String>,
+    /// Environment of the node process, set with `env` in front of it.
+    pub env: Vec<(String, String)>,
 }
 
 /// The client endpoint of the node on host `name` at `address`.
@@ -169,7 +171,11 @@ impl NodeDb {
     /// Starts the node detached (new session, no terminal, stdio to a file) so the SSH
     /// command returns at once, then waits for its PID file.
     async fn start_node(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        let argv = self.node_argv(cx, node);
+        let mut argv = self.node_argv(cx, node);
+        if !self.config.env.is_empty() {
+            let assignments = self.config.env.iter().map(|(k, v)| format!("{k}={v}"));
+            argv.splice(0..0, std::iter::once("env".to_owned()).chain(assignments));
+        }
         let words: Vec<&str> = argv.iter().map(String::as_str).collect();
         let script = format!(
             "setsid {} </dev/null >>{} 2>&1 & echo $! > {}",

@@ -34,6 +34,8 @@ pub struct SystemSpec {
     pub node_binary: Option<PathBuf>,
     /// The client's bound on one request.
     pub client_timeout: Duration,
+    /// Environment of the node processes (e.g. libfaketime's, for clock faults).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for SystemSpec {
@@ -46,6 +48,7 @@ impl Default for SystemSpec {
             node_args: Vec::new(),
             node_binary: None,
             client_timeout: Duration::from_millis(2500),
+            env: Vec::new(),
         }
     }
 }
@@ -104,6 +107,7 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         bugs: spec.bugs.clone(),
         read_mode: spec.read_mode.clone(),
         extra_args: spec.node_args.clone(),
+        env: spec.env.clone(),
     })?;
     let endpoints = options
         .hosts

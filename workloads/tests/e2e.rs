@@ -12,7 +12,7 @@ use faultline_control::local_cluster::{self, ClusterConfig, LocalCluster};
 use faultline_core::history::Event;
 use faultline_core::nemesis::{Nemesis, NemesisContext};
 use faultline_core::run::{run, RunOptions, RunOutcome};
-use faultline_workloads::binary::build_with_cargo;
+use faultline_workloads::binary::{env_or_build, NODE_BINARY};
 use faultline_workloads::systems::{build_test, SystemSpec};
 use serde_json::json;
 use std::sync::Arc;
@@ -48,11 +48,12 @@ struct Scenario {
 }
 
 async fn run_scenario(s: Scenario) -> (RunOutcome, tempfile::TempDir) {
-    let binary =
-        tokio::task::spawn_blocking(|| build_with_cargo("faultline-node", "faultline-node"))
-            .await
-            .unwrap()
-            .expect("building faultline-node");
+    let binary = tokio::task::spawn_blocking(|| {
+        env_or_build("FAULTLINE_NODE_BINARY", "faultline-node", NODE_BINARY)
+    })
+    .await
+    .unwrap()
+    .expect("building faultline-node");
     let (cluster, _guard) = tokio::task::spawn_blocking(move || cluster(s.id, s.nodes))
         .await
         .unwrap();
