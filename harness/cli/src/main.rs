@@ -5,7 +5,9 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod campaign;
 mod check;
+mod nemesis_args;
 mod cluster;
 mod report;
 mod run;
@@ -30,11 +32,13 @@ enum Command {
     /// Bring the local cluster of namespace hosts up or down, show it, heal faults.
     Cluster(cluster::ClusterArgs),
     /// Run a test against a system: set it up, drive clients, check, report.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Re-check a run folder from its history and rewrite results.json and report.html.
     Report(report::ReportArgs),
     /// Serve the results folder (index and reports) over HTTP, on 127.0.0.1 by default.
     Serve(serve::ServeArgs),
+    /// Run a matrix of tests from a campaign file and summarise them.
+    Campaign(campaign::CampaignArgs),
     /// Write a nodes file for --nodes-file from `vagrant ssh-config`.
     VagrantNodes(vagrant::VagrantNodesArgs),
 }
@@ -45,9 +49,10 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Report(args) => report::run(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Serve(args) => serve::run(args),
         Command::VagrantNodes(args) => vagrant::run(args),
+        Command::Campaign(args) => campaign::run(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -1,11 +1,14 @@
 //! `faultline run`: run a test against a system on the local cluster or on SSH hosts,
 //! then check it, write the report and print the summary.
 
+use crate::nemesis_args::NemesisArgs;
 use anyhow::Context;
 use clap::Args;
 use faultline_control::local_cluster::{self, ClusterConfig};
 use faultline_control::{HostSpec, SshArgs, SshConfig};
 use faultline_core::run::{self as core_run, RunOptions};
+use faultline_nemesis::runner::ScheduledNemesis;
+use faultline_nemesis::schedule::Family;
 use faultline_workloads::systems::{self, SystemSpec};
 use serde_json::json;
 use std::path::PathBuf;
@@ -74,6 +77,8 @@ pub struct RunArgs {
     pub local_cluster_id: u8,
     #[command(flatten)]
     pub ssh: SshArgs,
+    #[command(flatten)]
+    pub nemesis: NemesisArgs,
 }
 
 /// The local cluster brought up for this command, brought down again when dropped.
@@ -130,6 +135,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         node_args: node_args(&args.node_opts)?,
         node_binary: args.node_binary.clone(),
         client_timeout: Duration::from_millis(args.client_timeout_ms),
+        env: if args.nemesis.needs_faketime() {
+            faultline_nemesis::clock::faketime_env()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     systems::validate(&spec)?;
     anyhow::ensure!(
@@ -138,6 +151,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     );
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     anyhow::ensure!(args.rate >= 0.0, "--rate must not be negative");
+
+    // Faults are checked before any host is touched, so a bad --nemesis fails at once.
+    let nemesis_config = args.nemesis.config(
+        Duration::from_secs_f64(args.time_limit),
+        clock_skewable(&args.db, &args.nemesis),
+    )?;
 
     let (hosts, ssh, _cluster) = hosts(&args)?;
     let seed = args.seed.unwrap_or_else(rand::random);
@@ -169,7 +188,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             ..RunOptions::default()
         };
         options.test_fields.insert("command".into(), json!(command));
-        let test = systems::build_test(&spec, options)?;
+        let nemesis = nemesis_config
+            .clone()
+            .map(|config| ScheduledNemesis::new(config, seed));
+        if let Some(nemesis) = &nemesis {
+            let families = &args.nemesis.families()?;
+            options.test_fields.insert(
+                "nemesis_perf".into(),
+                json!(families.iter().map(|f| f.perf()).collect::<Vec<_>>()),
+            );
+            options.test_fields.insert(
+                "nemesis_interval_s".into(),
+                json!(args.nemesis.nemesis_interval),
+            );
+            options
+                .test_fields
+                .insert("nemesis_schedule".into(), json!(nemesis.steps()));
+            options
+                .test_fields
+                .insert("clock_strategy".into(), json!(args.nemesis.clock_strategy));
+        }
+        let mut test = systems::build_test(&spec, options)?;
+        if let Some(nemesis) = nemesis {
+            test.nemesis = std::sync::Arc::new(nemesis);
+        }
         eprintln!(
             "faultline: run {}/{} of {name} (seed {seed})",
             n + 1,
@@ -209,6 +251,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// Whether `db`'s clock can be changed the way `--clock-strategy` says; the reason when not.
+fn clock_skewable(db: &str, nemesis: &NemesisArgs) -> Result<(), String> {
+    use faultline_nemesis::clock::ClockStrategy;
+    let wants_clock = nemesis.families().is_ok_and(|f| f.contains(&Family::Clock));
+    match (db, nemesis.clock_strategy) {
+        (_, ClockStrategy::System) => Ok(()),
+        ("etcd" | "zookeeper", ClockStrategy::Faketime) if wants_clock => Err(format!(
+            "{db} cannot be clock-skewed on local hosts: libfaketime does not reach its clock \
+             (Go reads the kernel clock directly; the JVM's is not covered either); use VMs with \
+             --clock-strategy system"
+        )),
+        ("redis", ClockStrategy::Faketime) if wants_clock => Err(
+            "redis-server hangs at start under libfaketime (jemalloc); use VMs with \
+             --clock-strategy system"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Hosts and login: `--nodes`/`--nodes-file`, or the local cluster (brought up if down,
