@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     clock: Arc<dyn Clock>,
     repl_tx: broadcast::Sender<Arc<Vec<u8>>>,
+    /// The link generation, watched by replica feeders: a role change ends every feed.
+    role_changes: watch::Sender<u64>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -121,7 +123,13 @@ impl Shared {
                 return Frame::Simple("OK Already connected to specified master".into());
             }
         }
+        if target.is_none() && matches!(state.role, Role::Primary) {
+            // Already a primary: keep the replicas attached.
+            return Frame::ok();
+        }
         state.link_generation += 1;
+        // Replicas fed by this server detach: it is no longer the source of truth they follow.
+        self.role_changes.send_replace(state.link_generation);
         if let Role::Replica {
             link: Some(link), ..
         } = &state.role
@@ -234,6 +242,7 @@ impl Server {
             }),
             clock,
             repl_tx,
+            role_changes: watch::channel(0).0,
             shutdown,
         });
         Ok(Server {
@@ -357,6 +366,8 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) -> Result<(), ConnError> 
         let mut out = Vec::new();
         while let Some(frame) = next {
             match Command::from_frame(frame) {
+                // No chained replication (feed_replica refuses on a replica): a replica
+                // forwarding its stream could loop writes forever in a REPLICAOF cycle.
                 Ok(Command::Sync) => {
                     conn.write_raw(&out).await?;
                     return feed_replica(shared, conn).await;
@@ -394,19 +405,28 @@ impl Drop for ReplicaCount {
 /// The primary's side of a replica: the data set as writes, then every write as it happens.
 async fn feed_replica(shared: Arc<Shared>, mut conn: Connection) -> Result<(), ConnError> {
     let now = shared.clock.now_ms();
-    let (mut rx, header, snapshot) = {
+    let setup = {
         let mut state = shared.lock();
-        // Subscribing and snapshotting under one lock: no write falls between the two.
-        let rx = shared.repl_tx.subscribe();
-        let snapshot = state.db.snapshot(now);
-        let header = format!(
-            "FULLRESYNC {} {} {}",
-            state.replid,
-            state.repl_offset,
-            snapshot.len()
-        );
-        state.connected_replicas += 1;
-        (rx, header, snapshot)
+        if matches!(state.role, Role::Replica { .. }) {
+            None
+        } else {
+            // Subscribing and snapshotting under one lock: no write or role change falls between.
+            let rx = shared.repl_tx.subscribe();
+            let role_changes = shared.role_changes.subscribe();
+            let snapshot = state.db.snapshot(now);
+            let header = format!(
+                "FULLRESYNC {} {} {}",
+                state.replid,
+                state.repl_offset,
+                snapshot.len()
+            );
+            state.connected_replicas += 1;
+            Some((rx, role_changes, header, snapshot))
+        }
+    };
+    let Some((mut rx, mut role_changes, header, snapshot)) = setup else {
+        let refusal = Frame::error("ERR this server is a replica; replicate from its primary");
+        return conn.write_frame(&refusal).await;
     };
     let _count = ReplicaCount(Arc::clone(&shared));
     tracing::info!(keys = snapshot.len(), "replica attached; full sync");
@@ -418,6 +438,10 @@ async fn feed_replica(shared: Arc<Shared>, mut conn: Connection) -> Result<(), C
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
+            _ = role_changes.changed() => {
+                tracing::info!("role changed; detaching replica");
+                return Ok(());
+            }
             msg = rx.recv() => match msg {
                 Ok(bytes) => conn.write_raw(&bytes).await?,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -490,8 +514,6 @@ async fn sync_once(
         if let Role::Replica { link_up, .. } = &mut state.role {
             *link_up = true;
         }
-        // Sub-replicas of this replica rebuild from the same data set.
-        shared.publish(&[Frame::command(["FLUSHALL"])]);
     }
     tracing::info!(host, port, offset, "full sync from primary");
     while let Some(frame) = conn.read_frame().await? {
@@ -506,13 +528,12 @@ async fn sync_once(
         if state.link_generation != generation {
             return Ok(());
         }
-        let applied = state.db.apply(&cmd, now);
+        state.db.apply(&cmd, now);
         if snapshot_left > 0 {
             snapshot_left -= 1;
         } else {
             state.repl_offset += len;
         }
-        shared.publish(&applied.propagate);
     }
     Ok(())
 }

@@ -144,3 +144,55 @@ async fn a_promoted_replica_can_be_demoted_again_and_resyncs() {
     r.replicaof(None).await.unwrap();
     assert!(r.acquire("after", "x", 1_000).await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicaof_cycle_does_not_loop_and_heals_after_a_promotion() {
+    let clock = ManualClock::new(0);
+    let a = TestServer::start(Arc::new(clock.clone()), None).await;
+    let b = TestServer::start(Arc::new(clock.clone()), Some(a.addr)).await;
+    let (a_addr, b_addr) = (a.addr_string(), b.addr_string());
+    let link_status = |addr: String| async move {
+        RedisLockClient::connect(&addr)
+            .await
+            .unwrap()
+            .info_field("master_link_status")
+            .await
+            .unwrap()
+    };
+    eventually("b follows a", 5_000, || {
+        let addr = b_addr.clone();
+        async move { link_status(addr).await.as_deref() == Some("up") }
+    })
+    .await;
+    // Now a follows b, which follows a: each refuses to feed the other.
+    let mut ca = RedisLockClient::connect(&a_addr).await.unwrap();
+    ca.replicaof(Some(("127.0.0.1", b.addr.port())))
+        .await
+        .unwrap();
+    eventually("both links down", 5_000, || {
+        let (aa, bb) = (a_addr.clone(), b_addr.clone());
+        async move {
+            link_status(aa).await.as_deref() == Some("down")
+                && link_status(bb).await.as_deref() == Some("down")
+        }
+    })
+    .await;
+    let offset = |addr: String| async move {
+        RedisLockClient::connect(&addr)
+            .await
+            .unwrap()
+            .info_field("master_repl_offset")
+            .await
+            .unwrap()
+    };
+    let before = offset(b_addr.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(offset(b_addr.clone()).await, before, "no writes circulate");
+    // Promoting a breaks the cycle: b resyncs from it.
+    ca.replicaof(None).await.unwrap();
+    assert!(ca.acquire("lock", "x", 60_000).await.unwrap());
+    eventually("b follows a again", 5_000, || {
+        replica_has(b_addr.clone(), "lock", b"x")
+    })
+    .await;
+}
