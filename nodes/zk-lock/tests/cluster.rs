@@ -22,6 +22,7 @@ struct Cluster {
     http: reqwest::Client,
     /// Each node's simulated wall-clock offset (read only under `wall-clock-expiry`).
     skews: Vec<Arc<AtomicI64>>,
+    configs: Vec<NodeConfig>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -50,6 +51,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
         let mut skews = Vec::new();
+        let mut configs = Vec::new();
         for (i, (p, c)) in peer_l.into_iter().zip(client_l).enumerate() {
             let dir = tempfile::tempdir().unwrap();
             let cfg = NodeConfig {
@@ -61,7 +63,8 @@ impl Cluster {
                     election_ticks: 10,
                     heartbeat_ticks: 2,
                     lease: LeaseMode::Off,
-                    snapshot_entries: 10_000,
+                    // Small, so the tests also cross log compaction and snapshot restore.
+                    snapshot_entries: 8,
                     no_fsync: false,
                     link_filter: None,
                     seed: 1000 + i as u64,
@@ -76,6 +79,7 @@ impl Cluster {
                 wall_skew_ms: Arc::new(AtomicI64::new(0)),
             };
             skews.push(Arc::clone(&cfg.wall_skew_ms));
+            configs.push(cfg.clone());
             nodes.push(Some(service::start(cfg, p, c).await.unwrap()));
             dirs.push(dir);
         }
@@ -85,6 +89,7 @@ impl Cluster {
             peers: peers.into_iter().map(|(_, a)| a).collect(),
             http: reqwest::Client::new(),
             skews,
+            configs,
             _dirs: dirs,
         }
     }
@@ -130,6 +135,14 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("no leader within 10 s");
+    }
+
+    /// Starts a stopped node again on its addresses and data directory.
+    async fn restart(&mut self, node: usize) {
+        let peer = TcpListener::bind(&self.peers[node]).await.unwrap();
+        let client = TcpListener::bind(&self.clients[node]).await.unwrap();
+        let cfg = self.configs[node].clone();
+        self.nodes[node] = Some(service::start(cfg, peer, client).await.unwrap());
     }
 
     async fn kill(&mut self, node: usize) {
@@ -467,4 +480,41 @@ async fn a_wall_clock_jump_expires_live_sessions_only_with_the_planted_bug() {
             assert_eq!(code, 200);
         }
     }
+}
+
+/// Every node restarted from its disk (log and snapshot) keeps sessions, queues and grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_and_sessions_survive_restarts_from_disk() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader().await;
+    let client = ZkLockClient::new(c.clients.clone(), Duration::from_millis(1_000));
+    let a = client.open_session(5_000).await.unwrap();
+    let b = client.open_session(5_000).await.unwrap();
+    let _ka = client.keep_alive(a, 5_000);
+    let _kb = client.keep_alive(b, 5_000);
+    let mut last = 0;
+    // Enough entries to compact the log into snapshots (snapshot_entries is 8).
+    for i in 0..6 {
+        let lock = format!("l{i}");
+        let t = client.acquire(a, &lock, 1_000).await.unwrap();
+        assert!(t > last);
+        last = t;
+        client.release(a, &lock).await.unwrap();
+    }
+    let ta = client.acquire(a, "held", 1_000).await.unwrap();
+    // Restart every node, one at a time, each from its own data directory.
+    for i in (0..3).map(|k| (leader + k) % 3) {
+        c.kill(i).await;
+        c.restart(i).await;
+        c.leader().await;
+    }
+    let err = client.acquire(b, "held", 300).await.unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(408),
+        "A still holds the lock after the restarts: {err}"
+    );
+    client.release(a, "held").await.unwrap();
+    let tb = client.acquire(b, "held", 1_000).await.unwrap();
+    assert!(tb > ta && ta > last, "tokens {last}, {ta}, {tb}");
 }
