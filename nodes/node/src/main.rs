@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod common;
+mod paxos;
 mod raft;
 
 #[derive(Parser)]
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Raft replicated key-value store (linearizable read, write, cas).
     Raft(common::NodeArgs),
+    /// CASPaxos register store, one Paxos instance per key (same client API as raft).
+    Paxos(common::NodeArgs),
     /// Redis-style lock server speaking RESP (see nodes/LOCKS.md).
     RedisLock(faultline_redis_lock::node::Args),
     /// ZooKeeper-style lock service on Raft: sessions, fencing tokens (see nodes/LOCKS.md).
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Raft(args) => raft::run(args),
+        Command::Paxos(args) => paxos::run(args),
         Command::RedisLock(args) => faultline_redis_lock::node::run(args),
         Command::ZkLock(args) => faultline_zk_lock::node::run(args),
     };
