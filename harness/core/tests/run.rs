@@ -62,7 +62,7 @@ impl Client for MemoryClient {
             }
         };
         tokio::task::yield_now().await;
-        if self.0.info_every > 0 && n % self.0.info_every == 0 && op.f != "read" {
+        if self.0.info_every > 0 && n.is_multiple_of(self.0.info_every) && op.f != "read" {
             return Completion::info("timed out (simulated)");
         }
         done
