@@ -79,6 +79,10 @@ impl Running {
         for t in &self.tasks {
             t.abort();
         }
+        // Wait until the aborted tasks are dropped, so the listeners are closed on return.
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
         self.handle.shutdown().await;
         self.join().await
     }

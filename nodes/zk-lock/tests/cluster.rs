@@ -1,11 +1,11 @@
 //! A three-node zk-lock cluster in one process, driven over its real HTTP API.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use faultline_raft::server::{LeaseMode, ServerConfig};
+use faultline_raft::server::{LeaseMode, LinkFilter, ServerConfig};
 use faultline_zk_lock::client::ZkLockClient;
 use faultline_zk_lock::http::HttpConfig;
 use faultline_zk_lock::service::{self, NodeConfig, Running};
@@ -23,6 +23,8 @@ struct Cluster {
     /// Each node's simulated wall-clock offset (read only under `wall-clock-expiry`).
     skews: Vec<Arc<AtomicI64>>,
     configs: Vec<NodeConfig>,
+    /// Node ids cut off from every peer (a simulated partition, through the link filter).
+    isolated: Arc<Mutex<HashSet<String>>>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -52,6 +54,12 @@ impl Cluster {
         let mut dirs = Vec::new();
         let mut skews = Vec::new();
         let mut configs = Vec::new();
+        let isolated: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let cut = Arc::clone(&isolated);
+        let filter = LinkFilter(Arc::new(move |from: &str, to: &str| {
+            let cut = cut.lock().unwrap();
+            !cut.contains(from) && !cut.contains(to)
+        }));
         for (i, (p, c)) in peer_l.into_iter().zip(client_l).enumerate() {
             let dir = tempfile::tempdir().unwrap();
             let cfg = NodeConfig {
@@ -60,13 +68,14 @@ impl Cluster {
                     peers: peers.clone(),
                     data_dir: dir.path().to_path_buf(),
                     tick: Duration::from_millis(TICK_MS),
-                    election_ticks: 10,
+                    // 400-800 ms: long enough that a loaded test machine does not see spurious elections.
+                    election_ticks: 20,
                     heartbeat_ticks: 2,
                     lease: LeaseMode::Off,
                     // Small, so the tests also cross log compaction and snapshot restore.
                     snapshot_entries: 8,
                     no_fsync: false,
-                    link_filter: None,
+                    link_filter: Some(filter.clone()),
                     seed: 1000 + i as u64,
                 },
                 http: HttpConfig {
@@ -90,6 +99,7 @@ impl Cluster {
             http: reqwest::Client::new(),
             skews,
             configs,
+            isolated,
             _dirs: dirs,
         }
     }
@@ -139,8 +149,8 @@ impl Cluster {
 
     /// Starts a stopped node again on its addresses and data directory.
     async fn restart(&mut self, node: usize) {
-        let peer = TcpListener::bind(&self.peers[node]).await.unwrap();
-        let client = TcpListener::bind(&self.clients[node]).await.unwrap();
+        let peer = bind_again(&self.peers[node]).await;
+        let client = bind_again(&self.clients[node]).await;
         let cfg = self.configs[node].clone();
         self.nodes[node] = Some(service::start(cfg, peer, client).await.unwrap());
     }
@@ -173,6 +183,18 @@ impl Cluster {
         )
         .await
     }
+}
+
+/// Binds an address a stopped node used; retried briefly, since a client connection of a
+/// parallel test may hold that port number for a moment.
+async fn bind_again(addr: &str) -> TcpListener {
+    for _ in 0..100 {
+        if let Ok(l) = TcpListener::bind(addr).await {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{addr} still in use after 2 s");
 }
 
 fn token(body: &Value) -> u64 {
@@ -463,7 +485,7 @@ async fn a_wall_clock_jump_expires_live_sessions_only_with_the_planted_bug() {
         // Give the leader's expiry check several rounds to act on the jump.
         tokio::time::sleep(Duration::from_millis(10 * TICK_MS)).await;
         let b = c.open(leader, TIMEOUT_MS).await;
-        let (code, body) = c.acquire(leader, b, "l", 500).await;
+        let (code, body) = c.acquire(leader, b, "l", 1_500).await;
         if bug {
             assert_eq!(code, 200, "{body}");
             assert!(token(&body) > ta);
@@ -517,4 +539,44 @@ async fn locks_and_sessions_survive_restarts_from_disk() {
     client.release(a, "held").await.unwrap();
     let tb = client.acquire(b, "held", 1_000).await.unwrap();
     assert!(tb > ta && ta > last, "tokens {last}, {ta}, {tb}");
+}
+
+/// The leader is cut off from its peers while a client holds a lock. The client's keepalives
+/// fail on the old leader (it cannot confirm a ReadIndex) and reach the new leader through the
+/// other nodes, so the session and the lock survive; nobody else is granted the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_neither_loses_nor_duplicates_a_live_lock() {
+    let c = Cluster::start(3).await;
+    let old = c.leader().await;
+    let a_client = ZkLockClient::new(c.clients.clone(), Duration::from_millis(300));
+    let a = a_client.open_session(1_500).await.unwrap();
+    let ta = a_client.acquire(a, "l", 1_000).await.unwrap();
+    let keeper = a_client.keep_alive(a, 1_500);
+    c.isolated.lock().unwrap().insert(format!("n{}", old + 1));
+    // The majority elects a leader of its own; B waits there for several session timeouts.
+    let others: Vec<String> = (0..3)
+        .filter(|&i| i != old)
+        .map(|i| c.clients[i].clone())
+        .collect();
+    let b_client = ZkLockClient::new(others, Duration::from_millis(1_000));
+    // Until the majority notices, its nodes forward to the cut-off leader and time out.
+    let mut b = None;
+    for _ in 0..20 {
+        if let Ok(id) = b_client.open_session(10_000).await {
+            b = Some(id);
+            break;
+        }
+    }
+    let b = b.expect("the majority side opens a session");
+    let err = b_client.acquire(b, "l", 4_000).await.unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(408),
+        "B must not get A's live lock: {err}"
+    );
+    assert!(keeper.is_alive(), "A's keepalives reached the majority");
+    c.isolated.lock().unwrap().clear();
+    a_client.release(a, "l").await.unwrap();
+    let tb = b_client.acquire(b, "l", 2_000).await.unwrap();
+    assert!(tb > ta);
 }
