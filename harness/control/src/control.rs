@@ -255,8 +255,9 @@ const DOWNLOAD_SCRIPT: &str = r#"if [ -d "$1" ]; then printf D; tar -C "$1" -cf 
 
 /// Writes stdin to a temporary file next to the target, then renames it into place, so a
 /// running binary is replaced rather than overwritten ("text file busy") and readers never
-/// see half a file.
-const UPLOAD_SCRIPT: &str = r#"set -e; t="$1.fl-upload.$$"; trap 'rm -f -- "$t"' EXIT; mkdir -p -- "$(dirname -- "$1")"; cat > "$t"; chmod "$2" "$t"; mv -f -- "$t" "$1""#;
+/// see half a file. The size check ($3) keeps a transfer cut short (the controller's stdin
+/// closed early) from replacing the target with a truncated copy.
+const UPLOAD_SCRIPT: &str = r#"set -e; t="$1.fl-upload.$$"; trap 'rm -f -- "$t"' EXIT; mkdir -p -- "$(dirname -- "$1")"; cat > "$t"; n=$(wc -c < "$t"); if [ "$n" -ne "$3" ]; then echo "upload cut short: got $n of $3 bytes" >&2; exit 1; fi; chmod "$2" "$t"; mv -f -- "$t" "$1""#;
 
 impl Remote {
     pub fn name(&self) -> &str {
@@ -325,10 +326,13 @@ impl Remote {
         remote_path: &str,
         mode: u32,
     ) -> Result<(), ControlError> {
-        if let Err(source) = tokio::fs::metadata(local).await {
-            return Err(self.local_error(format!("cannot read {}", local.display()), source));
-        }
-        self.upload_input(Input::File(local), remote_path, mode)
+        let len = match tokio::fs::metadata(local).await {
+            Ok(meta) => meta.len(),
+            Err(source) => {
+                return Err(self.local_error(format!("cannot read {}", local.display()), source))
+            }
+        };
+        self.upload_input(Input::File(local), len, remote_path, mode)
             .await
     }
 
@@ -339,18 +343,20 @@ impl Remote {
         remote_path: &str,
         mode: u32,
     ) -> Result<(), ControlError> {
-        self.upload_input(Input::Bytes(data), remote_path, mode)
+        self.upload_input(Input::Bytes(data), data.len() as u64, remote_path, mode)
             .await
     }
 
     async fn upload_input(
         &self,
         input: Input<'_>,
+        len: u64,
         remote_path: &str,
         mode: u32,
     ) -> Result<(), ControlError> {
         let mode = format!("{:o}", mode & 0o7777);
-        let argv = ["sh", "-c", UPLOAD_SCRIPT, "sh", remote_path, &mode];
+        let len = len.to_string();
+        let argv = ["sh", "-c", UPLOAD_SCRIPT, "sh", remote_path, &mode, &len];
         let raw = self.run(&argv, input, self.inner.command_timeout).await?;
         self.check(&argv, raw).map(|_| ())
     }
@@ -573,6 +579,41 @@ mod tests {
         let (_, err) = run_locally(&["sleep", "30"], Duration::from_millis(200));
         assert!(started.elapsed() < Duration::from_secs(10));
         assert_eq!(split_status(&err).map(|s| s.0), Some(124));
+    }
+
+    #[test]
+    fn upload_script_refuses_a_short_transfer() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub/bin");
+        let upload = |data: &str, len: &str| {
+            let mut child = Command::new("sh")
+                .args(["-c", UPLOAD_SCRIPT, "sh"])
+                .arg(&target)
+                .args(["755", len])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(data.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let out = upload("abc", "10");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("got 3 of 10 bytes"));
+        assert!(!target.exists(), "a short upload replaced the target");
+        assert!(upload("abcd", "4").status.success());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "abcd");
+        // Nothing but the target is left in the folder (the temporary file is gone).
+        assert_eq!(
+            std::fs::read_dir(target.parent().unwrap()).unwrap().count(),
+            1
+        );
     }
 
     #[test]
