@@ -36,6 +36,9 @@ pub struct CampaignArgs {
     /// Hosts of the local cluster when neither --nodes nor --nodes-file is given.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=9))]
     pub local_nodes: u16,
+    /// Which local cluster (its namespaces, subnet 10.77.<id>.0/24) to use.
+    #[arg(long, default_value_t = 0)]
+    pub local_cluster_id: u8,
     #[command(flatten)]
     pub ssh: SshArgs,
 }
@@ -275,6 +278,8 @@ fn execute(
         .arg(&args.results_dir)
         .arg("--local-nodes")
         .arg(args.local_nodes.to_string())
+        .arg("--local-cluster-id")
+        .arg(args.local_cluster_id.to_string())
         .args(ssh_run_args(&args.ssh));
     let started = Instant::now();
     let status = cmd.status();
@@ -493,9 +498,9 @@ pub fn run(args: CampaignArgs) -> anyhow::Result<u8> {
     // down at the end only if the campaign brought it up.
     let local = args.ssh.hosts()?.is_none();
     let brought_up = if local {
-        let was_up = local_cluster::status(0)?.is_some();
+        let was_up = local_cluster::status(args.local_cluster_id)?.is_some();
         local_cluster::up(&ClusterConfig {
-            id: 0,
+            id: args.local_cluster_id,
             nodes: args.local_nodes as usize,
         })?;
         !was_up
@@ -529,7 +534,7 @@ pub fn run(args: CampaignArgs) -> anyhow::Result<u8> {
         )?;
     }
     if brought_up {
-        if let Err(err) = local_cluster::down(0) {
+        if let Err(err) = local_cluster::down(args.local_cluster_id) {
             eprintln!("faultline campaign: local cluster down failed: {err:#}");
         }
     }

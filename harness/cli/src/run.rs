@@ -79,6 +79,56 @@ pub struct RunArgs {
     pub ssh: SshArgs,
     #[command(flatten)]
     pub nemesis: NemesisArgs,
+    /// Run again with the configuration, seed and fault schedule of an earlier run folder
+    /// (its test.json); other options except --results-dir are taken from that run.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub replay: Option<PathBuf>,
+}
+
+/// Parses the recorded arguments of a run for `--replay`.
+#[derive(clap::Parser)]
+#[command(name = "faultline run")]
+struct RecordedRun {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+/// The arguments of the run recorded in `run_dir`, with its seed, for one run; results go
+/// where this invocation says.
+fn replay_args(
+    run_dir: &std::path::Path,
+    current: &RunArgs,
+) -> anyhow::Result<(RunArgs, Vec<String>)> {
+    use clap::Parser;
+    let path = run_dir.join("test.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {} to replay it", path.display()))?;
+    let test: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let argv: Vec<String> = test
+        .get("argv")
+        .and_then(|a| a.as_array())
+        .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect())
+        .with_context(|| {
+            format!("{}: field `argv` (the run's arguments) is missing; it was written by a faultline that cannot replay", path.display())
+        })?;
+    let seed = test.get("seed").and_then(|s| s.as_u64()).with_context(|| {
+        format!(
+            "{}: field `seed` is missing or not a number",
+            path.display()
+        )
+    })?;
+    let recorded =
+        RecordedRun::try_parse_from(std::iter::once("run".to_owned()).chain(argv.iter().cloned()))
+            .with_context(|| {
+                format!("{}: the recorded arguments no longer parse", path.display())
+            })?;
+    let mut args = recorded.args;
+    args.seed = Some(seed);
+    args.test_count = 1;
+    args.replay = None;
+    args.results_dir = current.results_dir.clone();
+    Ok((args, argv))
 }
 
 /// The local cluster brought up for this command, brought down again when dropped.
@@ -127,6 +177,25 @@ fn combine(a: u8, b: u8) -> u8 {
 
 /// Returns the process exit code (DESIGN §3).
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    // The arguments after `run`, recorded so that `--replay` can run the same test again.
+    let (args, argv, replay_of) = match &args.replay {
+        Some(dir) => {
+            let (replayed, argv) = replay_args(dir, &args)?;
+            eprintln!(
+                "faultline: replaying {} (seed {})",
+                dir.display(),
+                replayed.seed.unwrap_or_default()
+            );
+            (replayed, argv, Some(dir.display().to_string()))
+        }
+        None => {
+            let argv: Vec<String> = std::env::args()
+                .skip_while(|a| a != "run")
+                .skip(1)
+                .collect();
+            (args, argv, None)
+        }
+    };
     let spec = SystemSpec {
         db: args.db.clone(),
         workload: args.workload.clone(),
@@ -188,6 +257,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             ..RunOptions::default()
         };
         options.test_fields.insert("command".into(), json!(command));
+        options.test_fields.insert("argv".into(), json!(argv));
+        if let Some(dir) = &replay_of {
+            options.test_fields.insert("replay_of".into(), json!(dir));
+        }
         let nemesis = nemesis_config
             .clone()
             .map(|config| ScheduledNemesis::new(config, seed));
