@@ -69,7 +69,16 @@ impl Drop for PidFile {
     }
 }
 
+/// Creates the folder a PID or log file goes in.
+fn create_parent(path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
+}
+
 fn init_logging(path: &PathBuf) -> anyhow::Result<()> {
+    create_parent(path)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -111,16 +120,18 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     init_logging(&args.log_file)?;
-    std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
-        .with_context(|| format!("writing PID file {}", args.pid_file.display()))?;
-    let _pid = PidFile(args.pid_file.clone());
     let config = Config {
         listen: args.listen,
         replica_of: args.replica_of.map(|hp| (hp.host, hp.port)),
     };
     let server = Server::bind(config, Arc::new(SystemClock))
         .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+        .with_context(|| format!("--listen {}", args.listen))?;
+    // Written once the port is bound, so its presence means "serving".
+    create_parent(&args.pid_file)?;
+    std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing PID file {}", args.pid_file.display()))?;
+    let _pid = PidFile(args.pid_file.clone());
     server.run(termination()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -128,7 +128,16 @@ impl Args {
     }
 }
 
+/// Creates the folder a PID or log file goes in.
+fn create_parent(path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
+}
+
 fn init_logging(path: &Path, level: &str) -> anyhow::Result<()> {
+    create_parent(path)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -178,6 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("--listen-client {}", args.listen_client))?;
         let mut node = service::start(cfg, peer, client).await?;
+        create_parent(&args.pid_file)?;
         std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing PID file {}", args.pid_file.display()))?;
         tracing::info!(pid = std::process::id(), "serving");
