@@ -1,15 +1,21 @@
 //! The controller's own overhead: ops/s it generates, records and completes against a
-//! no-op client, and the cost of recording one event in the history.
+//! no-op client, the cost of recording one event in the history, and whole runs against
+//! raft on the local cluster (id 9, 3 hosts; needs root) at concurrency 1, 16 and 64.
 //!
 //! Run: `cargo bench -p faultline-workloads --bench overhead` (a release build). Set
-//! `FAULTLINE_BENCH_SECONDS` to change the length of each measurement (default 3).
+//! `FAULTLINE_BENCH_SECONDS` to change the length of each measurement (default 3), and
+//! `FAULTLINE_BENCH_RAFT=0` to leave out the raft part.
 
 use faultline_checker::history::{Key, OpType, Process};
+use faultline_control::local_cluster::{self, ClusterConfig};
 use faultline_core::client::NoopClient;
 use faultline_core::generator::KeyPlan;
-use faultline_core::history::{Event, History};
+use faultline_core::history::{ClientEvent, History};
+use faultline_core::run::{run, RunOptions};
 use faultline_core::worker::{ClientPool, WorkerConfig};
+use faultline_workloads::binary::{env_or_build, NODE_BINARY};
 use faultline_workloads::register::RegisterGenerator;
+use faultline_workloads::systems::{build_test, SystemSpec};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +40,76 @@ fn main() -> anyhow::Result<()> {
             Duration::from_secs_f64(seconds),
         ))?;
     }
+    if std::env::var("FAULTLINE_BENCH_RAFT").as_deref() == Ok("0") {
+        println!("raft: left out (FAULTLINE_BENCH_RAFT=0)");
+        return Ok(());
+    }
+    raft_runs(&runtime, dir.path(), seconds)
+}
+
+/// Brings the cluster down however the bench ends.
+struct ClusterGuard(u8);
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if let Err(err) = local_cluster::down(self.0) {
+            eprintln!("local cluster {} down failed: {err:#}", self.0);
+        }
+    }
+}
+
+/// Whole runs (generator, HTTP client, history, final reads, check) against raft on 3
+/// local hosts, as fast as the clients go.
+fn raft_runs(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    seconds: f64,
+) -> anyhow::Result<()> {
+    const CLUSTER_ID: u8 = 9;
+    let node = env_or_build("FAULTLINE_NODE_BINARY", "faultline-node", NODE_BINARY)?;
+    local_cluster::down(CLUSTER_ID)?;
+    let _guard = ClusterGuard(CLUSTER_ID);
+    let cluster = local_cluster::up(&ClusterConfig {
+        id: CLUSTER_ID,
+        nodes: 3,
+    })?;
+    for concurrency in [1usize, 16, 64] {
+        let options = RunOptions {
+            name: format!("bench-raft-{concurrency}"),
+            results_dir: dir.to_owned(),
+            hosts: cluster.hosts.clone(),
+            ssh: cluster.ssh.clone(),
+            seed: 1,
+            concurrency,
+            rate: None,
+            time_limit: Duration::from_secs_f64(seconds),
+            workers_per_key: 4,
+            ops_per_key: 500,
+            ..RunOptions::default()
+        };
+        let spec = SystemSpec {
+            db: "raft".into(),
+            node_binary: Some(node.clone()),
+            ..SystemSpec::default()
+        };
+        let test = build_test(&spec, options)?;
+        let outcome = runtime.block_on(run(test, std::future::pending()))?;
+        let stats = &outcome.stats;
+        let p50 = |f: &str| stats.by_f.get(f).map_or(0.0, |s| s.p50_ms);
+        println!(
+            "raft, 3 local hosts, concurrency {concurrency:>2}: {:>7.0} ops/s ({} ops: {} ok, {} fail, {} info; p50 read {:.2} ms, write {:.2} ms, cas {:.2} ms; verdict {:?}{})",
+            stats.ops as f64 / seconds,
+            stats.ops,
+            stats.ok,
+            stats.fail,
+            stats.info,
+            p50("read"),
+            p50("write"),
+            p50("cas"),
+            outcome.valid,
+            outcome.error.as_deref().map(|e| format!("; error: {e}")).unwrap_or_default(),
+        );
+    }
     Ok(())
 }
 
@@ -42,18 +118,19 @@ fn record_cost(path: &std::path::Path) -> anyhow::Result<()> {
     const EVENTS: u64 = 1_000_000;
     let (history, writer) = History::create(path, Instant::now())?;
     let start = Instant::now();
+    let node: std::sync::Arc<str> = std::sync::Arc::from("n1");
     for i in 0..EVENTS {
-        history.record(Event {
+        history.record_client(ClientEvent {
             kind: if i % 2 == 0 {
                 OpType::Invoke
             } else {
                 OpType::Ok
             },
             process: Process::Client(i % 16),
-            f: "write".to_owned(),
+            f: "write",
             key: Some(Key::Int((i % 7) as i64)),
             value: json!(i % 5),
-            node: Some("n1".to_owned()),
+            node: Some(node.clone()),
             error: None,
         });
     }

@@ -2,7 +2,9 @@
 //! `history.jsonl` by a writer thread that writes and flushes one batch at a time.
 
 use faultline_checker::history::{Key, Op, OpType, Process};
+use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +38,37 @@ pub struct Event {
     pub error: Option<String>,
 }
 
+/// `Event` with a static op name and a shared node name (see `History::record_client`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientEvent {
+    pub kind: OpType,
+    pub process: Process,
+    pub f: &'static str,
+    pub key: Option<Key>,
+    pub value: Value,
+    pub node: Option<Arc<str>>,
+    pub error: Option<String>,
+}
+
+/// A queued event: serialised exactly as `faultline_checker::history::Op` (same fields, same
+/// order, same omissions), without the allocations building an `Op` would take.
+#[derive(Serialize)]
+struct Record {
+    index: u64,
+    time: u64,
+    #[serde(rename = "type")]
+    kind: OpType,
+    process: Process,
+    f: Cow<'static, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<Key>,
+    value: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
 /// A cheap handle for recording events; clone it into every client task and the nemesis.
 #[derive(Clone)]
 pub struct History {
@@ -59,7 +92,7 @@ struct Shared {
 
 struct State {
     next_index: u64,
-    queue: Vec<Op>,
+    queue: Vec<Record>,
     closed: bool,
 }
 
@@ -100,21 +133,42 @@ impl History {
     /// event recorded after another returned is after it in the file: a completion
     /// recorded before an invoke is recorded really did precede it (real-time order).
     pub fn record(&self, event: Event) -> u64 {
-        let mut state = self.lock();
-        let index = state.next_index;
-        state.next_index += 1;
-        let time = self.shared.start.elapsed().as_nanos() as u64;
-        state.queue.push(Op {
-            index,
-            time,
+        self.push(Record {
+            index: 0,
+            time: 0,
             kind: event.kind,
             process: event.process,
-            f: event.f,
+            f: Cow::Owned(event.f),
+            key: event.key,
+            value: event.value,
+            node: event.node.map(Arc::from),
+            error: event.error,
+        })
+    }
+
+    /// `record` for the client workers' hot path: the op name is static and the node name
+    /// shared, so recording allocates nothing of its own.
+    pub fn record_client(&self, event: ClientEvent) -> u64 {
+        self.push(Record {
+            index: 0,
+            time: 0,
+            kind: event.kind,
+            process: event.process,
+            f: Cow::Borrowed(event.f),
             key: event.key,
             value: event.value,
             node: event.node,
             error: event.error,
-        });
+        })
+    }
+
+    fn push(&self, mut record: Record) -> u64 {
+        let mut state = self.lock();
+        let index = state.next_index;
+        state.next_index += 1;
+        record.index = index;
+        record.time = self.shared.start.elapsed().as_nanos() as u64;
+        state.queue.push(record);
         self.shared
             .queued
             .store(state.queue.len(), Ordering::Relaxed);
@@ -192,7 +246,7 @@ impl Drop for HistoryWriter {
 
 fn write_loop(shared: &Shared, file: File) -> io::Result<u64> {
     let mut file = file;
-    let mut batch: Vec<Op> = Vec::with_capacity(BATCH_EVENTS_MAX);
+    let mut batch: Vec<Record> = Vec::with_capacity(BATCH_EVENTS_MAX);
     let mut bytes: Vec<u8> = Vec::with_capacity(BATCH_EVENTS_MAX * 160);
     let mut written = 0u64;
     loop {
@@ -330,6 +384,52 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         drop(writer);
+    }
+
+    #[test]
+    fn a_record_serialises_exactly_as_an_op() {
+        let op = Op {
+            index: 3,
+            time: 99,
+            kind: OpType::Info,
+            process: Process::Nemesis,
+            f: "kill".into(),
+            key: Some(Key::Str("k".into())),
+            value: json!([1, 2]),
+            node: Some("n2".into()),
+            error: Some("timed out".into()),
+        };
+        let record = Record {
+            index: 3,
+            time: 99,
+            kind: OpType::Info,
+            process: Process::Nemesis,
+            f: Cow::Borrowed("kill"),
+            key: Some(Key::Str("k".into())),
+            value: json!([1, 2]),
+            node: Some(Arc::from("n2")),
+            error: Some("timed out".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            serde_json::to_string(&op).unwrap()
+        );
+        let bare = Record {
+            key: None,
+            node: None,
+            error: None,
+            ..record
+        };
+        let bare_op = Op {
+            key: None,
+            node: None,
+            error: None,
+            ..op
+        };
+        assert_eq!(
+            serde_json::to_string(&bare).unwrap(),
+            serde_json::to_string(&bare_op).unwrap()
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::client::{Client, ClientFactory, Completion};
 use crate::generator::{worker_rng, Invocation, KeyPlan, OpGenerator, Pacer};
-use crate::history::{Event, History};
+use crate::history::{ClientEvent, History};
 use anyhow::Context;
 use faultline_checker::history::{Key, OpType, Process};
 use rand_chacha::ChaCha8Rng;
@@ -49,6 +49,8 @@ struct Worker {
     index: usize,
     process: u64,
     client: Box<dyn Client>,
+    /// The client's node, shared by every event of this client.
+    node: Option<Arc<str>>,
     rng: ChaCha8Rng,
 }
 
@@ -76,6 +78,7 @@ impl ClientPool {
                 Ok(Worker {
                     index,
                     process: index as u64,
+                    node: client.node().map(Arc::from),
                     client,
                     rng: worker_rng(config.seed, index),
                 })
@@ -231,11 +234,11 @@ struct OpContext {
 impl Worker {
     async fn perform(&mut self, op: &Invocation, cx: &OpContext) -> PhaseCounts {
         let process = Process::Client(self.process);
-        let node = self.client.node().map(str::to_owned);
-        cx.history.record(Event {
+        let node = self.node.clone();
+        cx.history.record_client(ClientEvent {
             kind: OpType::Invoke,
             process,
-            f: op.f.to_owned(),
+            f: op.f,
             key: op.key.clone(),
             value: op.value.clone(),
             node: node.clone(),
@@ -253,13 +256,13 @@ impl Worker {
             _ = cx.stop.cancelled() => Completion::info("interrupted: the run was stopped"),
         };
         let kind = done.kind;
-        cx.history.record(Event {
+        cx.history.record_client(ClientEvent {
             kind,
             process,
-            f: op.f.to_owned(),
+            f: op.f,
             key: op.key.clone(),
             value: done.value.unwrap_or_else(|| op.value.clone()),
-            node: done.node.or(node),
+            node: done.node.map(Arc::from).or(node),
             error: done.error,
         });
         let mut counts = PhaseCounts::default();
@@ -279,7 +282,10 @@ impl Worker {
     fn retire(&mut self, cx: &OpContext) {
         self.process += cx.concurrency;
         match cx.factory.open(self.index, self.process) {
-            Ok(client) => self.client = client,
+            Ok(client) => {
+                self.node = client.node().map(Arc::from);
+                self.client = client;
+            }
             // Keep the old connection rather than stopping the worker: the process id is
             // what the checker relies on, and it changed.
             Err(err) => tracing::warn!(
