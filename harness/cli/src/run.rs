@@ -367,6 +367,11 @@ fn hosts(args: &RunArgs) -> anyhow::Result<(Vec<HostSpec>, SshConfig, ClusterGua
     eprintln!("faultline: bringing local cluster {id} up with {nodes} hosts");
     let cluster = local_cluster::up(&ClusterConfig { id, nodes })
         .with_context(|| format!("bringing local cluster {id} up"))?;
+    if args.leave_db_running {
+        // The nodes are to stay up, so the hosts they run on stay up too.
+        eprintln!("faultline: --leave-db-running: local cluster {id} stays up afterwards");
+        return Ok((cluster.hosts, cluster.ssh, ClusterGuard(None)));
+    }
     Ok((cluster.hosts, cluster.ssh, ClusterGuard(Some(id))))
 }
 
