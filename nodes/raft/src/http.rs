@@ -46,6 +46,7 @@ struct App {
 /// The router serving `/read`, `/write`, `/cas` and `/status`.
 pub fn router(node: Handle<KvStore>, cfg: HttpConfig) -> Router {
     let client = reqwest::Client::builder()
+        .no_proxy()
         .pool_max_idle_per_host(256)
         .connect_timeout(Duration::from_millis(500))
         .build()

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::core::{Config, NotLeader, Raft, Role};
-use crate::message::{Message, NodeId};
+use crate::message::{Body, Message, NodeId};
 use crate::state_machine::StateMachine;
 use crate::storage::Storage;
 
@@ -442,23 +442,21 @@ impl<SM: StateMachine> Loop<SM> {
                     }
                 }
             }
+            // A leader's appends may go out before its own fsync, so follower and leader
+            // fsyncs overlap (Raft thesis §10.2.1): commit needs follower answers, and this
+            // loop handles those only after the fsync below has finished. Answers and votes
+            // promise durable state, so they wait for it.
+            let (early, late): (Vec<Message>, Vec<Message>) = rd
+                .messages
+                .into_iter()
+                .partition(|m| matches!(m.body, Body::Append { .. } | Body::Snapshot { .. }));
+            self.send_all(early);
             self.storage_mut()
                 .persist(rd.hard_state.as_ref(), &rd.entries, rd.must_sync)?;
             for reply in self.early.drain(..) {
                 let _ = reply.send(Ok(Proposed::Appended));
             }
-            for m in rd.messages {
-                if self
-                    .cfg
-                    .link_filter
-                    .as_ref()
-                    .is_some_and(|f| !(f.0)(&m.from, &m.to))
-                {
-                    continue;
-                }
-                let to = m.to.clone();
-                self.outbox.send(&to, codec::encode(&m));
-            }
+            self.send_all(late);
             for e in rd.committed {
                 self.applied = e.index;
                 let output = (!e.data.is_empty()).then(|| self.sm.apply(e.index, &e.data));
@@ -492,6 +490,20 @@ impl<SM: StateMachine> Loop<SM> {
         }
         self.publish_status();
         Ok(())
+    }
+
+    fn send_all(&self, messages: Vec<Message>) {
+        for m in messages {
+            if self
+                .cfg
+                .link_filter
+                .as_ref()
+                .is_some_and(|f| !(f.0)(&m.from, &m.to))
+            {
+                continue;
+            }
+            self.outbox.send(&m.to, codec::encode(&m));
+        }
     }
 
     fn maybe_compact(&mut self) -> anyhow::Result<()> {
