@@ -252,3 +252,203 @@ fn check_lock(ops: &[Op], time: &[u64], key: Option<Key>, pairs: &[Operation]) -
         violations,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// Builds a history from (process, type, f, value) rows; time = 10 ms per event.
+    fn history(rows: &[(u64, &str, &str, Value)]) -> Vec<Op> {
+        rows.iter()
+            .enumerate()
+            .map(|(i, (p, t, f, v))| {
+                serde_json::from_value(json!({
+                    "index": i, "time": (i as u64 + 1) * 10_000_000, "type": t,
+                    "process": p, "f": f, "key": "lock-0", "value": v
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sequential_holds_are_valid() {
+        let ops = history(&[
+            (1, "invoke", "acquire", json!(null)),
+            (1, "ok", "acquire", json!({"token": 1})),
+            (1, "invoke", "release", json!(null)),
+            (1, "ok", "release", json!(null)),
+            (2, "invoke", "acquire", json!(null)),
+            (2, "ok", "acquire", json!({"token": 2})),
+            (2, "invoke", "release", json!(null)),
+            (2, "ok", "release", json!(null)),
+        ]);
+        let r = check_mutex(&ops);
+        assert_eq!(r.valid, Validity::Valid);
+        assert_eq!(r.locks[0].holds.len(), 2);
+        assert_eq!(r.locks[0].holds[0].release_index, Some(2));
+        assert_eq!(r.locks[0].holds[1].token, Some(2));
+    }
+
+    #[test]
+    fn overlapping_holders_are_reported_once_with_both_holds() {
+        let ops = history(&[
+            (1, "invoke", "acquire", json!(null)),
+            (1, "ok", "acquire", json!(null)),
+            (2, "invoke", "acquire", json!(null)),
+            (2, "ok", "acquire", json!(null)),
+            (1, "invoke", "release", json!(null)),
+            (1, "ok", "release", json!(null)),
+            (2, "invoke", "release", json!(null)),
+            (2, "ok", "release", json!(null)),
+        ]);
+        let r = check_mutex(&ops);
+        assert_eq!(r.valid, Validity::Invalid);
+        let v = &r.locks[0].violations;
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].kind, ViolationKind::Overlap);
+        assert_eq!(v[0].holds[0].process, Process::Client(1));
+        assert_eq!(v[0].holds[1].process, Process::Client(2));
+        assert!(v[0].explanation.contains("process 1") && v[0].explanation.contains("process 2"));
+    }
+
+    #[test]
+    fn concurrent_release_and_acquire_do_not_have_to_overlap() {
+        // 2's grant is acknowledged after 1 invoked its release: the release may have
+        // taken effect first, so nothing must overlap.
+        let ops = history(&[
+            (1, "invoke", "acquire", json!(null)),
+            (1, "ok", "acquire", json!(null)),
+            (2, "invoke", "acquire", json!(null)),
+            (1, "invoke", "release", json!(null)),
+            (2, "ok", "acquire", json!(null)),
+            (1, "ok", "release", json!(null)),
+        ]);
+        assert_eq!(check_mutex(&ops).valid, Validity::Valid);
+    }
+
+    #[test]
+    fn info_acquire_is_uncertain_and_forces_no_overlap() {
+        let ops = history(&[
+            (1, "invoke", "acquire", json!({"lease_ms": 50})),
+            (1, "info", "acquire", json!(null)),
+            (2, "invoke", "acquire", json!(null)),
+            (2, "ok", "acquire", json!(null)),
+        ]);
+        let r = check_mutex(&ops);
+        assert_eq!(r.valid, Validity::Valid);
+        let info = &r.locks[0].holds[0];
+        assert!(!info.certain);
+        // Possibly held from its invoke until its lease could have expired.
+        assert_eq!(info.start, 10_000_000);
+        assert_eq!(info.end, Some(10_000_000 + 50_000_000));
+        // Without a lease: possibly held to the end of the history.
+        let ops = history(&[
+            (1, "invoke", "acquire", json!(null)),
+            (1, "info", "acquire", json!(null)),
+        ]);
+        assert_eq!(check_mutex(&ops).locks[0].holds[0].end, None);
+    }
+
+    #[test]
+    fn a_hold_ends_where_its_lease_could_have_expired() {
+        // 1's lease (20 ms from its invoke at 10 ms) may have expired at 30 ms; 2 is
+        // granted at 40 ms while 1 never released: no must-overlap, but a stale token
+        // would be a fencing violation.
+        let ops = history(&[
+            (1, "invoke", "acquire", json!(null)),
+            (1, "ok", "acquire", json!({"token": 5, "lease_ms": 20})),
+            (2, "invoke", "acquire", json!(null)),
+            (2, "ok", "acquire", json!({"token": 6})),
+        ]);
+        let r = check_mutex(&ops);
+        assert_eq!(r.valid, Validity::Valid, "{:?}", r.locks[0].violations);
+        // Same without the lease: 1 still holds it when 2 is granted.
+        let ops = history(&[
+            (1, "invoke", "acquire", json!(null)),
+            (1, "ok", "acquire", json!({"token": 5})),
+            (2, "invoke", "acquire", json!(null)),
+            (2, "ok", "acquire", json!({"token": 6})),
+        ]);
+        assert_eq!(check_mutex(&ops).valid, Validity::Invalid);
+    }
+
+    #[test]
+    fn fencing_tokens_must_grow_in_grant_order() {
+        let ops = history(&[
+            (1, "invoke", "acquire", json!(null)),
+            (1, "ok", "acquire", json!({"token": 7, "lease_ms": 5})),
+            (2, "invoke", "acquire", json!(null)),
+            (2, "ok", "acquire", json!({"token": 3})),
+        ]);
+        let r = check_mutex(&ops);
+        let v = &r.locks[0].violations;
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].kind, ViolationKind::Fencing);
+        assert_eq!(v[0].holds[0].token, Some(7));
+        assert_eq!(v[0].holds[1].token, Some(3));
+    }
+
+    #[test]
+    fn one_token_for_two_concurrent_grants_is_a_fencing_violation() {
+        let ops = history(&[
+            (1, "invoke", "acquire", json!(null)),
+            (2, "invoke", "acquire", json!(null)),
+            (1, "ok", "acquire", json!({"token": 4, "lease_ms": 1})),
+            (1, "invoke", "release", json!(null)),
+            (1, "ok", "release", json!(null)),
+            (2, "ok", "acquire", json!({"token": 4})),
+        ]);
+        let r = check_mutex(&ops);
+        assert!(r.locks[0]
+            .violations
+            .iter()
+            .any(|v| v.kind == ViolationKind::Fencing
+                && v.explanation.contains("same fencing token")));
+    }
+
+    #[test]
+    fn failed_acquires_hold_nothing_and_locks_are_apart() {
+        let mut ops = history(&[
+            (1, "invoke", "acquire", json!(null)),
+            (1, "fail", "acquire", json!(null)),
+            (2, "invoke", "acquire", json!(null)),
+            (2, "ok", "acquire", json!(null)),
+            (3, "invoke", "acquire", json!(null)),
+            (3, "ok", "acquire", json!(null)),
+        ]);
+        // Process 3 takes another lock.
+        ops[4].key = Some(Key::Str("lock-1".into()));
+        ops[5].key = Some(Key::Str("lock-1".into()));
+        let r = check_mutex(&ops);
+        assert_eq!(r.valid, Validity::Valid);
+        assert_eq!(r.locks.len(), 2);
+        assert_eq!(r.locks[0].holds.len(), 1);
+    }
+
+    #[test]
+    fn serialises_as_contracts_say() {
+        let ops = history(&[
+            (1, "invoke", "acquire", json!(null)),
+            (1, "ok", "acquire", json!({"token": 1})),
+        ]);
+        let v =
+            serde_json::to_value(crate::results::CheckerResult::Mutex(check_mutex(&ops))).unwrap();
+        assert_eq!(v["name"], "mutex");
+        assert_eq!(v["valid"], true);
+        let hold = &v["locks"][0]["holds"][0];
+        for field in [
+            "process",
+            "acquire_index",
+            "grant_index",
+            "release_index",
+            "start",
+            "end",
+            "token",
+            "certain",
+        ] {
+            assert!(hold.get(field).is_some(), "hold lacks {field}: {hold}");
+        }
+    }
+}

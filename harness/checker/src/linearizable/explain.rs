@@ -12,17 +12,20 @@ use crate::results::OpRef;
 use std::time::{Duration, Instant};
 
 /// Wall time one shrinking candidate may take.
-const CANDIDATE_TIME_LIMIT: Duration = Duration::from_millis(200);
+const CANDIDATE_TIME_LIMIT: Duration = Duration::from_millis(100);
 
 pub(crate) struct Minimal {
     /// Positions in the key's entries, in invoke order: the core.
     pub ops: Vec<u32>,
+    /// Ops invoked after this position play no part.
+    pub cut: u64,
     /// Whether shrinking ran to the end (every single op was tried for removal).
     pub complete: bool,
 }
 
-/// The key's ops with those outside `core` made optional.
-fn relaxed<'a, O>(entries: &'a [Entry<O>], core: &[u32]) -> Vec<View<'a, O>> {
+/// The key's ops invoked up to `cut`, with those outside `core` made optional. Ops
+/// invoked after the cut cannot matter: every core op completed before it.
+fn relaxed<'a, O>(entries: &'a [Entry<O>], core: &[u32], cut: u64) -> Vec<View<'a, O>> {
     let mut in_core = vec![false; entries.len()];
     for &i in core {
         in_core[i as usize] = true;
@@ -35,7 +38,53 @@ fn relaxed<'a, O>(entries: &'a [Entry<O>], core: &[u32]) -> Vec<View<'a, O>> {
             call: e.call,
             ret: if keep { e.ret } else { None },
         })
+        .map(|v| {
+            if v.call <= cut {
+                v
+            } else {
+                View { ret: None, ..v }
+            }
+        })
         .collect()
+}
+
+fn invalid<M: Model>(
+    model: &M,
+    views: &[View<'_, M::Op>],
+    main: &Budget,
+    deadline: Instant,
+) -> bool {
+    let budget = Budget::new(
+        main.limit_bytes / 2,
+        Some(deadline.min(Instant::now() + CANDIDATE_TIME_LIMIT)),
+    );
+    matches!(search(model, views, &budget), Outcome::Illegal { .. })
+}
+
+/// The shortest prefix of the key that is already non-linearizable, as the time of its
+/// last completion (non-linearizability only grows with the prefix, so binary search).
+fn shortest_prefix<M: Model>(
+    model: &M,
+    entries: &[Entry<M::Op>],
+    main: &Budget,
+    deadline: Instant,
+) -> u64 {
+    let mut returns: Vec<u64> = entries.iter().filter_map(|e| e.ret).collect();
+    returns.sort_unstable();
+    let (mut lo, mut hi) = (0, returns.len());
+    while lo < hi && Instant::now() < deadline {
+        let mid = (lo + hi) / 2;
+        let cut = returns[mid];
+        let core: Vec<u32> = (0..entries.len() as u32)
+            .filter(|&i| entries[i as usize].ret.is_some_and(|r| r <= cut))
+            .collect();
+        if invalid(model, &relaxed(entries, &core, cut), main, deadline) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    returns.get(lo).copied().unwrap_or(u64::MAX)
 }
 
 /// Delta debugging: drop chunks of ops from the core (halves, quarters, … single ops)
@@ -48,9 +97,10 @@ pub(crate) fn shrink<M: Model>(
     deadline: Instant,
 ) -> Minimal {
     let deadline = main.deadline.map_or(deadline, |d| d.min(deadline));
+    let cut = shortest_prefix(model, entries, main, deadline);
     // Ops of unknown outcome are optional already; only determinate ones form the core.
     let mut current: Vec<u32> = (0..entries.len() as u32)
-        .filter(|&i| entries[i as usize].ret.is_some())
+        .filter(|&i| entries[i as usize].ret.is_some_and(|r| r <= cut))
         .collect();
     let mut chunk = current.len().div_ceil(2);
     while chunk >= 1 {
@@ -59,6 +109,7 @@ pub(crate) fn shrink<M: Model>(
             if Instant::now() >= deadline {
                 return Minimal {
                     ops: current,
+                    cut,
                     complete: false,
                 };
             }
@@ -70,16 +121,9 @@ pub(crate) fn shrink<M: Model>(
                 .collect();
             // One hard candidate must not eat the whole shrinking time: past its own
             // limit it counts as "not shown invalid" and its ops stay.
-            let budget = Budget::new(
-                main.limit_bytes / 2,
-                Some(deadline.min(Instant::now() + CANDIDATE_TIME_LIMIT)),
-            );
-            let invalid = !candidate.is_empty()
-                && matches!(
-                    search(model, &relaxed(entries, &candidate), &budget),
-                    Outcome::Illegal { .. }
-                );
-            if invalid {
+            if !candidate.is_empty()
+                && invalid(model, &relaxed(entries, &candidate, cut), main, deadline)
+            {
                 current = candidate;
             } else {
                 start += chunk;
@@ -92,6 +136,7 @@ pub(crate) fn shrink<M: Model>(
     }
     Minimal {
         ops: current,
+        cut,
         complete: true,
     }
 }
@@ -107,7 +152,7 @@ pub(crate) fn explain<M: Model>(
 ) -> String {
     use std::fmt::Write;
     let mut text = String::new();
-    let others = entries.len() - minimal.ops.len();
+    let others = entries.iter().filter(|e| e.call <= minimal.cut).count() - minimal.ops.len();
     let _ = writeln!(
         text,
         "No order of these {} operations agrees with both real time and the {} model (starting from {}){}{}:",
@@ -132,7 +177,7 @@ pub(crate) fn explain<M: Model>(
         main.limit_bytes / 2,
         Some(Instant::now() + Duration::from_secs(1)),
     );
-    let views = relaxed(entries, &minimal.ops);
+    let views = relaxed(entries, &minimal.ops, minimal.cut);
     let Outcome::Illegal { longest, state } = search(model, &views, &budget) else {
         return text;
     };

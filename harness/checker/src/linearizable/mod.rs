@@ -39,7 +39,7 @@ impl Default for Limits {
             time_limit: Some(Duration::from_secs(60)),
             memory_limit_bytes: 2048 * 1024 * 1024,
             threads: None,
-            shrink_time_limit: Duration::from_secs(5),
+            shrink_time_limit: Duration::from_secs(2),
             counterexamples: true,
             exhaustive: false,
         }
