@@ -83,6 +83,9 @@ pub struct RunArgs {
     /// (its test.json); other options except --results-dir are taken from that run.
     #[arg(long, value_name = "RUN_DIR")]
     pub replay: Option<PathBuf>,
+    /// Write a JUnit XML report (one test case per run) for CI systems.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// Parses the recorded arguments of a run for `--replay`.
@@ -239,6 +242,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .join(" ");
     let runtime = tokio::runtime::Runtime::new()?;
     let mut code = 0;
+    let mut summaries = Vec::new();
     for n in 0..args.test_count {
         let seed = seed.wrapping_add(u64::from(n));
         let mut options = RunOptions {
@@ -297,7 +301,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 shutdown_signal().await;
                 flag.store(true, std::sync::atomic::Ordering::SeqCst);
             };
+            // Setup takes a while before the workload starts; the bar counts the whole run
+            // against the time limit, so it shows how far along the run is, not more.
+            let bar =
+                faultline_report::progress_bar(Duration::from_secs_f64(args.time_limit), "running");
+            let ticker = {
+                let bar = bar.clone();
+                tokio::spawn(async move {
+                    let started = tokio::time::Instant::now();
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        bar.set_position(started.elapsed().as_secs());
+                    }
+                })
+            };
             let outcome = core_run::run(test, interrupt).await;
+            ticker.abort();
+            bar.finish_and_clear();
             (
                 outcome,
                 interrupted.load(std::sync::atomic::Ordering::SeqCst),
@@ -319,6 +339,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             eprintln!("faultline: the run failed: {error}");
         }
         code = combine(code, outcome.exit_code());
+        if let Some(path) = &args.junit {
+            match faultline_report::RunSummary::load(&outcome.dir) {
+                Ok(summary) => summaries.push(summary),
+                Err(err) => eprintln!("faultline: JUnit: {err:#}"),
+            }
+            faultline_report::write_junit(&summaries, path)
+                .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+        }
         if interrupted {
             break;
         }

@@ -151,6 +151,8 @@ fn replay_repeats_the_fault_schedule() {
             node.to_str().unwrap(),
         ])
         .args(common)
+        .arg("--junit")
+        .arg(results.path().join("run.xml"))
         .output()
         .unwrap();
     assert_eq!(
@@ -159,6 +161,12 @@ fn replay_repeats_the_fault_schedule() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
+    // `run --junit`: one test case, passed.
+    let xml = std::fs::read_to_string(results.path().join("run.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit parses as XML");
+    let cases = doc.descendants().filter(|n| n.has_tag_name("testcase"));
+    assert_eq!(cases.count(), 1, "{xml}");
+    assert!(!xml.contains("<failure"), "{xml}");
     let original = std::fs::canonicalize(results.path().join("raft-register/latest")).unwrap();
 
     let second = faultline(&[
