@@ -338,6 +338,18 @@ impl Node {
                 }
                 None => {}
             }
+            // Once this attempt's accepts are out, its value may be chosen yet unknown to
+            // us, and another client may overwrite it before a retry looks. A retry would
+            // then see a foreign value and either apply the change a second time (a write
+            // taking effect twice) or report a cas as certainly failed although it
+            // happened. So the outcome is unknown, and the client must be told so.
+            if round.accept_sent() {
+                return Err(ApiError::new(
+                    504,
+                    "the accept phase was cut short: the operation may have taken effect",
+                    false,
+                ));
+            }
             inner.cache.lock().expect("cache").remove(key);
             let cap = (2u64 << attempt.min(5)).min(BACKOFF_MS_MAX);
             let pause = Duration::from_millis(rand::rng().random_range(0..=cap));
