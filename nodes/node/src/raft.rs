@@ -56,6 +56,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         read_mode: read_mode.to_string(),
         bugs: args.bugs.clone(),
     };
+    // A PID file left by a killed run must not announce this one before it serves.
+    let _ = std::fs::remove_file(&args.pid_file);
     let rt = common::runtime()?;
     rt.block_on(async {
         let (peer_listener, client_listener) = common::bind(&args).await?;

@@ -585,15 +585,27 @@ impl Raft {
             );
         }
         let last_new = prev_index + entries.len() as u64;
+        if entries
+            .iter()
+            .any(|e| e.index <= self.commit && self.log.term(e.index) != Some(e.term))
+        {
+            // Only a broken or hostile peer asks to rewrite committed entries: refuse.
+            tracing::error!(%from, prev_index, "refusing an append that conflicts with committed entries");
+            let hint = self.log.last_index();
+            return self.send(
+                &from,
+                Body::AppendResp {
+                    success: false,
+                    index: prev_index,
+                    hint,
+                    read_seq,
+                },
+            );
+        }
         for e in entries {
             if self.log.term(e.index) == Some(e.term) {
                 continue;
             }
-            assert!(
-                e.index > self.commit,
-                "leader tried to overwrite committed entry {}",
-                e.index
-            );
             self.unstable_from = Some(self.unstable_from.map_or(e.index, |u| u.min(e.index)));
             self.log.append(e);
         }
