@@ -17,6 +17,25 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system, all threads) this process has used. The machine is shared,
+/// so wall time alone overstates what the checker costs when others are busy.
+fn cpu_s() -> f64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -40,22 +59,27 @@ fn verdict_only() -> Limits {
 
 struct Timed {
     median_s: f64,
+    cpu_median_s: f64,
     verdict: Validity,
 }
 
 fn time_row(row: &Row, runs: usize, limits: &Limits) -> Timed {
     let (_, ops) = import::read_file(&row.path, Some(row.format)).expect("bench file parses");
     let mut times = Vec::new();
+    let mut cpu = Vec::new();
     let mut verdict = Validity::Unknown;
     for _ in 0..runs {
         let t = Instant::now();
+        let c = cpu_s();
         let r =
             check_linearizable_named(&ops, row.model, row.initial.as_ref(), limits).expect("model");
         times.push(t.elapsed().as_secs_f64());
+        cpu.push(cpu_s() - c);
         verdict = r.valid;
     }
     Timed {
         median_s: median(times),
+        cpu_median_s: median(cpu),
         verdict,
     }
 }
@@ -123,6 +147,24 @@ fn run_case(name: &str) {
     );
 }
 
+/// Totals: [our wall, our CPU, Porcupine] seconds.
+#[derive(Default)]
+struct Sums {
+    etcd: [f64; 3],
+    all: [f64; 3],
+}
+
+impl Sums {
+    fn add(&mut self, etcd: bool, wall: f64, cpu: f64, porcupine: f64) {
+        for (i, v) in [wall, cpu, porcupine].into_iter().enumerate() {
+            self.all[i] += v;
+            if etcd {
+                self.etcd[i] += v;
+            }
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
@@ -135,18 +177,19 @@ fn main() {
         run_case(&case);
         return;
     }
-    let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
+    let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(7);
     let only = arg("--only");
     let rows = read_manifest(&default_dir()).expect("MANIFEST.tsv");
     let mut limits = verdict_only();
     // `--counterexamples`: time what `faultline check` does for invalid keys, shrinking included.
     limits.counterexamples = args.iter().any(|a| a == "--counterexamples");
 
+    println!("load average at start: {}", load_average());
     println!(
-        "{:<58} {:>5} {:>17} {:>11} {:>13} {:>8}",
-        "file", "ops", "verdict", "ours ms", "porcupine ms", "speedup"
+        "{:<52} {:>5} {:>17} {:>9} {:>9} {:>9} {:>7} {:>7}",
+        "file", "ops", "verdict", "wall ms", "CPU ms", "porc. ms", "wall x", "CPU x"
     );
-    let (mut ours_etcd, mut porc_etcd, mut ours_all, mut porc_all) = (0.0, 0.0, 0.0, 0.0);
+    let mut sums = Sums::default();
     let mut mismatches = 0;
     for row in &rows {
         let name = row
@@ -161,18 +204,17 @@ fn main() {
         let t = time_row(row, runs, &limits);
         let ok = t.verdict == row.expected;
         mismatches += usize::from(!ok);
-        let porc = row.porcupine_s.unwrap_or(0.0);
-        if row.porcupine_s.is_some() {
-            ours_all += t.median_s;
-            porc_all += porc;
-            if name.contains("etcd_") {
-                ours_etcd += t.median_s;
-                porc_etcd += porc;
-            }
+        if let Some(p) = row.porcupine_s {
+            sums.add(name.contains("etcd_"), t.median_s, t.cpu_median_s, p);
         }
+        let ratio = |ours: f64| {
+            row.porcupine_s
+                .map_or("-".into(), |p| format!("{:.1}", p / ours.max(1e-6)))
+        };
         println!(
-            "{:<58} {:>5} {:>17} {:>11.3} {:>13} {:>8}",
-            name,
+            "{:<52} {:>5} {:>17} {:>9.3} {:>9.3} {:>9} {:>7} {:>7}",
+            name.trim_start_matches("porcupine/test_data/")
+                .trim_start_matches("knossos/data/"),
             row.op_count,
             format!(
                 "{}{}",
@@ -180,32 +222,35 @@ fn main() {
                 if ok { "" } else { " (!)" }
             ),
             t.median_s * 1000.0,
+            t.cpu_median_s * 1000.0,
             row.porcupine_s
                 .map_or("-".into(), |p| format!("{:.3}", p * 1000.0)),
-            row.porcupine_s
-                .map_or("-".into(), |p| format!("{:.1}x", p / t.median_s.max(1e-9))),
+            ratio(t.median_s),
+            ratio(t.cpu_median_s),
         );
     }
     println!();
     println!("median of {runs} runs per file, verdict only (no counterexample shrinking), parse excluded");
-    println!(
-        "etcd logs total: ours {:.1} ms, porcupine {:.1} ms ({:.1}x)",
-        ours_etcd * 1000.0,
-        porc_etcd * 1000.0,
-        porc_etcd / ours_etcd.max(1e-9)
-    );
-    println!(
-        "all files total: ours {:.1} ms, porcupine {:.1} ms ({:.1}x)",
-        ours_all * 1000.0,
-        porc_all * 1000.0,
-        porc_all / ours_all.max(1e-9)
-    );
+    for (label, s) in [
+        ("etcd logs", &sums.etcd),
+        ("all files with a Porcupine figure", &sums.all),
+    ] {
+        println!(
+            "{label} total: ours {:.1} ms wall / {:.1} ms CPU, Porcupine {:.1} ms ({:.1}x wall, {:.1}x CPU)",
+            s[0] * 1000.0,
+            s[1] * 1000.0,
+            s[2] * 1000.0,
+            s[2] / s[0].max(1e-9),
+            s[2] / s[1].max(1e-9)
+        );
+    }
     println!("verdict mismatches: {mismatches}");
     println!("peak RSS of this process: {:.0} MB", peak_rss_mb());
     if only.is_some() {
         return;
     }
     println!();
+    println!("load average: {}", load_average());
     println!(
         "{:<70} {:>16} {:>44} {:>10}",
         "case (child process)", "verdict", "time", "peak MB"
@@ -220,7 +265,7 @@ fn main() {
         match text.lines().find_map(|l| l.strip_prefix("CASE\t")) {
             Some(line) => {
                 let f: Vec<&str> = line.split('\t').collect();
-                println!("{:<70} {:>16} {:>44} {:>10}", f[0], f[1], f[2], f[3]);
+                println!("{:<56} {:>16} {:>60} {:>8}", f[0], f[1], f[2], f[3]);
             }
             None => println!("{case}: failed: {}", String::from_utf8_lossy(&out.stderr)),
         }

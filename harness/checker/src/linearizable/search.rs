@@ -384,7 +384,7 @@ pub(crate) fn search<M: Model>(
 
     // Optional ops get a bit of the dominance mask (up to 64 of them); every other op is
     // part of the exact signature.
-    let mut seed = 0x5EED_0F_FA17_u64;
+    let mut seed = 0x005E_ED0F_FA17_u64;
     let mut mask_bit = vec![0u64; n];
     for (slot, &(_, i)) in info_calls.iter().take(64).enumerate() {
         mask_bit[i as usize] = 1 << slot;
@@ -450,7 +450,7 @@ pub(crate) fn search<M: Model>(
             return Outcome::Linearizable;
         }
         steps += 1;
-        if steps % CHECK_EVERY_STEPS == 0 {
+        if steps.is_multiple_of(CHECK_EVERY_STEPS) {
             s.resync();
             if let Some(reason) = budget.stop_reason() {
                 return Outcome::Unknown(reason);
