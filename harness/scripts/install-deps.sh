@@ -9,6 +9,7 @@ FAULTLINE_DEBS=(
     redis-tools                     # redis-cli against our redis-lock server
     chromium                        # headless browser tests of report.html
     procps psmisc                   # ps, for process-state checks in tests
+    vagrant shellcheck              # validating vagrant/Vagrantfile and its provisioning script
 )
 faultline_missing=()
 for pkg in "${FAULTLINE_DEBS[@]}"; do
