@@ -539,3 +539,37 @@ impl<SM: StateMachine> Loop<SM> {
 pub fn is_leader(status: &NodeStatus) -> bool {
     status.role == Role::Leader.as_str()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(lease: LeaseMode) -> ServerConfig {
+        ServerConfig {
+            id: "n1".into(),
+            peers: vec![("n1".into(), "127.0.0.1:1".into())],
+            data_dir: PathBuf::new(),
+            tick: Duration::from_millis(50),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            lease,
+            snapshot_entries: 10,
+            no_fsync: false,
+            seed: 0,
+            link_filter: None,
+        }
+    }
+
+    #[test]
+    fn lease_is_shorter_than_the_followers_promise_by_the_drift_margin_unless_unsafe() {
+        assert_eq!(cfg(LeaseMode::Off).lease_ms(), 0);
+        // Followers promise 10 ticks, at least 9 tick lengths of real time; minus 50 ms drift.
+        assert_eq!(
+            cfg(LeaseMode::Monotonic { drift_ms: 50 }).lease_ms(),
+            9 * 50 - 50
+        );
+        assert_eq!(cfg(LeaseMode::Monotonic { drift_ms: 10_000 }).lease_ms(), 0);
+        // The bug trusts the full timeout on the wall clock, with no margin.
+        assert_eq!(cfg(LeaseMode::WallClockUnsafe).lease_ms(), 10 * 50);
+    }
+}
