@@ -117,15 +117,17 @@ fn run_case(name: &str) {
             let read_s = t.elapsed().as_secs_f64();
             let _ = std::fs::remove_file(&path);
             let t = Instant::now();
+            let c = cpu_s();
             let r =
                 check_linearizable_named(&ops, "cas-register", None, &Limits::default()).unwrap();
             let check_s = t.elapsed().as_secs_f64();
             println!(
-                "CASE\tgenerated 1,000,000 ops / 1,000 keys / 20 processes / 5% info (seed 42)\t{}\tgenerate+write {:.2} s, read {:.2} s, check {:.2} s\t{:.0}",
+                "CASE\t1M ops, 1,000 keys, 20 procs, 5% info (seed 42)\t{}\tgen+write {:.1} s, read {:.1} s, check {:.2} s ({:.2} s CPU)\t{:.0}",
                 verdict_name(r.valid),
                 gen_s,
                 read_s,
                 check_s,
+                cpu_s() - c,
                 peak_rss_mb()
             );
             return;
@@ -133,6 +135,7 @@ fn run_case(name: &str) {
         other => panic!("unknown case {other}"),
     };
     let t = Instant::now();
+    let c = cpu_s();
     let r = check_linearizable_named(&ops, model, None, &limits).unwrap();
     let reason = r
         .keys
@@ -140,9 +143,10 @@ fn run_case(name: &str) {
         .find_map(|k| k.reason.clone())
         .unwrap_or_default();
     println!(
-        "CASE\t{label}\t{}\tcheck {:.3} s {reason}\t{:.0}",
+        "CASE\t{label}\t{}\tcheck {:.3} s ({:.3} s CPU) {reason}\t{:.0}",
         verdict_name(r.valid),
         t.elapsed().as_secs_f64(),
+        cpu_s() - c,
         peak_rss_mb()
     );
 }
