@@ -33,6 +33,9 @@ pub struct Config {
     /// Length of the lease, in the units of [`Raft::set_now_ms`], counted from the sending
     /// of the heartbeat round a quorum acknowledged.
     pub lease_ms: u64,
+    /// Part of the `lease-unsafe` bug: a leader whose lease holds (by its own clock) keeps
+    /// leading without a quorum, instead of stepping down by check-quorum.
+    pub lease_overrides_quorum: bool,
     /// Most entries in one append message.
     pub append_entries_max: usize,
     /// Most entries handed out for applying in one [`Ready`].
@@ -50,6 +53,7 @@ impl Config {
             seed: 0,
             lease_reads: false,
             lease_ms: 0,
+            lease_overrides_quorum: false,
             append_entries_max: 1024,
             apply_entries_max: 4096,
         }
@@ -275,7 +279,8 @@ impl Raft {
         if self.check_quorum_elapsed >= self.cfg.election_ticks {
             self.check_quorum_elapsed = 0;
             let active = 1 + self.progress.values().filter(|p| p.active).count();
-            if active >= self.quorum {
+            let trusting_lease = self.cfg.lease_overrides_quorum && self.lease_valid();
+            if active >= self.quorum || trusting_lease {
                 self.since_leader_contact = 0;
                 self.progress.values_mut().for_each(|p| p.active = false);
             } else {

@@ -253,6 +253,7 @@ pub fn start<SM: StateMachine>(
     core_cfg.seed = cfg.seed;
     core_cfg.lease_reads = cfg.lease != LeaseMode::Off;
     core_cfg.lease_ms = cfg.lease_ms();
+    core_cfg.lease_overrides_quorum = cfg.lease == LeaseMode::WallClockUnsafe;
     tracing::info!(
         term = recovered.hard_state.term,
         snapshot = recovered.snapshot.index,

@@ -610,6 +610,7 @@ mod tests {
             let mut net = Net::new(3, 12, |c| {
                 c.lease_reads = true;
                 c.lease_ms = 450;
+                c.lease_overrides_quorum = wall_clock_jumps_back;
             });
             let old = net.elect(200);
             net.raft(&old).set_now_ms(10_000);
@@ -656,6 +657,12 @@ mod tests {
                     stale_commit < v2,
                     "a read that misses the acknowledged v2 is stale"
                 );
+                // Trusting its lease, it keeps leading (and reading stale) while cut off.
+                net.tick_all(30);
+                assert_eq!(net.role(&old), Some(Role::Leader));
+                net.raft(&old).read_index(2).unwrap();
+                net.settle();
+                assert_eq!(net.nodes[&old].reads.len(), 2);
             } else {
                 assert!(
                     reads.is_empty(),
