@@ -343,7 +343,8 @@ impl Node {
             // then see a foreign value and either apply the change a second time (a write
             // taking effect twice) or report a cas as certainly failed although it
             // happened. So the outcome is unknown, and the client must be told so.
-            if round.accept_sent() {
+            // A read's accepts only re-write the value it found, so a read may retry.
+            if round.accept_sent() && change != Change::Read {
                 return Err(ApiError::new(
                     504,
                     "the accept phase was cut short: the operation may have taken effect",
