@@ -206,3 +206,60 @@ pub struct Violation {
     pub holds: [Hold; 2],
     pub explanation: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{check_history, CheckOptions};
+    use serde_json::json;
+
+    #[test]
+    fn linearizable_result_serialises_as_contracts_say() {
+        // write 1 completes, then a read sees 2: invalid, with a counterexample.
+        let ops: Vec<crate::Op> = [
+            json!({"index": 0, "time": 1, "type": "invoke", "process": 0, "f": "write", "key": "k1", "value": 1}),
+            json!({"index": 1, "time": 2, "type": "ok", "process": 0, "f": "write", "key": "k1", "value": 1}),
+            json!({"index": 2, "time": 3, "type": "invoke", "process": 1, "f": "read", "key": "k1", "value": null}),
+            json!({"index": 3, "time": 4, "type": "ok", "process": 1, "f": "read", "key": "k1", "value": 2}),
+            json!({"index": 4, "time": 5, "type": "invoke", "process": 2, "f": "cas", "key": 7, "value": [null, 3]}),
+        ]
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+        let mut options = CheckOptions::default();
+        options.limits.exhaustive = true;
+        let r = check_history(&ops, &options).unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["valid"], false);
+        let c = &v["checkers"][0];
+        assert_eq!(c["name"], "linearizable");
+        assert_eq!(c["model"], "cas-register");
+        assert!(c["duration_ms"].is_number());
+        let keys = c["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2);
+        let bad = keys.iter().find(|k| k["key"] == "k1").unwrap();
+        assert_eq!(bad["valid"], false);
+        assert_eq!(bad["ops"], 2);
+        let cx = &bad["counterexample"];
+        assert!(cx["explanation"].as_str().unwrap().contains("read 2"));
+        let op = &cx["ops"][0];
+        for field in [
+            "process",
+            "f",
+            "key",
+            "value",
+            "type",
+            "invoke_index",
+            "complete_index",
+            "invoke_time",
+            "complete_time",
+        ] {
+            assert!(op.get(field).is_some(), "OpRef lacks {field}: {op}");
+        }
+        let pending = keys.iter().find(|k| k["key"] == 7).unwrap();
+        assert_eq!(pending["valid"], true);
+        assert!(pending["counterexample"].is_null());
+        // And it reads back.
+        let back: crate::Results = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -88,3 +88,29 @@ fn knossos_files_asserted_with_initial_nil_are_invalid_too() {
         assert_eq!(r.valid, Validity::Invalid, "{file}");
     }
 }
+
+/// The unpartitioned c50 map is far beyond any search: both limits must end in `unknown`
+/// with a reason, not in a crash or an endless run.
+#[test]
+fn limits_end_in_unknown() {
+    let path = default_dir().join("porcupine/test_data/kv/c50-ok.txt");
+    let (_, ops) = import::read_file(&path, None).unwrap();
+    let tight_memory = Limits {
+        memory_limit_bytes: 8 * 1024 * 1024,
+        time_limit: Some(Duration::from_secs(60)),
+        ..Limits::default()
+    };
+    let r = check_linearizable_named(&ops, "kv-map", None, &tight_memory).unwrap();
+    assert_eq!(r.valid, Validity::Unknown);
+    let reason = r.keys[0].reason.clone().unwrap();
+    assert!(reason.contains("memory limit"), "{reason}");
+
+    let tight_time = Limits {
+        time_limit: Some(Duration::from_millis(300)),
+        ..Limits::default()
+    };
+    let r = check_linearizable_named(&ops, "kv-map", None, &tight_time).unwrap();
+    assert_eq!(r.valid, Validity::Unknown);
+    let reason = r.keys[0].reason.clone().unwrap();
+    assert!(reason.contains("time limit"), "{reason}");
+}
