@@ -100,7 +100,8 @@ fn group_history<M: Model>(model: &M, ops: &[Op], pairs: &[Operation]) -> Vec<Gr
 }
 
 /// Why a key has no verdict when another key was found invalid first.
-const STOPPED: &str = "not decided: the check stopped when another key was found non-linearizable (use exhaustive mode to decide every key)";
+const STOPPED: &str =
+    "not decided: the check stopped at the first invalid key (exhaustive mode decides all)";
 
 /// Cores to use; asked once, since the answer reads cgroup files (slow next to a small check).
 fn cores() -> usize {
