@@ -3,12 +3,17 @@
 //! Layout:
 //! - `register`: the register workload's generator (read / write / cas on independent keys).
 //! - `http`: the HTTP/JSON client of our nodes, mapping answers to ok / fail / info.
-//! - `node_db`: the `raft` and `paxos` systems' lifecycle on the hosts (`faultline-node`).
+//! - `node_db`: the `raft`, `paxos` and `zk-lock` systems' lifecycle on the hosts
+//!   (`faultline-node`).
+//! - `lock`: the lock workload's generator and the zk-lock and redis-lock clients.
+//! - `lock_db`: the `redis-lock` system (single, replica, Redlock) and its failover fault.
 //! - `binary`: finding or building the `faultline-node` binary to upload.
 //! - `systems`: `--db` / `--workload` names to a runnable `Test`.
 
 pub mod binary;
 pub mod http;
+pub mod lock;
+pub mod lock_db;
 pub mod node_db;
 pub mod register;
 pub mod systems;

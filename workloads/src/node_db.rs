@@ -66,7 +66,7 @@ pub struct NodeStatus {
 /// The stop script: signals the PID in the file (after checking the PID is still a
 /// faultline-node, since PIDs are reused), waits for it to die (zombies count as dead),
 /// escalates to SIGKILL, and removes the file.
-const STOP_SCRIPT: &str = r#"f=$1
+pub(crate) const STOP_SCRIPT: &str = r#"f=$1
 [ -f "$f" ] || exit 0
 read -r p < "$f" || { rm -f "$f"; exit 0; }
 case $p in ''|*[!0-9]*) rm -f "$f"; exit 0;; esac
@@ -85,7 +85,7 @@ rm -f "$f"
 exit 0"#;
 
 /// Sends one signal to the PID in a file, if it is a live faultline-node.
-const SIGNAL_SCRIPT: &str = r#"f=$1; sig=$2
+pub(crate) const SIGNAL_SCRIPT: &str = r#"f=$1; sig=$2
 read -r p < "$f" || { echo "no PID file $f" >&2; exit 1; }
 case $p in ''|*[!0-9]*) echo "bad PID file $f" >&2; exit 1;; esac
 tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q faultline-node || { echo "$p is not a faultline-node" >&2; exit 1; }
@@ -346,7 +346,7 @@ impl Db for NodeDb {
         Some(self)
     }
     fn primaries(&self) -> Option<&dyn Primaries> {
-        (self.config.system == "raft").then_some(self as &dyn Primaries)
+        matches!(self.config.system.as_str(), "raft" | "zk-lock").then_some(self as &dyn Primaries)
     }
     fn log_files(&self) -> Option<&dyn LogFiles> {
         Some(self)

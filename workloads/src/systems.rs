@@ -4,21 +4,39 @@
 
 use crate::binary::find_node_binary;
 use crate::http::NodeClientFactory;
-use crate::node_db::{endpoint, NodeDb, NodeDbConfig};
+use crate::lock::{
+    Holding, LockGenerator, LockMode, RedisLockClientFactory, RedisLockSettings,
+    ZkLockClientFactory, ZkLockSettings,
+};
+use crate::lock_db::{FailoverNemesis, RedisLockDb, REDIS_PORT};
+use crate::node_db::{endpoint, NodeDb, NodeDbConfig, CLIENT_PORT};
 use crate::register::RegisterGenerator;
-use faultline_core::nemesis::NoNemesis;
+use faultline_core::nemesis::{Nemesis, NoNemesis};
 use faultline_core::run::{RunOptions, Test};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Systems `--db` accepts now.
-pub const DBS: [&str; 2] = ["raft", "paxos"];
+pub const DBS: [&str; 4] = ["raft", "paxos", "zk-lock", "redis-lock"];
 /// Workloads `--workload` accepts now.
-pub const WORKLOADS: [&str; 1] = ["register"];
+pub const WORKLOADS: [&str; 2] = ["register", "lock"];
 /// Systems planned but not built yet, named in the error so users know.
-const DBS_LATER: [&str; 5] = ["zk-lock", "redis-lock", "etcd", "redis", "zookeeper"];
+const DBS_LATER: [&str; 3] = ["etcd", "redis", "zookeeper"];
+/// The lock services: the only systems of the `lock` workload, which they alone serve.
+const LOCK_DBS: [&str; 2] = ["zk-lock", "redis-lock"];
+/// Default lease of a grant: zk-lock's session timeout, redis-lock's TTL.
+const ZK_SESSION_TIMEOUT_MS: u64 = 3000;
+const REDIS_TTL_MS: u64 = 1000;
+/// How long a zk-lock acquire queues before it is cancelled (408, `fail`).
+const ZK_ACQUIRE_WAIT_MS: u64 = 1000;
+/// Redlock's bound on each server's answer: a small part of the TTL, so that one paused
+/// server does not eat the validity.
+const REDLOCK_REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long the replica-mode primary grants without replicating before a failover stops it.
+const FAILOVER_LAG: Duration = Duration::from_millis(1000);
 
 /// Which system and workload, and how to start the system.
 #[derive(Debug, Clone)]
@@ -36,6 +54,12 @@ pub struct SystemSpec {
     pub client_timeout: Duration,
     /// Environment of the node processes (e.g. libfaketime's, for clock faults).
     pub env: Vec<(String, String)>,
+    /// redis-lock's deployment: `single` (default), `replica` or `redlock`.
+    pub lock_mode: Option<String>,
+    /// A grant's lease: zk-lock's session timeout, redis-lock's TTL (ms).
+    pub lock_ttl_ms: Option<u64>,
+    /// redis-lock replica mode: run the `failover` fault about this often.
+    pub failover_interval: Option<Duration>,
 }
 
 impl Default for SystemSpec {
@@ -49,6 +73,9 @@ impl Default for SystemSpec {
             node_binary: None,
             client_timeout: Duration::from_millis(2500),
             env: Vec::new(),
+            lock_mode: None,
+            lock_ttl_ms: None,
+            failover_interval: None,
         }
     }
 }
@@ -75,6 +102,39 @@ pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
         spec.workload,
         WORKLOADS.join(", ")
     );
+    let lock_db = LOCK_DBS.contains(&spec.db.as_str());
+    anyhow::ensure!(
+        lock_db == (spec.workload == "lock"),
+        "--workload {} does not run on --db {}: the lock workload runs on {}, the register \
+         workload on raft and paxos",
+        spec.workload,
+        spec.db,
+        LOCK_DBS.join(" and ")
+    );
+    if let Some(mode) = &spec.lock_mode {
+        anyhow::ensure!(
+            spec.db == "redis-lock",
+            "--lock-mode is for --db redis-lock only"
+        );
+        mode.parse::<LockMode>().map_err(anyhow::Error::msg)?;
+    }
+    if spec.failover_interval.is_some() {
+        anyhow::ensure!(
+            spec.db == "redis-lock" && spec.lock_mode.as_deref() == Some("replica"),
+            "the failover fault needs --db redis-lock --lock-mode replica"
+        );
+    }
+    anyhow::ensure!(
+        spec.db != "redis-lock" || spec.bugs.is_empty(),
+        "redis-lock has no planted bugs"
+    );
+    if spec.read_mode.is_some() {
+        anyhow::ensure!(
+            !lock_db,
+            "--read-mode is for raft and paxos, not {}",
+            spec.db
+        );
+    }
     if let Some(mode) = &spec.read_mode {
         let allowed: &[&str] = match spec.db.as_str() {
             "paxos" => &["readindex"],
@@ -100,6 +160,9 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         spec.db
     );
     let binary = find_node_binary(spec.node_binary.as_deref())?;
+    if spec.workload == "lock" {
+        return build_lock_test(spec, options, binary);
+    }
     let read_mode = spec.read_mode.clone().unwrap_or_else(|| "readindex".into());
     let db = NodeDb::new(NodeDbConfig {
         system: spec.db.clone(),
@@ -141,5 +204,125 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         client: Arc::new(client),
         generator: Arc::new(RegisterGenerator),
         nemesis: Arc::new(NoNemesis),
+    })
+}
+
+/// The lock workload on zk-lock or redis-lock, checked for mutual exclusion (and fencing
+/// order where tokens exist).
+fn build_lock_test(
+    spec: &SystemSpec,
+    mut options: RunOptions,
+    binary: PathBuf,
+) -> anyhow::Result<Test> {
+    // A group keeps its lock for the whole run: a worker must release what it acquired.
+    options.ops_per_key = u64::MAX;
+    options.check.model = None;
+    options.check.mutex = Some(true);
+    let mut nemesis: Arc<dyn Nemesis> = Arc::new(NoNemesis);
+    let holding = Holding::default();
+    let (db, client, lease_ms): (
+        Arc<dyn faultline_core::db::Db>,
+        Arc<dyn faultline_core::client::ClientFactory>,
+        u64,
+    ) = if spec.db == "zk-lock" {
+        let lease_ms = spec.lock_ttl_ms.unwrap_or(ZK_SESSION_TIMEOUT_MS);
+        let db = NodeDb::new(NodeDbConfig {
+            system: spec.db.clone(),
+            binary: binary.clone(),
+            bugs: spec.bugs.clone(),
+            read_mode: None,
+            extra_args: spec.node_args.clone(),
+            env: spec.env.clone(),
+        })?;
+        let client = ZkLockClientFactory::new(
+            ZkLockSettings {
+                nodes: options
+                    .hosts
+                    .iter()
+                    .map(|h| (h.name.clone(), format!("{}:{CLIENT_PORT}", h.address)))
+                    .collect(),
+                request_timeout: spec.client_timeout,
+                session_timeout_ms: lease_ms,
+                acquire_wait_ms: ZK_ACQUIRE_WAIT_MS,
+            },
+            holding.clone(),
+        )?;
+        (Arc::new(db), Arc::new(client), lease_ms)
+    } else {
+        let mode: LockMode = spec
+            .lock_mode
+            .as_deref()
+            .unwrap_or("single")
+            .parse()
+            .map_err(anyhow::Error::msg)?;
+        let servers = RedisLockDb::servers(mode, options.hosts.len());
+        anyhow::ensure!(
+            mode != LockMode::Replica || servers == 2,
+            "--lock-mode replica needs at least 2 hosts"
+        );
+        let lease_ms = spec.lock_ttl_ms.unwrap_or(REDIS_TTL_MS);
+        let primary = Arc::new(AtomicUsize::new(0));
+        let db = Arc::new(RedisLockDb::new(
+            binary.clone(),
+            mode,
+            spec.env.clone(),
+            primary.clone(),
+        )?);
+        let client = RedisLockClientFactory::new(
+            RedisLockSettings {
+                mode,
+                servers: options.hosts[..servers]
+                    .iter()
+                    .map(|h| (h.name.clone(), format!("{}:{REDIS_PORT}", h.address)))
+                    .collect(),
+                primary,
+                ttl_ms: lease_ms,
+                request_timeout: match mode {
+                    LockMode::Redlock => REDLOCK_REQUEST_TIMEOUT,
+                    _ => spec.client_timeout,
+                },
+            },
+            holding.clone(),
+        )?;
+        if let Some(interval) = spec.failover_interval {
+            nemesis = Arc::new(FailoverNemesis::new(db.clone(), interval, FAILOVER_LAG));
+        }
+        options
+            .test_fields
+            .entry("lock_mode")
+            .or_insert(json!(mode.name()));
+        (db, Arc::new(client), lease_ms)
+    };
+    let bug = match spec.bugs.as_slice() {
+        [] => json!(null),
+        [one] => json!(one),
+        many => json!(many),
+    };
+    for (key, value) in [
+        ("db", json!(spec.db)),
+        ("workload", json!(spec.workload)),
+        ("bug", bug),
+        ("lease_ms", json!(lease_ms)),
+        ("node_args", json!(spec.node_args)),
+        ("node_binary", json!(binary.display().to_string())),
+        (
+            "client_timeout_ms",
+            json!(spec.client_timeout.as_millis() as u64),
+        ),
+    ] {
+        options.test_fields.entry(key).or_insert(value);
+    }
+    if let Some(interval) = spec.failover_interval {
+        options
+            .test_fields
+            .entry("failover_interval_s")
+            .or_insert(json!(interval.as_secs_f64()));
+    }
+    Ok(Test {
+        options,
+        db,
+        client,
+        generator: Arc::new(LockGenerator::new(holding)),
+        nemesis,
     })
 }

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The system under test: raft or paxos.
+    /// The system under test: raft, paxos, zk-lock or redis-lock.
     #[arg(long, default_value = "raft")]
     pub db: String,
-    /// The workload: register.
+    /// The workload: register (raft, paxos) or lock (zk-lock, redis-lock).
     #[arg(long, default_value = "register")]
     pub workload: String,
     /// Start the nodes with a planted bug (repeatable), e.g. stale-read.
@@ -32,6 +32,13 @@ pub struct RunArgs {
     /// `--tick-ms 20`, `foo` becomes `--foo`.
     #[arg(long = "node-opt", value_name = "NAME[=VALUE]")]
     pub node_opts: Vec<String>,
+    /// redis-lock's deployment: single, replica (primary + async replica) or redlock.
+    #[arg(long, value_name = "MODE")]
+    pub lock_mode: Option<String>,
+    /// A lock grant's lease in ms: zk-lock's session timeout (default 3000), redis-lock's
+    /// TTL (default 1000).
+    #[arg(long, value_name = "MS")]
+    pub lock_ttl_ms: Option<u64>,
     /// The faultline-node binary to upload; default: beside this program, or built with
     /// cargo.
     #[arg(long, value_name = "PATH")]
@@ -181,7 +188,7 @@ fn combine(a: u8, b: u8) -> u8 {
 /// Returns the process exit code (DESIGN §3).
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     // The arguments after `run`, recorded so that `--replay` can run the same test again.
-    let (args, argv, replay_of) = match &args.replay {
+    let (mut args, argv, replay_of) = match &args.replay {
         Some(dir) => {
             let (replayed, argv) = replay_args(dir, &args)?;
             eprintln!(
@@ -199,7 +206,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             (args, argv, None)
         }
     };
+    // `failover` is redis-lock's own fault (`lock_db::FailoverNemesis`), run beside the
+    // scheduled families rather than as one of them.
+    let failover = args.nemesis.nemesis.iter().any(|n| n.trim() == "failover");
+    args.nemesis.nemesis.retain(|n| n.trim() != "failover");
+    anyhow::ensure!(
+        !failover
+            || (args.nemesis.nemesis_interval.is_finite() && args.nemesis.nemesis_interval > 0.0),
+        "--nemesis-interval must be a positive number of seconds"
+    );
     let spec = SystemSpec {
+        lock_mode: args.lock_mode.clone(),
+        lock_ttl_ms: args.lock_ttl_ms,
+        failover_interval: failover.then(|| Duration::from_secs_f64(args.nemesis.nemesis_interval)),
         db: args.db.clone(),
         workload: args.workload.clone(),
         bugs: args.bugs.clone(),
@@ -285,9 +304,34 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 .test_fields
                 .insert("clock_strategy".into(), json!(args.nemesis.clock_strategy));
         }
+        if failover {
+            let perf = json!({"name": "failover", "start": ["failover"],
+                              "stop": ["failover-done"], "color": "#ffc9a8"});
+            match options.test_fields.get_mut("nemesis_perf") {
+                Some(serde_json::Value::Array(list)) => list.push(perf),
+                _ => {
+                    options
+                        .test_fields
+                        .insert("nemesis_perf".into(), json!([perf]));
+                    options.test_fields.insert(
+                        "nemesis_interval_s".into(),
+                        json!(args.nemesis.nemesis_interval),
+                    );
+                }
+            }
+        }
         let mut test = systems::build_test(&spec, options)?;
         if let Some(nemesis) = nemesis {
-            test.nemesis = std::sync::Arc::new(nemesis);
+            let scheduled: std::sync::Arc<dyn faultline_core::nemesis::Nemesis> =
+                std::sync::Arc::new(nemesis);
+            test.nemesis = if failover {
+                std::sync::Arc::new(faultline_workloads::lock_db::BothNemeses(
+                    scheduled,
+                    test.nemesis.clone(),
+                ))
+            } else {
+                scheduled
+            };
         }
         eprintln!(
             "faultline: run {}/{} of {name} (seed {seed})",
