@@ -15,7 +15,8 @@ use faultline_core::run::{run, RunOptions, RunOutcome};
 use faultline_workloads::binary::{env_or_build, NODE_BINARY};
 use faultline_workloads::systems::{build_test, SystemSpec};
 use serde_json::json;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +29,17 @@ impl Drop for ClusterGuard {
             eprintln!("local cluster {} down failed: {err:#}", self.0);
         }
     }
+}
+
+/// The node binary, built once for all the tests of this file (they start together).
+fn node_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            env_or_build("FAULTLINE_NODE_BINARY", "faultline-node", NODE_BINARY)
+                .expect("building faultline-node")
+        })
+        .clone()
 }
 
 fn cluster(id: u8, nodes: usize) -> (LocalCluster, ClusterGuard) {
@@ -48,12 +60,7 @@ struct Scenario {
 }
 
 async fn run_scenario(s: Scenario) -> (RunOutcome, tempfile::TempDir) {
-    let binary = tokio::task::spawn_blocking(|| {
-        env_or_build("FAULTLINE_NODE_BINARY", "faultline-node", NODE_BINARY)
-    })
-    .await
-    .unwrap()
-    .expect("building faultline-node");
+    let binary = tokio::task::spawn_blocking(node_binary).await.unwrap();
     let (cluster, _guard) = tokio::task::spawn_blocking(move || cluster(s.id, s.nodes))
         .await
         .unwrap();
