@@ -76,7 +76,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         },
         mutex: None,
     };
-    let results = check_history(&ops, &options).map_err(anyhow::Error::msg)?;
+    // A long search shows it is alive (on a terminal only; nothing in CI logs).
+    let progress = faultline_report::check_progress(ops.len() as u64, "checking ops");
+    progress.enable_steady_tick(Duration::from_millis(200));
+    let results = check_history(&ops, &options).map_err(anyhow::Error::msg);
+    progress.finish_and_clear();
+    let results = results?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
@@ -84,6 +89,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
             "{}",
             render(&args.file.display().to_string(), format, &results)
         );
+        // faultline's own histories carry times: add the run summary's counts and
+        // latencies per checker and key, as at the end of a run.
+        if matches!(format, Format::Jsonl) {
+            print!(
+                "{}",
+                faultline_report::summary_for_checked(&ops, &results, None)
+            );
+        }
     }
     Ok(results.valid.exit_code() as u8)
 }
