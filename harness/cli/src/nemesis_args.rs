@@ -5,7 +5,7 @@ use clap::Args;
 use faultline_nemesis::clock::ClockStrategy;
 use faultline_nemesis::grudge::PartitionKind;
 use faultline_nemesis::runner::NemesisConfig;
-use faultline_nemesis::schedule::{Family, PacketFault, ScheduleOptions, Target};
+use faultline_nemesis::schedule::{ClockKind, Family, PacketFault, ScheduleOptions, Target};
 use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
@@ -51,6 +51,15 @@ pub struct NemesisArgs {
         default_value = "loss:0.2,rate:1000"
     )]
     pub packet: Vec<String>,
+    /// Clock faults to choose from: bump, strobe, skew (random direction), or bump-back,
+    /// bump-ahead, skew-slow, skew-fast (fixed direction).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "FAULTS",
+        default_value = "bump,strobe,skew"
+    )]
+    pub clock_faults: Vec<ClockKind>,
     /// Largest clock jump, in milliseconds.
     #[arg(long, default_value_t = 60_000, value_name = "MS")]
     pub clock_delta_ms_max: i64,
@@ -58,6 +67,10 @@ pub struct NemesisArgs {
     /// (the host's own clock; VMs with time sync off).
     #[arg(long, default_value = "faketime", value_name = "STRATEGY")]
     pub clock_strategy: ClockStrategy,
+    /// Give every fault family its own schedule, so faults of different families overlap
+    /// (e.g. a leader cut off while its clock lags); default: one fault at a time.
+    #[arg(long)]
+    pub nemesis_overlap: bool,
 }
 
 /// Parses one `--packet` entry.
@@ -148,6 +161,10 @@ impl NemesisArgs {
             "--clock-targets names no target"
         );
         anyhow::ensure!(!packet_faults.is_empty(), "--packet names no fault");
+        anyhow::ensure!(
+            !self.clock_faults.is_empty(),
+            "--clock-faults names no fault"
+        );
         Ok(Some(NemesisConfig {
             schedule: ScheduleOptions {
                 families,
@@ -157,6 +174,8 @@ impl NemesisArgs {
                 clock_targets: self.clock_targets.clone(),
                 packet_faults,
                 clock_delta_ms_max: self.clock_delta_ms_max.max(1),
+                clock_kinds: self.clock_faults.clone(),
+                overlap: self.nemesis_overlap,
             },
             clock_strategy: self.clock_strategy,
             time_limit,

@@ -129,29 +129,36 @@ impl ScheduledNemesis {
     }
 
     /// Records the invoke, does `act`, records the outcome as `info` (a fault's effect is
-    /// never certain: a host may have been unreachable).
-    async fn recorded<F>(&self, cx: &NemesisContext, f: &str, invoke: Value, act: F)
+    /// never certain: a host may have been unreachable) and returns the info's value.
+    async fn recorded<F>(&self, cx: &NemesisContext, f: &str, invoke: Value, act: F) -> Value
     where
         F: std::future::Future<Output = anyhow::Result<Value>>,
     {
         Self::record(cx, OpType::Invoke, f, invoke, None);
         match act.await {
-            Ok(value) => Self::record(cx, OpType::Info, f, value, None),
+            Ok(value) => {
+                Self::record(cx, OpType::Info, f, value.clone(), None);
+                value
+            }
             Err(err) => {
                 tracing::warn!("nemesis {f} failed: {err:#}");
                 Self::record(cx, OpType::Info, f, Value::Null, Some(format!("{err:#}")));
+                Value::Null
             }
         }
     }
 
-    async fn apply(&self, cx: &NemesisContext, action: &Action) {
+    /// Does one step of a schedule now, as `run` does at its time, and returns what the
+    /// history records as its outcome (e.g. the hosts a kill hit); `Null` when the step
+    /// failed or had nothing to undo. Tests use it to apply exact faults.
+    pub async fn apply(&self, cx: &NemesisContext, action: &Action) -> Value {
         match action {
             Action::Start(fault) => self.start(cx, fault).await,
             Action::Stop { family } => self.stop(cx, *family).await,
         }
     }
 
-    async fn start(&self, cx: &NemesisContext, fault: &Fault) {
+    async fn start(&self, cx: &NemesisContext, fault: &Fault) -> Value {
         let remotes = &cx.db_cx.remotes;
         let invoke = serde_json::to_value(fault).unwrap_or(Value::Null);
         match fault {
@@ -260,7 +267,7 @@ impl ScheduledNemesis {
         }
     }
 
-    async fn stop(&self, cx: &NemesisContext, family: Family) {
+    async fn stop(&self, cx: &NemesisContext, family: Family) -> Value {
         let remotes = &cx.db_cx.remotes;
         match family {
             Family::Partition => {
@@ -271,6 +278,8 @@ impl ScheduledNemesis {
                         Ok(json!(grudge))
                     })
                     .await
+                } else {
+                    Value::Null
                 }
             }
             Family::Packet => {
@@ -281,6 +290,8 @@ impl ScheduledNemesis {
                         Ok(json!({"hosts": hosts, "packet": fault}))
                     })
                     .await
+                } else {
+                    Value::Null
                 }
             }
             Family::Kill => {
@@ -297,6 +308,8 @@ impl ScheduledNemesis {
                         Ok(json!(killed))
                     })
                     .await
+                } else {
+                    Value::Null
                 }
             }
             Family::Pause => {
@@ -313,6 +326,8 @@ impl ScheduledNemesis {
                         Ok(json!(paused))
                     })
                     .await
+                } else {
+                    Value::Null
                 }
             }
             Family::Clock => {
@@ -323,6 +338,8 @@ impl ScheduledNemesis {
                 if needed {
                     self.recorded(cx, "reset-clock", Value::Null, self.reset_clocks(&cx.db_cx))
                         .await
+                } else {
+                    Value::Null
                 }
             }
         }

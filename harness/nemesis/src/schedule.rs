@@ -132,6 +132,65 @@ pub enum ClockFault {
     Skew { rate: f64 },
 }
 
+/// The kinds of clock fault a schedule draws from (`--clock-faults`). `bump` and `skew`
+/// pick their direction at random; the `-back`/`-ahead` and `-slow`/`-fast` forms fix it,
+/// e.g. to make a leader's clock lag, which is what a wall-clock lease trusts wrongly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockKind {
+    Bump,
+    BumpBack,
+    BumpAhead,
+    Strobe,
+    Skew,
+    SkewSlow,
+    SkewFast,
+}
+
+impl ClockKind {
+    pub const ALL: [ClockKind; 7] = [
+        ClockKind::Bump,
+        ClockKind::BumpBack,
+        ClockKind::BumpAhead,
+        ClockKind::Strobe,
+        ClockKind::Skew,
+        ClockKind::SkewSlow,
+        ClockKind::SkewFast,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClockKind::Bump => "bump",
+            ClockKind::BumpBack => "bump-back",
+            ClockKind::BumpAhead => "bump-ahead",
+            ClockKind::Strobe => "strobe",
+            ClockKind::Skew => "skew",
+            ClockKind::SkewSlow => "skew-slow",
+            ClockKind::SkewFast => "skew-fast",
+        }
+    }
+}
+
+impl FromStr for ClockKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ClockKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = ClockKind::ALL.iter().map(|k| k.name()).collect();
+                format!(
+                    "unknown clock fault {s:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+fn default_clock_kinds() -> Vec<ClockKind> {
+    vec![ClockKind::Bump, ClockKind::Strobe, ClockKind::Skew]
+}
+
 /// A packet fault, applied on each targeted host.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -212,6 +271,13 @@ pub struct ScheduleOptions {
     pub packet_faults: Vec<PacketFault>,
     /// Largest clock bump, in milliseconds.
     pub clock_delta_ms_max: i64,
+    /// The clock faults to draw from.
+    #[serde(default = "default_clock_kinds")]
+    pub clock_kinds: Vec<ClockKind>,
+    /// Each family on its own timeline, so faults of different families overlap (a leader
+    /// cut off while its clock lags); otherwise one fault at a time.
+    #[serde(default)]
+    pub overlap: bool,
 }
 
 impl Default for ScheduleOptions {
@@ -234,6 +300,8 @@ impl Default for ScheduleOptions {
                 PacketFault::Rate { kbit: 1000 },
             ],
             clock_delta_ms_max: 60_000,
+            clock_kinds: default_clock_kinds(),
+            overlap: false,
         }
     }
 }
@@ -260,20 +328,24 @@ fn draw_fault<R: Rng>(rng: &mut R, family: Family, opts: &ScheduleOptions) -> Op
         Family::Clock => {
             let max = opts.clock_delta_ms_max.max(1);
             let magnitude = rng.random_range(max / 10..=max).max(1);
-            let delta_ms = if rng.random_bool(0.5) {
-                magnitude
-            } else {
-                -magnitude
+            let kind = *opts.clock_kinds.choose(rng)?;
+            let back = match kind {
+                ClockKind::BumpBack | ClockKind::SkewSlow => true,
+                ClockKind::BumpAhead | ClockKind::SkewFast => false,
+                ClockKind::Bump | ClockKind::Strobe | ClockKind::Skew => rng.random_bool(0.5),
             };
-            let clock = match rng.random_range(0..3) {
-                0 => ClockFault::Bump { delta_ms },
-                1 => ClockFault::Strobe {
+            let delta_ms = if back { -magnitude } else { magnitude };
+            let clock = match kind {
+                ClockKind::Bump | ClockKind::BumpBack | ClockKind::BumpAhead => {
+                    ClockFault::Bump { delta_ms }
+                }
+                ClockKind::Strobe => ClockFault::Strobe {
                     delta_ms,
                     period_ms: rng.random_range(10..=200),
                     duration_ms: rng.random_range(1_000..=5_000),
                 },
-                _ => ClockFault::Skew {
-                    rate: if rng.random_bool(0.5) { 2.0 } else { 0.5 },
+                ClockKind::Skew | ClockKind::SkewSlow | ClockKind::SkewFast => ClockFault::Skew {
+                    rate: if back { 0.5 } else { 2.0 },
                 },
             };
             Fault::Clock {
@@ -288,26 +360,53 @@ fn draw_fault<R: Rng>(rng: &mut R, family: Family, opts: &ScheduleOptions) -> Op
     })
 }
 
-/// The whole schedule for a workload phase of `time_limit_ms`: faults start and stop one at
-/// a time, alternating quiet and faulty periods, as Jepsen's combined nemesis does; the last
-/// fault always stops before the time limit, and the run heals everything again afterwards.
+/// The whole schedule for a workload phase of `time_limit_ms`. By default faults start and
+/// stop one at a time, alternating quiet and faulty periods; with `overlap` every family
+/// runs its own such alternation and the timelines are merged, so faults of different
+/// families coincide. Every fault stops before the time limit, and the run heals everything
+/// again afterwards.
 pub fn schedule(opts: &ScheduleOptions, time_limit_ms: u64, seed: u64) -> Vec<Step> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mean_ms = (opts.interval_s.max(0.001) * 1000.0) as u64;
-    let mut steps = Vec::new();
     if opts.families.is_empty() {
-        return steps;
+        return Vec::new();
     }
-    let mut now = wait_ms(&mut rng, mean_ms);
+    if !opts.overlap {
+        return timeline(&mut rng, opts, &opts.families, mean_ms, time_limit_ms);
+    }
+    let mut steps: Vec<Step> = Vec::new();
+    for family in &opts.families {
+        steps.extend(timeline(
+            &mut rng,
+            opts,
+            std::slice::from_ref(family),
+            mean_ms,
+            time_limit_ms,
+        ));
+    }
+    // Stable: at equal times a family's stop stays after its own start.
+    steps.sort_by_key(|step| step.at_ms);
+    steps
+}
+
+/// One alternation of quiet and faulty periods, each fault drawn from `families`.
+fn timeline(
+    rng: &mut ChaCha8Rng,
+    opts: &ScheduleOptions,
+    families: &[Family],
+    mean_ms: u64,
+    time_limit_ms: u64,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut now = wait_ms(rng, mean_ms);
     while now < time_limit_ms {
-        let family = *opts
-            .families
-            .choose(&mut rng)
-            .expect("families is not empty");
-        let Some(fault) = draw_fault(&mut rng, family, opts) else {
+        let Some(&family) = families.choose(rng) else {
             break;
         };
-        let stop_at = (now + wait_ms(&mut rng, mean_ms)).min(time_limit_ms);
+        let Some(fault) = draw_fault(rng, family, opts) else {
+            break;
+        };
+        let stop_at = (now + wait_ms(rng, mean_ms)).min(time_limit_ms);
         steps.push(Step {
             at_ms: now,
             action: Action::Start(fault),
@@ -316,7 +415,7 @@ pub fn schedule(opts: &ScheduleOptions, time_limit_ms: u64, seed: u64) -> Vec<St
             at_ms: stop_at,
             action: Action::Stop { family },
         });
-        now = stop_at + wait_ms(&mut rng, mean_ms);
+        now = stop_at + wait_ms(rng, mean_ms);
     }
     steps
 }
@@ -324,6 +423,16 @@ pub fn schedule(opts: &ScheduleOptions, time_limit_ms: u64, seed: u64) -> Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl ScheduleOptions {
+        fn default_with(family: Family) -> ScheduleOptions {
+            ScheduleOptions {
+                families: vec![family],
+                interval_s: 1.0,
+                ..ScheduleOptions::default()
+            }
+        }
+    }
 
     fn all_families() -> ScheduleOptions {
         ScheduleOptions {
@@ -400,6 +509,87 @@ mod tests {
         let steps = schedule(&all_families(), 60_000, 1);
         let text = serde_json::to_string(&steps).unwrap();
         assert_eq!(serde_json::from_str::<Vec<Step>>(&text).unwrap(), steps);
+    }
+
+    #[test]
+    fn overlapping_families_each_alternate_and_do_coincide() {
+        let opts = ScheduleOptions {
+            families: vec![Family::Partition, Family::Clock],
+            interval_s: 2.0,
+            overlap: true,
+            ..ScheduleOptions::default()
+        };
+        let mut coincide = 0;
+        for seed in 0..20 {
+            let steps = schedule(&opts, 30_000, seed);
+            let mut active: Vec<Family> = Vec::new();
+            let mut last = 0;
+            for step in &steps {
+                assert!(last <= step.at_ms && step.at_ms <= 30_000, "{steps:?}");
+                last = step.at_ms;
+                match &step.action {
+                    Action::Start(fault) => {
+                        assert!(!active.contains(&fault.family()), "{steps:?}");
+                        active.push(fault.family());
+                        if active.len() == 2 {
+                            coincide += 1;
+                        }
+                    }
+                    Action::Stop { family } => {
+                        assert!(active.contains(family), "{steps:?}");
+                        active.retain(|f| f != family);
+                    }
+                }
+            }
+            assert!(active.is_empty(), "every fault stops: {steps:?}");
+        }
+        assert!(coincide >= 20, "only {coincide} overlaps in 20 runs");
+        // Without overlap, the same options never have two faults at once.
+        let single = ScheduleOptions {
+            overlap: false,
+            ..opts
+        };
+        let steps = schedule(&single, 30_000, 3);
+        assert!(steps.chunks(2).all(|pair| matches!(
+            (&pair[0].action, &pair[1].action),
+            (Action::Start(f), Action::Stop { family }) if f.family() == *family
+        )));
+    }
+
+    #[test]
+    fn clock_kinds_fix_the_direction_when_asked() {
+        let opts = |kinds: Vec<ClockKind>| ScheduleOptions {
+            families: vec![Family::Clock],
+            interval_s: 1.0,
+            clock_kinds: kinds,
+            ..ScheduleOptions::default()
+        };
+        let clocks = |opts: &ScheduleOptions| -> Vec<ClockFault> {
+            (0..10)
+                .flat_map(|seed| schedule(opts, 20_000, seed))
+                .filter_map(|step| match step.action {
+                    Action::Start(Fault::Clock { clock, .. }) => Some(clock),
+                    _ => None,
+                })
+                .collect()
+        };
+        let back = clocks(&opts(vec![ClockKind::BumpBack, ClockKind::SkewSlow]));
+        assert!(back.len() > 20);
+        assert!(back.iter().all(|c| match c {
+            ClockFault::Bump { delta_ms } => *delta_ms < 0,
+            ClockFault::Skew { rate } => *rate < 1.0,
+            ClockFault::Strobe { .. } => false,
+        }));
+        let ahead = clocks(&opts(vec![ClockKind::BumpAhead]));
+        assert!(ahead
+            .iter()
+            .all(|c| matches!(c, ClockFault::Bump { delta_ms } if *delta_ms > 0)));
+        let any = clocks(&ScheduleOptions::default_with(Family::Clock));
+        assert!(any.iter().any(|c| matches!(c, ClockFault::Strobe { .. })));
+        assert!(any.iter().any(|c| matches!(c, ClockFault::Bump { delta_ms } if *delta_ms < 0)));
+        assert!(any.iter().any(|c| matches!(c, ClockFault::Bump { delta_ms } if *delta_ms > 0)));
+        assert_eq!("skew-slow".parse(), Ok(ClockKind::SkewSlow));
+        assert!("sideways".parse::<ClockKind>().is_err());
     }
 
     #[test]
