@@ -586,8 +586,12 @@ mod tests {
             .all(|c| matches!(c, ClockFault::Bump { delta_ms } if *delta_ms > 0)));
         let any = clocks(&ScheduleOptions::default_with(Family::Clock));
         assert!(any.iter().any(|c| matches!(c, ClockFault::Strobe { .. })));
-        assert!(any.iter().any(|c| matches!(c, ClockFault::Bump { delta_ms } if *delta_ms < 0)));
-        assert!(any.iter().any(|c| matches!(c, ClockFault::Bump { delta_ms } if *delta_ms > 0)));
+        assert!(any
+            .iter()
+            .any(|c| matches!(c, ClockFault::Bump { delta_ms } if *delta_ms < 0)));
+        assert!(any
+            .iter()
+            .any(|c| matches!(c, ClockFault::Bump { delta_ms } if *delta_ms > 0)));
         assert_eq!("skew-slow".parse(), Ok(ClockKind::SkewSlow));
         assert!("sideways".parse::<ClockKind>().is_err());
     }

@@ -151,7 +151,9 @@ async fn partitions_cut_exactly_what_their_grudge_says_and_heal_fully() {
             expected(&grudge, &hosts),
             "{kind}: reachability matches the grudge {grudge:?}"
         );
-        net::stop_partition(control.remotes(), &grudge).await.expect("stop");
+        net::stop_partition(control.remotes(), &grudge)
+            .await
+            .expect("stop");
         assert_eq!(
             rule_count(&control).await,
             0,

@@ -1,0 +1,174 @@
+//! The planted bugs are caught and the correct configuration passes, as `faultline run`
+//! runs them (needs root): one seeded 30 s run of each bug must be invalid, and raft with
+//! the correct lease under every fault family at once must be valid. The settings are those
+//! of `workloads/campaigns/bugs.toml`, and each seed is one the campaign caught (README,
+//! "Faults (nemesis)"). Cluster ids 16–18, one per test.
+
+use faultline_workloads::binary::{env_or_build, NODE_BINARY};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Brings the run's cluster down when the test ends, however it ends (the run brings the
+/// cluster up itself and down again, unless it dies first).
+struct ClusterGuard(u8);
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if let Err(err) = faultline_control::local_cluster::down(self.0) {
+            eprintln!("local cluster {} down failed: {err:#}", self.0);
+        }
+    }
+}
+
+/// A campaign row: the `faultline run` options and the exit code it must end with.
+struct Case {
+    cluster_id: u8,
+    seed: u64,
+    args: &'static [&'static str],
+    /// 0 valid, 1 invalid (DESIGN §3).
+    exit_code: i32,
+}
+
+/// `bugs.toml`'s stale-read row: followers answer reads locally, one host cut off at a time.
+const STALE_READ: &[&str] = &[
+    "--db",
+    "raft",
+    "--bug",
+    "stale-read",
+    "--nemesis",
+    "partition",
+    "--partition",
+    "one,halves",
+    "--nemesis-interval",
+    "3",
+];
+
+/// `bugs.toml`'s lease-unsafe row: the leader is cut off while its clock lags, and clients
+/// give up quickly so writes reach the new leader while the old one still serves reads.
+const LEASE_UNSAFE: &[&str] = &[
+    "--db",
+    "raft",
+    "--read-mode",
+    "lease",
+    "--node-opt",
+    "election-ticks=20",
+    "--bug",
+    "lease-unsafe",
+    "--nemesis",
+    "partition,clock",
+    "--nemesis-overlap",
+    "--partition",
+    "primaries",
+    "--clock-targets",
+    "all",
+    "--clock-faults",
+    "bump-back,skew-slow",
+    "--nemesis-interval",
+    "2",
+    "--client-timeout-ms",
+    "300",
+    "--concurrency",
+    "15",
+];
+
+/// `bugs.toml`'s correct lease row under every fault family at once.
+const LEASE_ALL_FAULTS: &[&str] = &[
+    "--db",
+    "raft",
+    "--read-mode",
+    "lease",
+    "--nemesis",
+    "partition,clock,kill,pause,packet",
+    "--nemesis-overlap",
+    "--nemesis-interval",
+    "3",
+];
+
+fn node_binary() -> PathBuf {
+    env_or_build("FAULTLINE_NODE_BINARY", "faultline-node", NODE_BINARY)
+        .expect("building faultline-node")
+}
+
+fn run_case(case: &Case) {
+    let node = node_binary();
+    let _guard = ClusterGuard(case.cluster_id);
+    let results = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("run")
+        .args(case.args)
+        .args(["--workload", "register", "--time-limit", "30"])
+        .args(["--seed", &case.seed.to_string(), "--local-nodes", "3"])
+        .args(["--local-cluster-id", &case.cluster_id.to_string()])
+        .arg("--node-binary")
+        .arg(&node)
+        .arg("--results-dir")
+        .arg(results.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running faultline");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict = results_json(results.path());
+    assert_eq!(
+        out.status.code(),
+        Some(case.exit_code),
+        "seed {}: results.json {verdict}\n{output}",
+        case.seed
+    );
+    assert!(
+        verdict.get("error").is_none_or(Value::is_null),
+        "the run itself failed: {verdict}"
+    );
+    let want = case.exit_code == 0;
+    assert_eq!(verdict["valid"], Value::Bool(want), "{verdict}");
+    if !want {
+        // An invalid verdict comes with a counterexample a person can follow.
+        let text = verdict.to_string();
+        assert!(text.contains("counterexample"), "{verdict}");
+    }
+}
+
+/// results.json of the one run under `dir`.
+fn results_json(dir: &Path) -> Value {
+    let run = std::fs::read_dir(dir.join("raft-register"))
+        .expect("run folder")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "latest"))
+        .expect("a run folder");
+    serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn stale_read_is_caught_under_partitions() {
+    run_case(&Case {
+        cluster_id: 16,
+        seed: 1,
+        args: STALE_READ,
+        exit_code: 1,
+    });
+}
+
+#[test]
+fn lease_unsafe_is_caught_under_clock_faults_and_partitions() {
+    run_case(&Case {
+        cluster_id: 17,
+        seed: 3,
+        args: LEASE_UNSAFE,
+        exit_code: 1,
+    });
+}
+
+#[test]
+fn correct_lease_stays_valid_under_every_fault() {
+    run_case(&Case {
+        cluster_id: 18,
+        seed: 1,
+        args: LEASE_ALL_FAULTS,
+        exit_code: 0,
+    });
+}
