@@ -21,6 +21,7 @@
 
 use crate::model::Model;
 use rustc_hash::{FxHashMap, FxHasher};
+use std::collections::hash_map::Entry as Slot;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -183,13 +184,15 @@ struct Cache {
 impl Cache {
     /// Records the configuration; false when it (or one it dominates) was seen.
     fn insert(&mut self, key: CacheKey, mask: u64) -> bool {
-        match self.heads.get_mut(&key) {
-            None => {
-                self.heads.insert(key, self.masks.len() as u32);
+        // One hash and probe for both the lookup and the insert: most keys are new.
+        match self.heads.entry(key) {
+            Slot::Vacant(v) => {
+                v.insert(self.masks.len() as u32);
                 self.masks.push((mask, NIL));
                 true
             }
-            Some(head) => {
+            Slot::Occupied(mut o) => {
+                let head = o.get_mut();
                 let mut link = *head;
                 while link != NIL {
                     let (seen, next) = self.masks[link as usize];

@@ -7,20 +7,42 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 /// A string with its hash computed once: kv states hold long appended strings, and the
-/// search hashes states often.
+/// search hashes states often. The hash is polynomial (`h(a+b) = h(a)·B^|b| + h(b)`), so an
+/// append derives it from its parts in O(1) instead of rehashing the whole new string.
 #[derive(Debug, Clone)]
 pub struct HStr {
     hash: u64,
+    /// B^len, wrapping: what an append multiplies the left part's hash by.
+    pow: u64,
     text: Arc<str>,
 }
 
+/// Odd, so powers of it never reach zero modulo 2^64.
+const POLY_BASE: u64 = 0x100_0000_01B3;
+
 impl HStr {
     pub fn new(text: &str) -> Self {
-        let mut h = rustc_hash::FxHasher::default();
-        text.hash(&mut h);
+        let (mut hash, mut pow) = (0u64, 1u64);
+        for &b in text.as_bytes() {
+            hash = hash.wrapping_mul(POLY_BASE).wrapping_add(u64::from(b) + 1);
+            pow = pow.wrapping_mul(POLY_BASE);
+        }
         HStr {
-            hash: h.finish(),
+            hash,
+            pow,
             text: text.into(),
+        }
+    }
+
+    /// `self` followed by `tail`, with the hash combined rather than recomputed.
+    fn append(&self, tail: &HStr) -> Self {
+        let mut s = String::with_capacity(self.text.len() + tail.text.len());
+        s.push_str(&self.text);
+        s.push_str(&tail.text);
+        HStr {
+            hash: self.hash.wrapping_mul(tail.pow).wrapping_add(tail.hash),
+            pow: self.pow.wrapping_mul(tail.pow),
+            text: s.into(),
         }
     }
 
@@ -31,13 +53,21 @@ impl HStr {
 
 impl PartialEq for HStr {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+        // The hash only rules strings out; equal hashes still compare the text.
+        self.hash == other.hash
+            && self.text.len() == other.text.len()
+            && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
     }
 }
 impl Eq for HStr {}
 impl Hash for HStr {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
+        // A polynomial hash's low bits depend only on the bytes' low bits, and hash tables
+        // index by low bits: mix it fully first (splitmix64's finaliser).
+        let mut z = self.hash;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        state.write_u64(z ^ (z >> 31));
     }
 }
 
@@ -147,12 +177,7 @@ impl Model for KvModel {
             KvAction::Get(None) => return Some(state.clone()),
             KvAction::Get(Some(v)) => return (v == current).then(|| state.clone()),
             KvAction::Put(v) => v.clone(),
-            KvAction::Append(v) => {
-                let mut s = String::with_capacity(current.text.len() + v.text.len());
-                s.push_str(&current.text);
-                s.push_str(&v.text);
-                HStr::new(&s)
-            }
+            KvAction::Append(v) => current.append(v),
         };
         let mut next = state.clone();
         if next.len() <= slot {
@@ -231,6 +256,35 @@ mod tests {
         assert!(m.step(&s2, &get("a")).is_none());
         assert!(m.step(&s0, &get("")).is_some());
         assert_eq!(m.state_json(&s2), serde_json::json!("ab"));
+    }
+
+    #[test]
+    fn append_hash_matches_hash_of_whole_text() {
+        let parts = ["", "x 6 0 y", "a", "", "x 18 12 y", "\u{e9}t\u{e9}"];
+        let mut acc = HStr::new("");
+        let mut text = String::new();
+        for p in parts {
+            acc = acc.append(&HStr::new(p));
+            text.push_str(p);
+            let whole = HStr::new(&text);
+            assert_eq!((acc.hash, acc.pow), (whole.hash, whole.pow), "{text:?}");
+            assert_eq!(acc, whole);
+        }
+        // Different split points, different strings: equal only when the text is.
+        let ab_c = HStr::new("ab").append(&HStr::new("c"));
+        let a_bc = HStr::new("a").append(&HStr::new("bc"));
+        assert_eq!(ab_c, a_bc);
+        assert_ne!(ab_c, HStr::new("acb"));
+    }
+
+    #[test]
+    fn equal_hashes_still_compare_the_text() {
+        let a = HStr::new("abc");
+        let mut forged = HStr::new("xyz");
+        forged.hash = a.hash;
+        forged.pow = a.pow;
+        assert_ne!(a, forged);
+        assert_eq!(a, HStr::new("abc"));
     }
 
     #[test]
