@@ -35,19 +35,21 @@ pub fn find_node_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     build_with_cargo("faultline-node", NODE_BINARY)
 }
 
-/// The binary named by the environment variable `env_var` if set, else `binary` of
-/// `package` freshly built with cargo: what tests use, so they never run a stale build.
+/// The binary named by the environment variable `env_var` if set; else `binary` beside the
+/// current executable (where `cargo test` puts the workspace's binaries it built in the
+/// same invocation); else built with cargo. What tests use.
 pub fn env_or_build(env_var: &str, package: &str, binary: &str) -> anyhow::Result<PathBuf> {
-    match std::env::var_os(env_var) {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            anyhow::ensure!(
-                path.is_file(),
-                "{env_var}={} does not exist",
-                path.display()
-            );
-            Ok(path)
-        }
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        anyhow::ensure!(
+            path.is_file(),
+            "{env_var}={} does not exist",
+            path.display()
+        );
+        return Ok(path);
+    }
+    match beside_current_exe(binary) {
+        Some(path) => Ok(path),
         None => build_with_cargo(package, binary),
     }
 }
