@@ -345,25 +345,21 @@ impl ScheduledNemesis {
         }
     }
 
+    /// Stops the clock task and sets every moved clock back to zero. Cancel-safe: the task
+    /// is told to stop before it is taken, and a host leaves `offsets` only once its clock
+    /// is reset, so a reset cut short (Ctrl-C mid-step) leaves `heal` the rest to undo.
     async fn reset_clocks(&self, db_cx: &DbContext) -> anyhow::Result<Value> {
-        let (task, offsets) = {
+        let task = {
             let mut active = self.active.lock().await;
-            (
-                active.clock_task.take(),
-                std::mem::take(&mut active.offsets),
-            )
+            if let Some((token, _)) = &active.clock_task {
+                token.cancel();
+            }
+            active.clock_task.take()
         };
-        if let Some((token, handle)) = task {
-            token.cancel();
+        if let Some((_, handle)) = task {
             let _ = handle.await;
         }
-        // The task may have moved clocks after `offsets` was read; reset every host it or
-        // a bump touched.
-        let offsets = {
-            let mut merged = offsets;
-            merged.extend(std::mem::take(&mut self.active.lock().await.offsets));
-            merged
-        };
+        let offsets = self.active.lock().await.offsets.clone();
         let mut reset = Vec::new();
         for (host, previous) in &offsets {
             clock::set_offset(
@@ -373,6 +369,7 @@ impl ScheduledNemesis {
                 0,
             )
             .await?;
+            self.active.lock().await.offsets.remove(host);
             reset.push(host.clone());
         }
         Ok(json!(reset))
