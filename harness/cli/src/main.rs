@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 mod campaign;
 mod check;
-mod nemesis_args;
 mod cluster;
+mod nemesis_args;
 mod report;
 mod run;
 mod serve;
