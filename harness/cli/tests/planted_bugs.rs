@@ -156,7 +156,7 @@ fn stale_read_is_caught_under_partitions() {
 /// Not reliable yet: caught in 3 of 10 campaign runs, and seed 3 was missed on a rerun
 /// (README, "Faults (nemesis)", says why). Run it by hand with `--ignored`.
 #[test]
-#[ignore = "lease-unsafe is caught in only 3/10 runs (README: Faults (nemesis))"]
+#[ignore = "lease-unsafe is caught in only 4/10 runs (README: Faults (nemesis))"]
 fn lease_unsafe_is_caught_under_clock_faults_and_partitions() {
     run_case(&Case {
         cluster_id: 17,
