@@ -56,8 +56,9 @@ pub fn create_run_dir(results: &Path, test_name: &str, at: SystemTime) -> anyhow
     anyhow::bail!("too many runs of {test_name} in the second {base}")
 }
 
-/// Points `<test dir>/latest` at `run_dir`, replacing an old link atomically.
-pub fn link_latest(run_dir: &Path) -> anyhow::Result<()> {
+/// Points `<test dir>/latest` at `run_dir` (a relative symlink), replacing an old link
+/// atomically so a reader never sees it missing. Returns the link's path.
+pub fn link_latest(run_dir: &Path) -> anyhow::Result<PathBuf> {
     let name = run_dir
         .file_name()
         .with_context(|| format!("{} has no folder name", run_dir.display()))?;
@@ -69,7 +70,8 @@ pub fn link_latest(run_dir: &Path) -> anyhow::Result<()> {
     std::os::unix::fs::symlink(name, &tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
     let link = test_dir.join(LATEST);
-    std::fs::rename(&tmp, &link).with_context(|| format!("cannot replace {}", link.display()))
+    std::fs::rename(&tmp, &link).with_context(|| format!("cannot replace {}", link.display()))?;
+    Ok(link)
 }
 
 /// results.json (docs/contracts.md): the checkers' verdicts plus what the run adds.

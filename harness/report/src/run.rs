@@ -6,114 +6,15 @@ use anyhow::Context;
 use faultline_checker::history::Op;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const TEST_JSON: &str = "test.json";
-pub const HISTORY_JSONL: &str = "history.jsonl";
-pub const RESULTS_JSON: &str = "results.json";
+// The run folder's layout is the store's (faultline-core), which creates it: one
+// definition of the names, the timestamp and the `latest` link serves both sides.
+pub use faultline_core::store::{
+    create_run_dir, link_latest, rfc3339, run_dir_name, HISTORY_JSONL, LATEST, LOG_FILE, NODES_DIR,
+    RESULTS_JSON, TEST_JSON,
+};
+
 pub const REPORT_HTML: &str = "report.html";
-pub const LOG_FILE: &str = "faultline.log";
-pub const NODES_DIR: &str = "nodes";
-pub const LATEST: &str = "latest";
-
-/// `YYYYMMDDTHHMMSSZ` (UTC) for a point in time: a run folder's name.
-pub fn run_dir_name(at: SystemTime) -> String {
-    let secs = at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// RFC 3339 (UTC, seconds) for a point in time, as test.json's `start_time`.
-pub fn rfc3339(at: SystemTime) -> String {
-    let n = run_dir_name(at);
-    format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &n[0..4],
-        &n[4..6],
-        &n[6..8],
-        &n[9..11],
-        &n[11..13],
-        &n[13..15]
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Creates `results_root/<test_name>/<timestamp>/` with its `nodes/` folder. Two runs in the
-/// same second get `…Z-1`, `…Z-2`: a run folder is never reused.
-pub fn create_run_dir(
-    results_root: &Path,
-    test_name: &str,
-    at: SystemTime,
-) -> anyhow::Result<PathBuf> {
-    anyhow::ensure!(
-        !test_name.is_empty()
-            && !test_name.contains(['/', '\\'])
-            && test_name != "."
-            && test_name != "..",
-        "test name {test_name:?} cannot be a folder name"
-    );
-    let test_dir = results_root.join(test_name);
-    std::fs::create_dir_all(&test_dir)
-        .with_context(|| format!("cannot create {}", test_dir.display()))?;
-    let base = run_dir_name(at);
-    for attempt in 0..1000 {
-        let name = if attempt == 0 {
-            base.clone()
-        } else {
-            format!("{base}-{attempt}")
-        };
-        let dir = test_dir.join(&name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                std::fs::create_dir_all(dir.join(NODES_DIR))?;
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
-        }
-    }
-    anyhow::bail!("too many runs of {test_name} in the second {base}")
-}
-
-/// Points `<test dir>/latest` at this run folder (a relative symlink), replacing the old
-/// link atomically so a reader never sees it missing.
-pub fn link_latest(run_dir: &Path) -> anyhow::Result<PathBuf> {
-    let name = run_dir
-        .file_name()
-        .with_context(|| format!("{} has no folder name", run_dir.display()))?;
-    let test_dir = run_dir
-        .parent()
-        .with_context(|| format!("{} has no parent folder", run_dir.display()))?;
-    let link = test_dir.join(LATEST);
-    let tmp = test_dir.join(format!(".latest.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(name, &tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    std::fs::rename(&tmp, &link).with_context(|| format!("cannot replace {}", link.display()))?;
-    Ok(link)
-}
 
 /// Everything a run folder holds that the report reads.
 #[derive(Debug, Clone)]
@@ -330,7 +231,7 @@ impl RunSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn run_folder_names_are_utc_timestamps() {
