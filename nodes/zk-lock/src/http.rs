@@ -101,10 +101,12 @@ impl App {
 
     fn touch(&self, session: SessionId) {
         let now = self.clock.now_ms();
+        let st = self.node.status();
+        let leader_term = server::is_leader(&st).then_some(st.term);
         self.liveness
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .touch(session, now);
+            .touch(session, now, leader_term);
     }
 }
 

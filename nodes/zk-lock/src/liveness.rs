@@ -4,6 +4,9 @@
 //! Pure, with time passed in. Only a leader tracks liveness, and a node that becomes leader
 //! (or leader of a new term) starts every session's timer afresh: it cannot know when the old
 //! leader last heard from a client, so it gives every client a whole timeout to reach it.
+//! What it heard itself while leading that same term still counts: each sighting carries the
+//! term in which it was made, because the expiry loop may first notice the new term only after
+//! clients have already reached the new leader.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,7 +16,9 @@ use crate::machine::SessionId;
 pub struct Liveness {
     /// The term this node leads in, while it leads.
     leader_term: Option<u64>,
-    last_seen_ms: HashMap<SessionId, u64>,
+    /// When each session was last heard from, and the term this node led when it heard it
+    /// (`None`: heard while not leading).
+    last_seen_ms: HashMap<SessionId, (u64, Option<u64>)>,
     /// Expiries proposed and not yet resolved, so each is proposed once.
     expiring: HashSet<SessionId>,
 }
@@ -23,9 +28,10 @@ impl Liveness {
         Liveness::default()
     }
 
-    /// Records that `session`'s client was heard from (a keepalive or any request).
-    pub fn touch(&mut self, session: SessionId, now_ms: u64) {
-        self.last_seen_ms.insert(session, now_ms);
+    /// Records that `session`'s client was heard from (a keepalive or any request), while this
+    /// node led `leader_term` (`None` if it did not lead).
+    pub fn touch(&mut self, session: SessionId, now_ms: u64, leader_term: Option<u64>) {
+        self.last_seen_ms.insert(session, (now_ms, leader_term));
     }
 
     /// Brings the tracker up to date with this node's role and the sessions in its state
@@ -38,7 +44,8 @@ impl Liveness {
     ) -> Vec<SessionId> {
         if leader_term != self.leader_term {
             self.leader_term = leader_term;
-            self.last_seen_ms.clear();
+            self.last_seen_ms
+                .retain(|_, (_, term)| term.is_some() && *term == leader_term);
             self.expiring.clear();
         }
         if leader_term.is_none() {
@@ -49,7 +56,7 @@ impl Liveness {
         self.expiring.retain(|id| present.contains(id));
         let mut due = Vec::new();
         for &(id, timeout_ms) in sessions {
-            let seen = *self.last_seen_ms.entry(id).or_insert(now_ms);
+            let (seen, _) = *self.last_seen_ms.entry(id).or_insert((now_ms, leader_term));
             // A clock that went backwards reads as "just seen", never as overdue.
             if now_ms.saturating_sub(seen) >= timeout_ms && self.expiring.insert(id) {
                 due.push(id);
@@ -73,7 +80,7 @@ mod tests {
         let mut l = Liveness::new();
         let sessions = [(1, 100), (2, 100)];
         assert!(l.check(Some(3), &sessions, 1_000).is_empty());
-        l.touch(2, 1_050);
+        l.touch(2, 1_050, Some(3));
         assert!(l.check(Some(3), &sessions, 1_099).is_empty());
         assert_eq!(l.check(Some(3), &sessions, 1_100), vec![1]);
         assert!(
@@ -102,6 +109,23 @@ mod tests {
         assert!(l.check(Some(5), &sessions, 150).is_empty());
         assert!(l.check(Some(5), &sessions, 249).is_empty());
         assert_eq!(l.check(Some(5), &sessions, 250), vec![1]);
+    }
+
+    #[test]
+    fn sightings_made_while_leading_count_even_before_the_loop_notices_the_term() {
+        let mut l = Liveness::new();
+        let sessions = [(1, 100), (2, 100)];
+        // Heard from 1 as leader of term 4, from 2 while still a follower, before any check.
+        l.touch(1, 1_000, Some(4));
+        l.touch(2, 1_000, None);
+        // The first check as leader comes late: 1's timer runs from its sighting, 2's afresh.
+        assert_eq!(l.check(Some(4), &sessions, 1_100), vec![1]);
+        assert!(l.check(Some(4), &sessions, 1_199).is_empty());
+        assert_eq!(l.check(Some(4), &sessions, 1_200), vec![2]);
+        // A sighting from an older term never counts in a newer one.
+        let mut l = Liveness::new();
+        l.touch(1, 1_000, Some(3));
+        assert!(l.check(Some(4), &sessions[..1], 1_150).is_empty());
     }
 
     #[test]
