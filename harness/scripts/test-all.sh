@@ -10,4 +10,5 @@ source harness/scripts/install-deps.sh
 export CARGO_TERM_COLOR=never
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace --release
+# Every failing test in one run, not only the first failing test binary.
+cargo test --workspace --release --no-fail-fast
