@@ -8,6 +8,7 @@
 //! - [`ctldir`]: control directories of the masters, and clean-up after a crashed controller.
 //! - [`local_cluster`]: hosts made of network namespaces on this machine (`faultline cluster`).
 //! - [`heal`]: undo every fault faultline can leave on a host.
+//! - [`vm`]: Debian VMs under QEMU on this machine (`faultline cluster up --vm`).
 //!
 //! Host layout contract (true on local hosts, to be made true on VMs): `/opt/faultline/` is a
 //! per-host writable directory for binaries, data, logs and PID files; `/tmp` is per host;
@@ -21,6 +22,7 @@ pub mod escape;
 pub mod heal;
 pub mod hosts;
 pub mod local_cluster;
+pub mod vm;
 
 pub use args::SshArgs;
 pub use control::{Control, ExecOutput, Remote, SshConfig};

@@ -9,8 +9,8 @@
 //! `sshd_config`, `sshd.pid`, `sshd.log`; removed by `down`) and `cluster.json`.
 
 mod net;
-mod sshd;
-mod sys;
+pub(crate) mod sshd;
+pub(crate) mod sys;
 
 use crate::control::SshConfig;
 use crate::hosts::HostSpec;

@@ -1,0 +1,95 @@
+//! The network of a VM cluster on the controller: one bridge holding the controller's
+//! address, one tap per VM on it, and the FORWARD rule bridged traffic needs. Also finds
+//! leftovers by name, so `down` cleans up after a crash.
+
+use super::plan::{bridge_name, controller_address, parse_index, tap_name};
+use crate::local_cluster::sys::{run, run_ok};
+use anyhow::Context;
+use std::fs;
+use std::path::Path;
+
+/// With `net.bridge.bridge-nf-call-iptables=1` bridged frames pass the root namespace's
+/// FORWARD chain, where a DROP policy would cut the VMs apart.
+fn forward_rule(id: u8) -> Vec<String> {
+    let br = bridge_name(id);
+    let comment = format!("faultline-vm-{id}");
+    [
+        "FORWARD",
+        "-i",
+        &br,
+        "-o",
+        &br,
+        "-m",
+        "comment",
+        "--comment",
+        &comment,
+        "-j",
+        "ACCEPT",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+pub fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+pub fn forward_rule_present(id: u8) -> bool {
+    let mut args = vec!["-w".to_string(), "-C".to_string()];
+    args.extend(forward_rule(id));
+    run_ok("iptables", &args)
+}
+
+/// Host indices of cluster `id`'s taps that exist now.
+pub fn existing_taps(id: u8) -> Vec<usize> {
+    let prefix = format!("flvm{id}t");
+    let mut out: Vec<usize> = fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| parse_index(e.file_name().to_str()?, &prefix))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Creates the bridge with the controller's address, and the taps for `nodes` VMs.
+pub fn create(id: u8, nodes: usize) -> anyhow::Result<()> {
+    let br = bridge_name(id);
+    run("ip", &["link", "add", &br, "type", "bridge"])?;
+    let address = format!("{}/24", controller_address(id));
+    run("ip", &["addr", "add", &address, "dev", &br])?;
+    run("ip", &["link", "set", &br, "up"])?;
+    if !forward_rule_present(id) {
+        let mut args = vec!["-w".to_string(), "-I".to_string()];
+        args.extend(forward_rule(id));
+        run("iptables", &args).context("cannot allow bridged traffic in FORWARD")?;
+    }
+    for i in 1..=nodes {
+        let tap = tap_name(id, i);
+        run("ip", &["tuntap", "add", "dev", &tap, "mode", "tap"])?;
+        run("ip", &["link", "set", &tap, "master", &br, "up"])?;
+    }
+    Ok(())
+}
+
+/// Removes every tap, the bridge and the FORWARD rule of cluster `id`; whatever of it
+/// exists. QEMU must be gone first (a tap held open by QEMU cannot be deleted).
+pub fn remove(id: u8) {
+    for i in existing_taps(id) {
+        run_ok("ip", &["link", "del", &tap_name(id, i)]);
+    }
+    let br = bridge_name(id);
+    if link_exists(&br) {
+        run_ok("ip", &["link", "del", &br]);
+    }
+    // Bounded: one rule per `up`, so a handful at most even after repeated crashes.
+    for _ in 0..16 {
+        let mut args = vec!["-w".to_string(), "-D".to_string()];
+        args.extend(forward_rule(id));
+        if !run_ok("iptables", &args) {
+            break;
+        }
+    }
+}
