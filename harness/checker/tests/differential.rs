@@ -114,7 +114,20 @@ fn limits() -> Limits {
 }
 
 fn compare<M: Model>(model: &M, ops: &[Op], seed: u64, agree: &mut [usize; 2]) {
-    let want = reference(model, ops);
+    compare_with(model, model, ops, seed, agree);
+}
+
+/// `truth`: the model the brute force runs, for a checker model that splits by key (the
+/// brute force does not), e.g. `kv-map` as the truth for `kv`.
+fn compare_with<M: Model, T: Model>(
+    model: &M,
+    truth: &T,
+    ops: &[Op],
+    seed: u64,
+    agree: &mut [usize; 2],
+) {
+    let reference = |ops: &[Op]| reference(truth, ops);
+    let want = reference(ops);
     let got = check_linearizable(model, ops, &limits());
     assert_ne!(
         got.valid,
@@ -153,7 +166,7 @@ fn compare<M: Model>(model: &M, ops: &[Op], seed: u64, agree: &mut [usize; 2]) {
             .cloned()
             .collect();
         assert!(
-            !reference(model, &sub),
+            !reference(&sub),
             "seed {seed}: counterexample is linearizable"
         );
     }
@@ -269,6 +282,146 @@ fn mutex_and_kv_agree_with_brute_force() {
     }
     assert!(
         agree[0] > 300 && agree[1] > 300,
+        "valid/invalid split {agree:?}"
+    );
+}
+
+/// A kv store run for real: clients append unique chunks, put, and get on one or two keys,
+/// each op taking effect at a random point between its invoke and its completion; then a
+/// few reads are corrupted (chunks reordered, one dropped or one added) and some ops end
+/// `fail`, `info` or pending. Unlike `random_history`, half of these are valid, and reads
+/// return long appended strings, which is what the search's look-ahead prunes on.
+fn kv_history(rng: &mut ChaCha8Rng) -> Vec<Op> {
+    #[derive(Clone)]
+    enum Phase {
+        Idle,
+        /// (f, key, value written or read, applied yet, outcome: ok, fail or info)
+        Open(String, u64, String, bool, OpType),
+    }
+    let processes = rng.random_range(2..=5usize);
+    let n = rng.random_range(4..=9);
+    let keys = rng.random_range(1..=2u64);
+    let mut store = vec![String::new(); keys as usize];
+    let mut clients = vec![Phase::Idle; processes];
+    let mut ids: Vec<u64> = (0..processes as u64).collect();
+    let mut next_id = processes as u64;
+    let mut ops: Vec<Op> = Vec::new();
+    let mut invoked = 0;
+    let mut chunk = 0u8;
+    let emit =
+        |ops: &mut Vec<Op>, kind: OpType, id: u64, f: &str, key: u64, v: serde_json::Value| {
+            ops.push(
+                serde_json::from_value(json!({
+                    "index": ops.len(), "time": ops.len(), "type": kind, "process": id,
+                    "f": f, "key": key, "value": v
+                }))
+                .unwrap(),
+            );
+        };
+    while invoked < n || clients.iter().any(|c| matches!(c, Phase::Open(..))) {
+        let c = rng.random_range(0..processes);
+        match clients[c].clone() {
+            Phase::Idle if invoked < n => {
+                invoked += 1;
+                let key = rng.random_range(0..keys);
+                let f = ["get", "get", "append", "append", "append", "put"][rng.random_range(0..6)];
+                let value = if f == "get" {
+                    String::new()
+                } else {
+                    chunk += 1;
+                    // Unique chunks, so a read tells which writes precede it and in what order.
+                    format!("{}", (b'a' + chunk % 26) as char)
+                };
+                let outcome = match rng.random_range(0..20) {
+                    0 | 1 if f != "get" => OpType::Info,
+                    2 => OpType::Fail,
+                    _ => OpType::Ok,
+                };
+                let v = if f == "get" {
+                    json!(null)
+                } else {
+                    json!(value)
+                };
+                emit(&mut ops, OpType::Invoke, ids[c], f, key, v);
+                clients[c] = Phase::Open(f.to_string(), key, value, false, outcome);
+            }
+            Phase::Idle => {}
+            Phase::Open(f, key, value, false, outcome) => {
+                // The op takes effect now (a failed one never does; an info one may not).
+                let takes_effect = match outcome {
+                    OpType::Fail => false,
+                    OpType::Info => rng.random_bool(0.5),
+                    _ => true,
+                };
+                let slot = &mut store[key as usize];
+                let value = match f.as_str() {
+                    "get" => slot.clone(),
+                    "put" if takes_effect => {
+                        slot.clone_from(&value);
+                        value
+                    }
+                    "append" if takes_effect => {
+                        slot.push_str(&value);
+                        value
+                    }
+                    _ => value,
+                };
+                clients[c] = Phase::Open(f, key, value, true, outcome);
+            }
+            Phase::Open(f, key, value, true, outcome) => {
+                let v = if f == "get" && outcome == OpType::Ok {
+                    json!(value)
+                } else if f == "get" {
+                    json!(null)
+                } else {
+                    json!(value)
+                };
+                emit(&mut ops, outcome, ids[c], &f, key, v);
+                if outcome == OpType::Info {
+                    ids[c] = next_id;
+                    next_id += 1;
+                }
+                clients[c] = Phase::Idle;
+            }
+        }
+    }
+    // Corrupt a read now and then: a plausible wrong order or a lost or extra chunk.
+    if rng.random_bool(0.4) {
+        let reads: Vec<usize> = (0..ops.len())
+            .filter(|&i| ops[i].f == "get" && ops[i].kind == OpType::Ok)
+            .collect();
+        if !reads.is_empty() {
+            let i = reads[rng.random_range(0..reads.len())];
+            let mut v: Vec<char> = ops[i].value.as_str().unwrap_or("").chars().collect();
+            match rng.random_range(0..3) {
+                0 if v.len() >= 2 => {
+                    let j = rng.random_range(0..v.len() - 1);
+                    v.swap(j, j + 1);
+                }
+                1 if !v.is_empty() => {
+                    v.remove(rng.random_range(0..v.len()));
+                }
+                _ => v.push((b'a' + rng.random_range(1..=chunk.max(1)) % 26) as char),
+            }
+            ops[i].value = json!(v.into_iter().collect::<String>());
+        }
+    }
+    truncate_some(&mut ops, rng);
+    ops
+}
+
+#[test]
+fn kv_runs_agree_with_brute_force() {
+    let mut agree = [0usize; 2];
+    for seed in 0..3000u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(2_000_000 + seed);
+        let ops = kv_history(&mut rng);
+        let truth = KvModel::new(false, "");
+        compare_with(&KvModel::new(true, ""), &truth, &ops, seed, &mut agree);
+        compare_with(&KvModel::new(false, ""), &truth, &ops, seed, &mut agree);
+    }
+    assert!(
+        agree[0] > 1000 && agree[1] > 1000,
         "valid/invalid split {agree:?}"
     );
 }

@@ -325,6 +325,52 @@ enum Cursor {
     Info(u32, u64),
 }
 
+/// The event lists a search threads its candidates through.
+struct Lists<'l> {
+    next: &'l [u32],
+    node_op: &'l [u32],
+    node_time: &'l [u64],
+    node_is_call: &'l [bool],
+}
+
+/// Whether some op that must still be linearized can no longer become legal from `state`
+/// (see `Model::may_become_legal`), so the configuration can be abandoned. Walks the
+/// determinate events in time order; the reset ops whose calls come before an op's
+/// return are those that may still be linearized before it.
+fn doomed<'o, M: Model>(
+    model: &M,
+    state: &M::State,
+    ops: &[&'o M::Op],
+    lists: &Lists<'_>,
+    (det_head, info_head): (u32, u32),
+    (resets, bounds): (&[bool], &[bool]),
+    seen: &mut Vec<&'o M::Op>,
+) -> bool {
+    seen.clear();
+    let mut info = lists.next[info_head as usize];
+    let mut node = lists.next[det_head as usize];
+    while node != NIL {
+        let time = lists.node_time[node as usize];
+        while info != NIL && lists.node_time[info as usize] < time {
+            let i = lists.node_op[info as usize] as usize;
+            if resets[i] {
+                seen.push(ops[i]);
+            }
+            info = lists.next[info as usize];
+        }
+        let i = lists.node_op[node as usize] as usize;
+        if lists.node_is_call[node as usize] {
+            if resets[i] {
+                seen.push(ops[i]);
+            }
+        } else if bounds[i] && !model.may_become_legal(state, ops[i], seen) {
+            return true;
+        }
+        node = lists.next[node as usize];
+    }
+    false
+}
+
 /// Checks whether `entries` (one sub-history) is linearizable under `model`.
 pub(crate) fn search<M: Model>(
     model: &M,
@@ -407,6 +453,17 @@ pub(crate) fn search<M: Model>(
         })
         .collect();
     let determinate: Vec<bool> = entries.iter().map(|e| e.ret.is_some()).collect();
+    let resets: Vec<bool> = ops.iter().map(|o| model.resets(o)).collect();
+    // Only determinate ops must be linearized, so only they can doom a configuration.
+    let bounds: Vec<bool> = entries
+        .iter()
+        .map(|e| e.ret.is_some() && model.bounds_future(e.op))
+        .collect();
+    let look_ahead = bounds.iter().any(|&b| b);
+    let mut seen_resets: Vec<&M::Op> = Vec::new();
+    // Set when a configuration is entered with a new state or with fewer reset ops left:
+    // the only changes that can doom it (linearizing a read only removes constraints).
+    let mut check_doomed = look_ahead;
     let mut remaining = det_events.len() / 2;
 
     let mut s = Search {
@@ -461,6 +518,28 @@ pub(crate) fn search<M: Model>(
         }
         if fresh {
             fresh = false;
+            if check_doomed {
+                check_doomed = false;
+                let lists = Lists {
+                    next: &next,
+                    node_op: &node_op,
+                    node_time: &node_time,
+                    node_is_call: &node_is_call,
+                };
+                if doomed(
+                    model,
+                    &s.states[state as usize],
+                    &ops,
+                    &lists,
+                    (DET_HEAD, INFO_HEAD),
+                    (&resets, &bounds),
+                    &mut seen_resets,
+                ) {
+                    // Cached already: it stays dead, so nothing is lost.
+                    cursor = Cursor::Info(NIL, 0);
+                    continue;
+                }
+            }
             // A legal read-only candidate goes first and alone (see `Model::is_read_only`).
             let mut c = next[DET_HEAD as usize];
             let mut forced = NIL;
@@ -558,6 +637,7 @@ pub(crate) fn search<M: Model>(
                     ));
                 }
                 if s.cache.insert(key, new_mask) {
+                    check_doomed = look_ahead && (t != state || resets[i as usize]);
                     stack.push((node, state, barrier, false));
                     exact = new_exact;
                     mask = new_mask;

@@ -191,6 +191,30 @@ impl Model for KvModel {
         matches!(op.action, KvAction::Get(_))
     }
 
+    fn bounds_future(&self, op: &KvOp) -> bool {
+        matches!(op.action, KvAction::Get(Some(_)))
+    }
+
+    fn resets(&self, op: &KvOp) -> bool {
+        matches!(op.action, KvAction::Put(_))
+    }
+
+    fn may_become_legal(&self, state: &Vec<HStr>, op: &KvOp, resets: &[&KvOp]) -> bool {
+        // Appends only ever extend a key's string, so a get can still read `v` only if the
+        // key's string is a prefix of `v` now, or a put on that key may still write one.
+        let KvAction::Get(Some(v)) = &op.action else {
+            return true;
+        };
+        let extends = |s: &HStr| v.text.as_bytes().starts_with(s.text.as_bytes());
+        let current = state.get(op.slot as usize).unwrap_or(&self.initial);
+        extends(current)
+            || resets.iter().any(|r| match &r.action {
+                // A put on another key leaves this one as it is.
+                KvAction::Put(w) => r.slot == op.slot && extends(w),
+                _ => true,
+            })
+    }
+
     fn state_json(&self, state: &Vec<HStr>) -> serde_json::Value {
         if self.by_key {
             let v = state.first().unwrap_or(&self.initial);
@@ -285,6 +309,31 @@ mod tests {
         forged.pow = a.pow;
         assert_ne!(a, forged);
         assert_eq!(a, HStr::new("abc"));
+    }
+
+    #[test]
+    fn a_get_is_doomed_once_appends_leave_its_value_unless_a_put_may_come() {
+        let m = KvModel::new(false, "");
+        let op = |slot, action| KvOp { slot, action };
+        let get_ab = op(0, KvAction::Get(Some(HStr::new("ab"))));
+        let ac = m
+            .step(&m.init(), &op(0, KvAction::Append(HStr::new("ac"))))
+            .unwrap();
+        let a = m
+            .step(&m.init(), &op(0, KvAction::Append(HStr::new("a"))))
+            .unwrap();
+        assert!(
+            m.may_become_legal(&a, &get_ab, &[]),
+            "\"a\" may still become \"ab\""
+        );
+        assert!(!m.may_become_legal(&ac, &get_ab, &[]));
+        let put_a = op(0, KvAction::Put(HStr::new("a")));
+        let put_x = op(0, KvAction::Put(HStr::new("x")));
+        let put_a_elsewhere = op(1, KvAction::Put(HStr::new("a")));
+        assert!(m.may_become_legal(&ac, &get_ab, &[&put_x, &put_a]));
+        assert!(!m.may_become_legal(&ac, &get_ab, &[&put_x, &put_a_elsewhere]));
+        assert!(m.resets(&put_a) && !m.resets(&get_ab));
+        assert!(m.bounds_future(&get_ab) && !m.bounds_future(&put_a));
     }
 
     #[test]

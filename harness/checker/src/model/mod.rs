@@ -60,6 +60,35 @@ pub trait Model: Send + Sync {
         false
     }
 
+    /// Whether `may_become_legal` can ever answer false for `op`. The search looks ahead
+    /// only for such ops, and not at all when a sub-history has none. Default: false.
+    fn bounds_future(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
+    /// Whether `op` may take the state somewhere `may_become_legal` cannot foresee from
+    /// the current state alone (a put that replaces an appended string). Default: true.
+    fn resets(&self, _op: &Self::Op) -> bool {
+        true
+    }
+
+    /// Look-ahead pruning: false only when `op` is illegal in every state reachable from
+    /// `state` by any sequence of ops drawn from the ops that do not `reset` (any number,
+    /// any values) and the ops in `resets` (each any number of times, any order). The
+    /// search asks this for every op that must still be linearized, passing the reset ops
+    /// that could come before it, and abandons a configuration on false: e.g. a `get`
+    /// that returned "ab" can never be satisfied once appends made the value "ac" unless a
+    /// put may still intervene. A wrong false makes valid histories invalid, so answer
+    /// true when unsure. Default: true (no pruning).
+    fn may_become_legal(
+        &self,
+        _state: &Self::State,
+        _op: &Self::Op,
+        _resets: &[&Self::Op],
+    ) -> bool {
+        true
+    }
+
     /// The state as JSON, for counterexamples.
     fn state_json(&self, state: &Self::State) -> serde_json::Value;
 
