@@ -71,10 +71,48 @@ impl Hash for HStr {
     }
 }
 
+/// The value a get returned, with the hash of each of its prefixes: the search asks
+/// whether a key's string is still a prefix of it at every step, and a hash lookup
+/// answers that without comparing text (a mismatch proves "not a prefix").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    value: HStr,
+    /// `prefixes[k]`: `HStr::new(&value[..k]).hash`, byte-wise.
+    prefixes: Box<[u64]>,
+}
+
+impl Read {
+    pub fn new(text: &str) -> Self {
+        let mut prefixes = Vec::with_capacity(text.len() + 1);
+        let mut hash = 0u64;
+        prefixes.push(hash);
+        for &b in text.as_bytes() {
+            hash = hash.wrapping_mul(POLY_BASE).wrapping_add(u64::from(b) + 1);
+            prefixes.push(hash);
+        }
+        Read {
+            value: HStr::new(text),
+            prefixes: prefixes.into(),
+        }
+    }
+
+    pub fn value(&self) -> &HStr {
+        &self.value
+    }
+
+    /// Whether `s` may be a prefix of the value: false proves it is not (equal strings
+    /// hash alike); true may, very rarely, be a hash collision.
+    fn may_extend(&self, s: &HStr) -> bool {
+        self.prefixes
+            .get(s.text.len())
+            .is_some_and(|&h| h == s.hash)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvAction {
     /// `None`: unknown result.
-    Get(Option<HStr>),
+    Get(Option<Read>),
     Put(HStr),
     Append(HStr),
 }
@@ -121,9 +159,9 @@ impl KvModel {
     }
 }
 
-fn string_of(v: &serde_json::Value, what: &str) -> Result<HStr, String> {
+fn string_of<'v>(v: &'v serde_json::Value, what: &str) -> Result<&'v str, String> {
     match v {
-        serde_json::Value::String(s) => Ok(HStr::new(s)),
+        serde_json::Value::String(s) => Ok(s),
         other => Err(format!("expected a string {what}, got {other}")),
     }
 }
@@ -148,11 +186,13 @@ impl Model for KvModel {
         let action = match (invoke.f.as_str(), kind) {
             ("get" | "read", OpType::Ok) => {
                 let c = completion.expect("ok has a completion");
-                KvAction::Get(Some(string_of(&c.value, "get result")?))
+                KvAction::Get(Some(Read::new(string_of(&c.value, "get result")?)))
             }
             ("get" | "read", _) => return Ok(Prepared::Skip),
-            ("put" | "write", _) => KvAction::Put(string_of(&invoke.value, "put value")?),
-            ("append", _) => KvAction::Append(string_of(&invoke.value, "append value")?),
+            ("put" | "write", _) => {
+                KvAction::Put(HStr::new(string_of(&invoke.value, "put value")?))
+            }
+            ("append", _) => KvAction::Append(HStr::new(string_of(&invoke.value, "append value")?)),
             (other, _) => return Err(format!("expected f get, put or append, got {other:?}")),
         };
         let op = KvOp {
@@ -175,7 +215,7 @@ impl Model for KvModel {
         let current = state.get(slot).unwrap_or(&self.initial);
         let new = match &op.action {
             KvAction::Get(None) => return Some(state.clone()),
-            KvAction::Get(Some(v)) => return (v == current).then(|| state.clone()),
+            KvAction::Get(Some(v)) => return (v.value == *current).then(|| state.clone()),
             KvAction::Put(v) => v.clone(),
             KvAction::Append(v) => current.append(v),
         };
@@ -205,7 +245,7 @@ impl Model for KvModel {
         let KvAction::Get(Some(v)) = &op.action else {
             return true;
         };
-        let extends = |s: &HStr| v.text.as_bytes().starts_with(s.text.as_bytes());
+        let extends = |s: &HStr| v.may_extend(s);
         let current = state.get(op.slot as usize).unwrap_or(&self.initial);
         extends(current)
             || resets.iter().any(|r| match &r.action {
@@ -245,7 +285,7 @@ impl Model for KvModel {
             KvAction::Get(Some(v)) => {
                 format!(
                     "it read {:?}, but the key held {:?}",
-                    v.as_str(),
+                    v.value.as_str(),
                     current.as_str()
                 )
             }
@@ -274,7 +314,7 @@ mod tests {
         let s2 = m.step(&s1, &app).unwrap();
         let get = |v: &str| KvOp {
             slot: 0,
-            action: KvAction::Get(Some(HStr::new(v))),
+            action: KvAction::Get(Some(Read::new(v))),
         };
         assert!(m.step(&s2, &get("ab")).is_some());
         assert!(m.step(&s2, &get("a")).is_none());
@@ -315,7 +355,7 @@ mod tests {
     fn a_get_is_doomed_once_appends_leave_its_value_unless_a_put_may_come() {
         let m = KvModel::new(false, "");
         let op = |slot, action| KvOp { slot, action };
-        let get_ab = op(0, KvAction::Get(Some(HStr::new("ab"))));
+        let get_ab = op(0, KvAction::Get(Some(Read::new("ab"))));
         let ac = m
             .step(&m.init(), &op(0, KvAction::Append(HStr::new("ac"))))
             .unwrap();
@@ -333,6 +373,23 @@ mod tests {
         assert!(m.may_become_legal(&ac, &get_ab, &[&put_x, &put_a]));
         assert!(!m.may_become_legal(&ac, &get_ab, &[&put_x, &put_a_elsewhere]));
         assert!(m.resets(&put_a) && !m.resets(&get_ab));
+        let read = Read::new("ab");
+        for (s, prefix) in [
+            ("", true),
+            ("a", true),
+            ("ab", true),
+            ("b", false),
+            ("abc", false),
+        ] {
+            assert_eq!(read.may_extend(&HStr::new(s)), prefix, "{s:?}");
+        }
+        let built = HStr::new("")
+            .append(&HStr::new("a"))
+            .append(&HStr::new("b"));
+        assert!(
+            read.may_extend(&built),
+            "hashes of appended strings match the prefixes"
+        );
         assert!(m.bounds_future(&get_ab) && !m.bounds_future(&put_a));
     }
 
@@ -356,7 +413,7 @@ mod tests {
                 &s,
                 &KvOp {
                     slot: a,
-                    action: KvAction::Get(Some(HStr::new("")))
+                    action: KvAction::Get(Some(Read::new("")))
                 }
             )
             .is_some());
@@ -365,7 +422,7 @@ mod tests {
                 &s,
                 &KvOp {
                     slot: b,
-                    action: KvAction::Get(Some(HStr::new("")))
+                    action: KvAction::Get(Some(Read::new("")))
                 }
             )
             .is_none());
