@@ -325,50 +325,94 @@ enum Cursor {
     Info(u32, u64),
 }
 
-/// The event lists a search threads its candidates through.
-struct Lists<'l> {
-    next: &'l [u32],
-    node_op: &'l [u32],
-    node_time: &'l [u64],
-    node_is_call: &'l [bool],
+/// The ops the look-ahead (`Model::may_become_legal`) needs, in time order: the call of
+/// every reset op and the return of every op that bounds the future, as a list of its own
+/// that linearized ops are lifted out of like the event list. A walk over it is a walk
+/// over the few ops that matter, not over every call and return still open.
+struct LookAhead {
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// Per node: its op, and whether it is that op's (reset) call or its (bounding) return.
+    op: Vec<u32>,
+    is_reset: Vec<bool>,
+    /// Per op: its reset node and its bounding node, or NIL.
+    nodes: Vec<[u32; 2]>,
 }
 
-/// Whether some op that must still be linearized can no longer become legal from `state`
-/// (see `Model::may_become_legal`), so the configuration can be abandoned. Walks the
-/// determinate events in time order; the reset ops whose calls come before an op's
-/// return are those that may still be linearized before it.
-fn doomed<'o, M: Model>(
-    model: &M,
-    state: &M::State,
-    ops: &[&'o M::Op],
-    lists: &Lists<'_>,
-    (det_head, info_head): (u32, u32),
-    (resets, bounds): (&[bool], &[bool]),
-    seen: &mut Vec<&'o M::Op>,
-) -> bool {
-    seen.clear();
-    let mut info = lists.next[info_head as usize];
-    let mut node = lists.next[det_head as usize];
-    while node != NIL {
-        let time = lists.node_time[node as usize];
-        while info != NIL && lists.node_time[info as usize] < time {
-            let i = lists.node_op[info as usize] as usize;
-            if resets[i] {
-                seen.push(ops[i]);
-            }
-            info = lists.next[info as usize];
+impl LookAhead {
+    /// `events`: (time, op, is_reset) of every node; node 0 is the head.
+    fn new(n: usize, mut events: Vec<(u64, u32, bool)>) -> Self {
+        // At equal times a reset goes first: counting a reset that might not be able to
+        // come first only weakens the pruning, never makes it wrong.
+        events.sort_unstable_by_key(|&(t, i, reset)| (t, !reset, i));
+        let len = events.len() + 1;
+        let mut la = LookAhead {
+            next: vec![NIL; len],
+            prev: vec![NIL; len],
+            op: vec![0; len],
+            is_reset: vec![false; len],
+            nodes: vec![[NIL; 2]; n],
+        };
+        for (k, &(_, i, reset)) in events.iter().enumerate() {
+            let node = k + 1;
+            la.op[node] = i;
+            la.is_reset[node] = reset;
+            la.nodes[i as usize][usize::from(!reset)] = node as u32;
+            la.prev[node] = k as u32;
+            la.next[k] = node as u32;
         }
-        let i = lists.node_op[node as usize] as usize;
-        if lists.node_is_call[node as usize] {
-            if resets[i] {
-                seen.push(ops[i]);
-            }
-        } else if bounds[i] && !model.may_become_legal(state, ops[i], seen) {
-            return true;
-        }
-        node = lists.next[node as usize];
+        la
     }
-    false
+
+    /// Op `i` was linearized: it can no longer reset or be doomed.
+    fn remove(&mut self, i: u32) {
+        for x in self.nodes[i as usize] {
+            if x != NIL {
+                let (p, nx) = (self.prev[x as usize], self.next[x as usize]);
+                self.next[p as usize] = nx;
+                if nx != NIL {
+                    self.prev[nx as usize] = p;
+                }
+            }
+        }
+    }
+
+    /// Undoes the last `remove`, which was of op `i`.
+    fn restore(&mut self, i: u32) {
+        for x in self.nodes[i as usize].into_iter().rev() {
+            if x != NIL {
+                let (p, nx) = (self.prev[x as usize], self.next[x as usize]);
+                self.next[p as usize] = x;
+                if nx != NIL {
+                    self.prev[nx as usize] = x;
+                }
+            }
+        }
+    }
+
+    /// Whether some op that must still be linearized can no longer become legal from
+    /// `state`, so the configuration can be abandoned. The resets met before an op's
+    /// return are exactly those that may still be linearized before it.
+    fn doomed<'o, M: Model>(
+        &self,
+        model: &M,
+        state: &M::State,
+        ops: &[&'o M::Op],
+        seen: &mut Vec<&'o M::Op>,
+    ) -> bool {
+        seen.clear();
+        let mut node = self.next[0];
+        while node != NIL {
+            let op = ops[self.op[node as usize] as usize];
+            if self.is_reset[node as usize] {
+                seen.push(op);
+            } else if !model.may_become_legal(state, op, seen) {
+                return true;
+            }
+            node = self.next[node as usize];
+        }
+        false
+    }
 }
 
 /// Checks whether `entries` (one sub-history) is linearizable under `model`.
@@ -460,6 +504,23 @@ pub(crate) fn search<M: Model>(
         .map(|e| e.ret.is_some() && model.bounds_future(e.op))
         .collect();
     let look_ahead = bounds.iter().any(|&b| b);
+    let mut la = LookAhead::new(
+        n,
+        if look_ahead {
+            let mut events = Vec::new();
+            for (i, e) in entries.iter().enumerate() {
+                if resets[i] {
+                    events.push((e.call, i as u32, true));
+                }
+                if let (true, Some(r)) = (bounds[i], e.ret) {
+                    events.push((r, i as u32, false));
+                }
+            }
+            events
+        } else {
+            Vec::new()
+        },
+    );
     let mut seen_resets: Vec<&M::Op> = Vec::new();
     // Set when a configuration is entered with a new state or with fewer reset ops left:
     // the only changes that can doom it (linearizing a read only removes constraints).
@@ -520,21 +581,7 @@ pub(crate) fn search<M: Model>(
             fresh = false;
             if check_doomed {
                 check_doomed = false;
-                let lists = Lists {
-                    next: &next,
-                    node_op: &node_op,
-                    node_time: &node_time,
-                    node_is_call: &node_is_call,
-                };
-                if doomed(
-                    model,
-                    &s.states[state as usize],
-                    &ops,
-                    &lists,
-                    (DET_HEAD, INFO_HEAD),
-                    (&resets, &bounds),
-                    &mut seen_resets,
-                ) {
+                if la.doomed(model, &s.states[state as usize], &ops, &mut seen_resets) {
                     // Cached already: it stays dead, so nothing is lost.
                     cursor = Cursor::Info(NIL, 0);
                     continue;
@@ -568,6 +615,7 @@ pub(crate) fn search<M: Model>(
                 }
                 if s.cache.insert(key, mask) {
                     stack.push((forced, state, 0, true));
+                    la.remove(i);
                     exact = new_exact;
                     let r = ret_node[i as usize];
                     for x in [forced, r] {
@@ -594,7 +642,14 @@ pub(crate) fn search<M: Model>(
         }
         // The candidate to try now, if any, and the barrier it is tried under.
         let (node, barrier) = match cursor {
-            Cursor::Det(node) => {
+            Cursor::Det(mut node) => {
+                // Legal reads were forced on entry: every read left here is illegal.
+                while node != NIL
+                    && node_is_call[node as usize]
+                    && read_only[node_op[node as usize] as usize]
+                {
+                    node = next[node as usize];
+                }
                 if node != NIL && node_is_call[node as usize] {
                     (node, 0)
                 } else {
@@ -639,6 +694,7 @@ pub(crate) fn search<M: Model>(
                 if s.cache.insert(key, new_mask) {
                     check_doomed = look_ahead && (t != state || resets[i as usize]);
                     stack.push((node, state, barrier, false));
+                    la.remove(i);
                     exact = new_exact;
                     mask = new_mask;
                     state = t;
@@ -689,6 +745,7 @@ pub(crate) fn search<M: Model>(
         };
         let i = node_op[e as usize];
         let det = determinate[i as usize];
+        la.restore(i);
         exact ^= zobrist[i as usize];
         mask &= !mask_bit[i as usize];
         state = st;
