@@ -2,6 +2,8 @@
 //! the unpartitioned kv cases, and a generated large history; prints peak memory.
 //!
 //! `cargo run --release -p faultline-checker --bin checker-bench -- [--runs N] [--only TEXT]`
+//! times the MANIFEST files (those whose path contains TEXT); `-- --file PATH [--model M]`
+//! times one history file of any format.
 //! The big cases run in child processes (`--case NAME`) so each one's peak RSS is its own.
 
 use faultline_checker::bench_data::{default_dir, read_manifest, Row};
@@ -82,6 +84,31 @@ fn time_row(row: &Row, runs: usize, limits: &Limits) -> Timed {
         cpu_median_s: median(cpu),
         verdict,
     }
+}
+
+/// `--file PATH [--model M]`: times any history file (format guessed), e.g. a generated
+/// one that is not in MANIFEST.tsv.
+fn time_file(path: &str, model: &str, runs: usize) {
+    let (format, ops) = import::read_file(std::path::Path::new(path), None)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    let mut verdict = Validity::Unknown;
+    for _ in 0..runs {
+        let (t, c) = (Instant::now(), cpu_s());
+        let r = check_linearizable_named(&ops, model, None, &verdict_only())
+            .unwrap_or_else(|e| panic!("{e}"));
+        wall.push(t.elapsed().as_secs_f64());
+        cpu.push(cpu_s() - c);
+        verdict = r.valid;
+    }
+    println!(
+        "{path} ({format:?}, {} events, model {model}): {}, median of {runs}: {:.3} ms wall, {:.3} ms CPU; load average {}",
+        ops.len(),
+        verdict_name(verdict),
+        median(wall) * 1000.0,
+        median(cpu) * 1000.0,
+        load_average()
+    );
 }
 
 /// One big case, run in this (child) process; prints one line the parent relays.
@@ -182,6 +209,10 @@ fn main() {
         return;
     }
     let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(7);
+    if let Some(file) = arg("--file") {
+        time_file(&file, &arg("--model").unwrap_or_else(|| "kv".into()), runs);
+        return;
+    }
     let only = arg("--only");
     let rows = read_manifest(&default_dir()).expect("MANIFEST.tsv");
     let mut limits = verdict_only();

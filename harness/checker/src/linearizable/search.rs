@@ -18,6 +18,13 @@
 //! nothing the explored one could not (leave the extra ones out), so it is pruned. For the
 //! same reason an indeterminate op that leaves the state unchanged is never linearized.
 //! Without this, every subset of the pending `info` ops would be a configuration of its own.
+//!
+//! Look-ahead (for models that implement `Model::may_become_legal`, e.g. kv): entering a
+//! configuration with a new state, the search asks whether each of the nearest ops that
+//! must still be linearized can still become legal, given only the reset ops (puts) that
+//! could come before it, and abandons the configuration when one cannot. For append
+//! registers this rejects a wrong order of concurrent appends one step after it is made,
+//! instead of after every way of continuing it: kv c50-ok went from ~1 M steps to ~21 K.
 
 use crate::model::Model;
 use rustc_hash::{FxHashMap, FxHasher};
@@ -325,6 +332,12 @@ enum Cursor {
     Info(u32, u64),
 }
 
+/// How many ops that must still be linearized one look-ahead asks about, nearest return
+/// first. The nearest ones catch a wrong order of concurrent appends as well as any; asking
+/// about every one makes a long key quadratic (20,000 kv ops on two keys: 3.4 s of CPU
+/// instead of 0.17 s), while 32 still decides kv c50-ok in the same number of steps.
+const LOOK_AHEAD_OPS: usize = 32;
+
 /// The ops the look-ahead (`Model::may_become_legal`) needs, in time order: the call of
 /// every reset op and the return of every op that bounds the future, as a list of its own
 /// that linearized ops are lifted out of like the event list. A walk over it is a walk
@@ -392,7 +405,8 @@ impl LookAhead {
 
     /// Whether some op that must still be linearized can no longer become legal from
     /// `state`, so the configuration can be abandoned. The resets met before an op's
-    /// return are exactly those that may still be linearized before it.
+    /// return are exactly those that may still be linearized before it. Stopping early
+    /// (`LOOK_AHEAD_OPS`) only prunes less, never wrongly.
     fn doomed<'o, M: Model>(
         &self,
         model: &M,
@@ -401,13 +415,20 @@ impl LookAhead {
         seen: &mut Vec<&'o M::Op>,
     ) -> bool {
         seen.clear();
+        let mut checked = 0;
         let mut node = self.next[0];
         while node != NIL {
             let op = ops[self.op[node as usize] as usize];
             if self.is_reset[node as usize] {
                 seen.push(op);
-            } else if !model.may_become_legal(state, op, seen) {
-                return true;
+            } else {
+                if !model.may_become_legal(state, op, seen) {
+                    return true;
+                }
+                checked += 1;
+                if checked >= LOOK_AHEAD_OPS {
+                    break;
+                }
             }
             node = self.next[node as usize];
         }
