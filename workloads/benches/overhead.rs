@@ -170,7 +170,7 @@ async fn noop_run(
     let start = Instant::now();
     let counts = pool
         .run_main(
-            Arc::new(RegisterGenerator),
+            Arc::new(RegisterGenerator::default()),
             plan,
             tokio::time::Instant::now() + duration,
             CancellationToken::new(),

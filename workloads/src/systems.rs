@@ -60,6 +60,8 @@ pub struct SystemSpec {
     pub lock_ttl_ms: Option<u64>,
     /// redis-lock replica mode: run the `failover` fault about this often.
     pub failover_interval: Option<Duration>,
+    /// The register workload draws values from `0..register_values`.
+    pub register_values: u64,
 }
 
 impl Default for SystemSpec {
@@ -75,6 +77,7 @@ impl Default for SystemSpec {
             env: Vec::new(),
             lock_mode: None,
             lock_ttl_ms: None,
+            register_values: crate::register::DEFAULT_VALUES,
             failover_interval: None,
         }
     }
@@ -191,6 +194,7 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         ("read_mode", json!(read_mode)),
         ("node_args", json!(spec.node_args)),
         ("node_binary", json!(binary.display().to_string())),
+        ("register_values", json!(spec.register_values)),
         (
             "client_timeout_ms",
             json!(spec.client_timeout.as_millis() as u64),
@@ -202,7 +206,9 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         options,
         db: Arc::new(db),
         client: Arc::new(client),
-        generator: Arc::new(RegisterGenerator),
+        generator: Arc::new(RegisterGenerator {
+            values: spec.register_values.max(1),
+        }),
         nemesis: Arc::new(NoNemesis),
     })
 }

@@ -39,6 +39,11 @@ pub struct RunArgs {
     /// TTL (default 1000).
     #[arg(long, value_name = "MS")]
     pub lock_ttl_ms: Option<u64>,
+    /// The register workload's values are drawn from 0..N: more values make a stale read
+    /// harder to explain away by an indeterminate write of the same value, fewer make cas
+    /// succeed more often.
+    #[arg(long, default_value_t = faultline_workloads::register::DEFAULT_VALUES, value_name = "N")]
+    pub register_values: u64,
     /// The faultline-node binary to upload; default: beside this program, or built with
     /// cargo.
     #[arg(long, value_name = "PATH")]
@@ -218,6 +223,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let spec = SystemSpec {
         lock_mode: args.lock_mode.clone(),
         lock_ttl_ms: args.lock_ttl_ms,
+        register_values: args.register_values,
         failover_interval: failover.then(|| Duration::from_secs_f64(args.nemesis.nemesis_interval)),
         db: args.db.clone(),
         workload: args.workload.clone(),
