@@ -6,10 +6,18 @@
 # - /etc/hosts naming every test host, and /opt/faultline for binaries, data and PID files.
 set -euo pipefail
 
+# Packages only when a tool is missing: faultline's own box has them all and no network to
+# fetch more.
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends iptables iproute2 libfaketime faketime \
-    procps psmisc ca-certificates >/dev/null
+missing=()
+for pair in iptables:iptables tc:iproute2 faketime:faketime ps:procps killall:psmisc; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+[[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]] || missing+=(libfaketime)
+if ((${#missing[@]})); then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
+fi
 
 install -d -m 700 /root/.ssh
 touch /root/.ssh/authorized_keys

@@ -1,11 +1,13 @@
-//! `faultline cluster up|down|status|heal`: the local cluster of namespace hosts, and undoing
-//! faults on any cluster.
+//! `faultline cluster up|down|status|heal`: the local cluster of namespace hosts (or, with
+//! `--vm`, of QEMU VMs), and undoing faults on any cluster.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use faultline_control::heal;
 use faultline_control::local_cluster::{self, ClusterConfig, LocalCluster};
+use faultline_control::vm::{self, VmCluster, VmConfig};
 use faultline_control::{Control, SshArgs};
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args)]
@@ -19,23 +21,37 @@ enum Action {
     /// Bring the local cluster up (needs root): one network namespace per host with its own
     /// address, hostname, sshd and files. Does nothing if it already runs with that size.
     Up {
-        /// Number of hosts (n1, n2, …).
-        #[arg(long, default_value_t = 5)]
-        nodes: usize,
-        /// Cluster id; several clusters can run side by side (subnet 10.77.<id>.0/24).
+        /// Number of hosts (n1, n2, …); default 5, or 3 with --vm.
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Cluster id; several clusters can run side by side (subnet 10.77.<id>.0/24, or
+        /// 10.78.<id>.0/24 with --vm).
         #[arg(long, default_value_t = 0)]
         id: u8,
+        /// Debian VMs under QEMU instead of namespaces: own kernel and clock, so system-clock
+        /// and netem faults work. Builds the image once (mmdebstrap, ~2 min); ~30-60 s to boot
+        /// without KVM. Writes /var/lib/faultline/vm-<id>/nodes for --nodes-file.
+        #[arg(long)]
+        vm: bool,
+        /// With --vm: boot this image directory (rootfs.img, vmlinuz, initrd.img) instead of
+        /// building the recipe's.
+        #[arg(long, value_name = "DIR", requires = "vm")]
+        vm_image: Option<PathBuf>,
     },
     /// Tear the local cluster down: kill its processes (by PID), remove its namespaces,
-    /// veths, bridge and per-host files.
+    /// veths, bridge and per-host files (with --vm: its QEMUs, taps, bridge and overlays).
     Down {
         #[arg(long, default_value_t = 0)]
         id: u8,
+        #[arg(long)]
+        vm: bool,
     },
     /// Show the local cluster's hosts, or what is left of it. Exits 1 when it is not up.
     Status {
         #[arg(long, default_value_t = 0)]
         id: u8,
+        #[arg(long)]
+        vm: bool,
     },
     /// Undo every fault faultline may have left on the hosts: iptables chains, tc qdiscs,
     /// paused processes, skewed fake clocks. Heals the local cluster unless --nodes or
@@ -51,8 +67,53 @@ enum Action {
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<u8> {
     match args.action {
-        Action::Up { nodes, id } => {
+        Action::Up {
+            nodes,
+            id,
+            vm: true,
+            vm_image,
+        } => {
             let started = Instant::now();
+            let cfg = VmConfig {
+                id,
+                nodes: nodes.unwrap_or(3),
+                image: vm_image,
+            };
+            let cluster = vm::up(&cfg, &|line| eprintln!("faultline: {line}"))?;
+            println!(
+                "VM cluster {id} up with {} VMs ({}) in {:.1} s",
+                cluster.hosts.len(),
+                cluster.accel.name(),
+                started.elapsed().as_secs_f64()
+            );
+            print_vms(&cluster);
+            Ok(0)
+        }
+        Action::Down { id, vm: true } => {
+            vm::down(id)?;
+            println!("VM cluster {id} is down");
+            Ok(0)
+        }
+        Action::Status { id, vm: true } => match vm::status(id)? {
+            Some(cluster) => {
+                println!("VM cluster {id} is up");
+                print_vms(&cluster);
+                Ok(0)
+            }
+            None => {
+                println!("VM cluster {id} is not up");
+                print_leftovers(vm::leftovers(id), &format!("--vm --id {id}"));
+                Ok(1)
+            }
+        },
+        Action::Up {
+            nodes,
+            id,
+            vm: false,
+            ..
+        } => {
+            let started = Instant::now();
+            let nodes = nodes.unwrap_or(5);
             let cluster = local_cluster::up(&ClusterConfig { id, nodes })?;
             println!(
                 "local cluster {id} up with {} hosts in {:.2} s",
@@ -62,12 +123,12 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<u8> {
             print_hosts(&cluster);
             Ok(0)
         }
-        Action::Down { id } => {
+        Action::Down { id, vm: false } => {
             local_cluster::down(id)?;
             println!("local cluster {id} is down");
             Ok(0)
         }
-        Action::Status { id } => match local_cluster::status(id)? {
+        Action::Status { id, vm: false } => match local_cluster::status(id)? {
             Some(cluster) => {
                 println!("local cluster {id} is up");
                 print_hosts(&cluster);
@@ -75,13 +136,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<u8> {
             }
             None => {
                 println!("local cluster {id} is not up");
-                let left = local_cluster::leftovers(id);
-                if !left.is_empty() {
-                    println!("left over (removed by `faultline cluster down --id {id}`):");
-                    for item in left {
-                        println!("  {item}");
-                    }
-                }
+                print_leftovers(local_cluster::leftovers(id), &format!("--id {id}"));
                 Ok(1)
             }
         },
@@ -127,4 +182,33 @@ fn print_hosts(cluster: &LocalCluster) {
             cluster.host_dir(&host.name).display()
         );
     }
+}
+
+fn print_leftovers(left: Vec<String>, down_args: &str) {
+    if !left.is_empty() {
+        println!("left over (removed by `faultline cluster down {down_args}`):");
+        for item in left {
+            println!("  {item}");
+        }
+    }
+}
+
+fn print_vms(cluster: &VmCluster) {
+    let key = cluster
+        .ssh
+        .private_key
+        .as_ref()
+        .map(|k| k.display().to_string())
+        .unwrap_or_default();
+    for host in &cluster.hosts {
+        println!(
+            "  {:<4} {:<12} ssh -i {key} root@{}",
+            host.name, host.address, host.address
+        );
+    }
+    println!(
+        "  nodes file: {}\n  run: faultline run --nodes-file {} --ssh-private-key {key} …",
+        cluster.nodes_file.display(),
+        cluster.nodes_file.display()
+    );
 }

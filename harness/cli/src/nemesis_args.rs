@@ -64,7 +64,8 @@ pub struct NemesisArgs {
     #[arg(long, default_value_t = 60_000, value_name = "MS")]
     pub clock_delta_ms_max: i64,
     /// How clocks are changed: faketime (libfaketime in the node; local hosts) or system
-    /// (the host's own clock; VMs with time sync off).
+    /// (the host's own clock; VMs with time sync off). Default: faketime, or system for a
+    /// --nodes-file written by `cluster up --vm`.
     #[arg(long, default_value = "faketime", value_name = "STRATEGY")]
     pub clock_strategy: ClockStrategy,
     /// Give every fault family its own schedule, so faults of different families overlap

@@ -220,6 +220,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             || (args.nemesis.nemesis_interval.is_finite() && args.nemesis.nemesis_interval > 0.0),
         "--nemesis-interval must be a positive number of seconds"
     );
+    // VMs have their own clocks: unless told otherwise, clock faults set the system clock
+    // on hosts from a nodes file that `cluster up --vm` marked as VMs.
+    if !argv.iter().any(|a| a.starts_with("--clock-strategy"))
+        && args
+            .ssh
+            .nodes_file
+            .as_deref()
+            .is_some_and(faultline_control::vm::nodes_file_is_vm)
+    {
+        args.nemesis.clock_strategy = faultline_nemesis::clock::ClockStrategy::System;
+    }
     let spec = SystemSpec {
         lock_mode: args.lock_mode.clone(),
         lock_ttl_ms: args.lock_ttl_ms,

@@ -16,8 +16,9 @@ pub const SUITE: &str = "bookworm";
 pub const DISK_SIZE: &str = "3G";
 
 /// Packages on top of `minbase`: a kernel to boot directly, sshd to be reached, the tools the
-/// nemesis uses (iptables, tc, kill by PID, libfaketime) and what systemd needs to boot.
-pub const PACKAGES: [&str; 11] = [
+/// nemesis uses (iptables, tc, kill by PID, libfaketime), what systemd needs to boot, and
+/// QEMU's guest agent (vagrant-libvirt asks it for a VM's address when there is no DHCP).
+pub const PACKAGES: [&str; 12] = [
     "linux-image-amd64",
     "systemd-sysv",
     "udev",
@@ -29,6 +30,7 @@ pub const PACKAGES: [&str; 11] = [
     "psmisc",
     "libfaketime",
     "faketime",
+    "qemu-guest-agent",
 ];
 
 /// Runs in the guest before sshd: sets hostname, address, `/etc/hosts`, root's key and host
@@ -65,8 +67,10 @@ if [ -n "$key" ]; then
     echo "$key" | tr ',' ' ' > /root/.ssh/authorized_keys
     chmod 600 /root/.ssh/authorized_keys
 fi
-# The image ships without host keys, so every VM makes its own on first boot.
-ssh-keygen -A
+# The image ships without host keys, so every VM makes its own on first boot: ed25519 only,
+# as an RSA key takes many seconds under software emulation.
+key_file=/etc/ssh/ssh_host_ed25519_key
+[ -f "$key_file" ] || ssh-keygen -q -t ed25519 -N '' -f "$key_file"
 install -d -m 755 /opt/faultline
 "#;
 
@@ -74,7 +78,8 @@ install -d -m 755 /opt/faultline
 pub const BOOT_UNIT: &str = "[Unit]
 Description=faultline: hostname, address and SSH key from the kernel command line
 DefaultDependencies=no
-After=local-fs.target systemd-remount-fs.service
+Wants=sys-subsystem-net-devices-eth0.device
+After=local-fs.target systemd-remount-fs.service sys-subsystem-net-devices-eth0.device
 Before=ssh.service network.target sysinit.target
 
 [Service]
@@ -87,7 +92,8 @@ WantedBy=sysinit.target
 ";
 
 /// sshd settings faultline needs: root by key, many sessions per connection, no DNS waits.
-pub const SSHD_CONFIG: &str = "PermitRootLogin prohibit-password
+pub const SSHD_CONFIG: &str = "HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 MaxSessions 100
@@ -98,8 +104,8 @@ PrintMotd no
 
 /// Run by `mmdebstrap --customize-hook` on the controller with the tree as `$1`; the files it
 /// writes are [`BOOT_SCRIPT`], [`BOOT_UNIT`] and [`SSHD_CONFIG`] (passed as `$2`…`$4`).
-/// Units that would only slow a software-emulated boot, or change the clock behind the
-/// nemesis's back, are masked.
+/// Units that would only slow a software-emulated boot (timers, gettys on screens nobody
+/// sees), or change the clock behind the nemesis's back, are masked.
 pub const CUSTOMIZE_SCRIPT: &str = r#"set -eu
 root=$1
 install -m 755 /dev/null "$root/usr/local/sbin/faultline-boot"
@@ -111,7 +117,7 @@ mkdir -p "$root/etc/ssh/sshd_config.d"
 printf '%s' "$4" > "$root/etc/ssh/sshd_config.d/faultline.conf"
 rm -f "$root"/etc/ssh/ssh_host_*
 printf '/dev/vda / ext4 rw,noatime 0 1\n' > "$root/etc/fstab"
-for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer systemd-timesyncd.service; do
+for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer systemd-timesyncd.service getty-static.service; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 install -d -m 755 "$root/opt/faultline"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The opt-in VM suite (harness/cli/tests/vm.rs): installs the Debian packages the VM cluster and
+# the Vagrant/libvirt path need, then runs the suite with FAULTLINE_VM_TESTS=1, one test at a
+# time (never more than 3 VMs at once). Needs root and ~3 GB of free memory; about half an hour
+# under software emulation, including the first image build (~3 min, cached afterwards).
+#
+#   harness/scripts/vm-tests.sh            everything
+#   harness/scripts/vm-tests.sh vm_cluster only the tests whose name contains vm_cluster
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+    qemu-system-x86 qemu-utils mmdebstrap e2fsprogs iproute2 iptables openssh-client \
+    vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
+    dnsmasq-base >/dev/null
+
+cargo build -p faultline-node
+export FAULTLINE_NODE_BINARY="${CARGO_TARGET_DIR:-target}/debug/faultline-node"
+FAULTLINE_VM_TESTS=1 cargo test -p faultline --test vm -- --test-threads 1 --nocapture "$@"
