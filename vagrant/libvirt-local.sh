@@ -19,7 +19,11 @@ running() { # pid-file
 }
 
 start() {
-    mkdir -p "$state"
+    # Directories Debian's libvirt-daemon-system would make; without them the daemons exit.
+    mkdir -p "$state" /var/log/libvirt /var/lib/libvirt/images /run/libvirt
+    # Debian's NAT network "default" would start with libvirtd and leave a bridge, a dnsmasq
+    # and NAT rules behind; faultline's VMs use an isolated network of their own.
+    rm -f /etc/libvirt/qemu/networks/autostart/default.xml
     for d in "${daemons[@]}"; do
         if running "/run/$d.pid"; then
             echo "$d already runs (PID $(cat "/run/$d.pid")); leaving it alone"

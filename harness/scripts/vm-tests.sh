@@ -14,8 +14,13 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     qemu-system-x86 qemu-utils mmdebstrap e2fsprogs iproute2 iptables openssh-client \
     vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
-    dnsmasq-base >/dev/null
+    libvirt-daemon-system dnsmasq-base binutils >/dev/null
 
+# Every run uploads the node to each VM: without debug info it is 22 MB instead of 105 MB,
+# which saves most of a minute per run on emulated VMs.
 cargo build -p faultline-node
-export FAULTLINE_NODE_BINARY="${CARGO_TARGET_DIR:-target}/debug/faultline-node"
+node=$(mktemp /tmp/faultline-node-vm.XXXXXX)
+trap 'rm -f "$node"' EXIT
+objcopy --strip-debug "${CARGO_TARGET_DIR:-target}/debug/faultline-node" "$node"
+export FAULTLINE_NODE_BINARY=$node
 FAULTLINE_VM_TESTS=1 cargo test -p faultline --test vm -- --test-threads 1 --nocapture "$@"
