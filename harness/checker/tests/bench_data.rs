@@ -114,3 +114,41 @@ fn limits_end_in_unknown() {
     let reason = r.keys[0].reason.clone().unwrap();
     assert!(reason.contains("time limit"), "{reason}");
 }
+
+/// kv c50-bad has an easy invalid key (4) and a hard one (0, its biggest, which no search
+/// decides within these limits). On one thread the biggest key goes first; the check must
+/// still find the invalid key rather than spend the whole time limit on key 0 and answer
+/// `unknown`.
+#[test]
+fn a_hard_key_does_not_hide_an_easy_invalid_one() {
+    let path = default_dir().join("porcupine/test_data/kv/c50-bad.txt");
+    let (_, ops) = import::read_file(&path, None).unwrap();
+    let one_thread = Limits {
+        threads: Some(1),
+        // Key 0 alone would run into this time limit before the memory limit.
+        time_limit: Some(Duration::from_secs(2)),
+        memory_limit_bytes: 1024 * 1024 * 1024,
+        counterexamples: false,
+        ..Limits::default()
+    };
+    let r = check_linearizable_named(&ops, "kv", None, &one_thread).unwrap();
+    assert_eq!(r.valid, Validity::Invalid);
+    let invalid: Vec<String> = r
+        .keys
+        .iter()
+        .filter(|k| k.valid == Validity::Invalid)
+        .map(|k| format!("{:?}", k.key))
+        .collect();
+    assert_eq!(invalid, vec![r#"Some(Str("4"))"#.to_string()], "{r:?}");
+    // Key 0 was set aside for key 4, not searched until the time limit.
+    let key0 = r
+        .keys
+        .iter()
+        .find(|k| format!("{:?}", k.key) == r#"Some(Str("0"))"#)
+        .unwrap();
+    let reason = key0.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("stopped at the first invalid key"),
+        "{reason}"
+    );
+}

@@ -52,9 +52,17 @@ fn verdict_name(v: Validity) -> &'static str {
 }
 
 fn verdict_only() -> Limits {
+    // `--threads N` (N ≥ 1) instead of one per core: to see what parallel keys buy.
+    let args: Vec<String> = std::env::args().collect();
+    let threads = args
+        .iter()
+        .position(|a| a == "--threads")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|t| t.parse().ok());
     Limits {
         time_limit: Some(Duration::from_secs(60)),
         counterexamples: false,
+        threads,
         ..Limits::default()
     }
 }

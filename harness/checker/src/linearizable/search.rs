@@ -132,6 +132,8 @@ pub(crate) enum Outcome<S> {
         state: S,
     },
     Unknown(String),
+    /// The step allowance of `search_steps` ran out before a verdict.
+    OutOfSteps,
 }
 
 const NIL: u32 = u32::MAX;
@@ -442,6 +444,16 @@ pub(crate) fn search<M: Model>(
     entries: &[View<'_, M::Op>],
     budget: &Budget,
 ) -> Outcome<M::State> {
+    search_steps(model, entries, budget, u64::MAX)
+}
+
+/// `search` that gives up with `OutOfSteps` after `max_steps` steps.
+pub(crate) fn search_steps<M: Model>(
+    model: &M,
+    entries: &[View<'_, M::Op>],
+    budget: &Budget,
+    max_steps: u64,
+) -> Outcome<M::State> {
     let n = entries.len();
     let ops: Vec<&M::Op> = entries.iter().map(|e| e.op).collect();
     const DET_HEAD: u32 = 0;
@@ -584,7 +596,7 @@ pub(crate) fn search<M: Model>(
         if remaining == 0 {
             if debug {
                 eprintln!(
-                    "steps {steps} states {} cache {}",
+                    "{n} ops: linearizable, steps {steps} states {} cache {}",
                     s.states.len(),
                     s.cache.len()
                 );
@@ -592,9 +604,19 @@ pub(crate) fn search<M: Model>(
             return Outcome::Linearizable;
         }
         steps += 1;
+        if steps > max_steps {
+            return Outcome::OutOfSteps;
+        }
         if steps.is_multiple_of(CHECK_EVERY_STEPS) {
             s.resync();
             if let Some(reason) = budget.stop_reason() {
+                if debug {
+                    eprintln!(
+                        "{n} ops: {reason}, steps {steps} states {} cache {}",
+                        s.states.len(),
+                        s.cache.len()
+                    );
+                }
                 return Outcome::Unknown(reason);
             }
         }
@@ -754,7 +776,7 @@ pub(crate) fn search<M: Model>(
         let Some((e, st, b, forced)) = stack.pop() else {
             if debug {
                 eprintln!(
-                    "steps {steps} states {} cache {}",
+                    "{n} ops: illegal, steps {steps} states {} cache {}",
                     s.states.len(),
                     s.cache.len()
                 );
