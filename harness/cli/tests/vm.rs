@@ -308,6 +308,36 @@ fn vm_cluster_has_own_clocks_and_netem_and_catches_what_it_should() {
     // how many are caught is printed, not asserted (see the ignored test below).
     lease_unsafe_caught(results.path());
 
+    // A VM that dies (its QEMU killed, as a crash would) makes the cluster not up, and
+    // status lists what is left for down to remove.
+    let pid: i32 = std::fs::read_to_string(format!("{STATE}/hosts/n3/qemu.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let kill = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let status = faultline(&["cluster", "status", "--vm", "--id", ID]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    let left = text(&status);
+    for item in ["QEMU of n1", "tap flvm7t3", "bridge flvm7br"] {
+        assert!(left.contains(item), "{item} not listed: {left}");
+    }
+    assert!(!left.contains("QEMU of n3"), "{left}");
+    // up after the crash removes the remains and boots the cluster again.
+    let started = Instant::now();
+    let up = faultline(&["cluster", "up", "--vm", "--id", ID, "--nodes", "3"]);
+    assert!(up.status.success(), "up after a crash: {}", text(&up));
+    eprintln!(
+        "cluster up --vm after a crash: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(seconds_on("10.78.7.13") > 0);
+
     // down leaves nothing: no QEMU, tap, bridge or FORWARD rule.
     let down = faultline(&["cluster", "down", "--vm", "--id", ID]);
     assert!(down.status.success(), "{}", text(&down));
