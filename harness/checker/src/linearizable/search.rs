@@ -686,10 +686,13 @@ pub(crate) fn search_steps<M: Model>(
         // The candidate to try now, if any, and the barrier it is tried under.
         let (node, barrier) = match cursor {
             Cursor::Det(mut node) => {
-                // Legal reads were forced on entry: every read left here is illegal.
+                // Legal reads were forced on entry, so reads left here are illegal: skip
+                // them without a step each. (The transition is still asked, memoised, so a
+                // model whose "read-only" op does change the state is not skipped wrongly.)
                 while node != NIL
                     && node_is_call[node as usize]
                     && read_only[node_op[node as usize] as usize]
+                    && s.transition(state, node_op[node as usize], &ops) == ILLEGAL
                 {
                     node = next[node as usize];
                 }
