@@ -55,13 +55,17 @@ enum Action {
     },
     /// Undo every fault faultline may have left on the hosts: iptables chains, tc qdiscs,
     /// paused processes, skewed fake clocks. Heals the local cluster unless --nodes or
-    /// --nodes-file name other hosts.
+    /// --nodes-file name other hosts. On VMs (--vm, or a nodes file `cluster up --vm` wrote)
+    /// each host's system clock is also set to the controller's.
     Heal {
         #[command(flatten)]
         ssh: SshArgs,
         /// Local cluster id, when healing the local cluster.
         #[arg(long, default_value_t = 0)]
         id: u8,
+        /// Heal the VM cluster `--id`, or treat --nodes hosts as VMs.
+        #[arg(long)]
+        vm: bool,
     },
 }
 
@@ -140,9 +144,18 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<u8> {
                 Ok(1)
             }
         },
-        Action::Heal { ssh, id } => {
+        Action::Heal { ssh, id, vm } => {
+            let vms = vm || ssh.nodes_file.as_deref().is_some_and(vm::nodes_file_is_vm);
             let (hosts, config) = match ssh.hosts()? {
                 Some(hosts) => (hosts, ssh.ssh_config()),
+                None if vm => {
+                    let cluster = vm::status(id)?.with_context(|| {
+                        format!(
+                            "VM cluster {id} is not up; name hosts with --nodes or --nodes-file"
+                        )
+                    })?;
+                    (cluster.hosts, cluster.ssh)
+                }
                 None => {
                     let cluster = local_cluster::status(id)?.with_context(|| {
                         format!(
@@ -156,9 +169,17 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<u8> {
             runtime.block_on(async {
                 let control = Control::connect(&hosts, &config).await?;
                 let reports = heal::heal_all(&control).await;
+                let clocks = if vms {
+                    reset_system_clocks(&control).await
+                } else {
+                    Ok(Vec::new())
+                };
                 control.close().await;
                 for report in reports? {
                     println!("{}", report.summary());
+                }
+                for line in clocks? {
+                    println!("{line}");
                 }
                 Ok(0)
             })
@@ -182,6 +203,34 @@ fn print_hosts(cluster: &LocalCluster) {
             cluster.host_dir(&host.name).display()
         );
     }
+}
+
+/// Sets the system clock to `$1` (seconds since the epoch, with a fraction) and prints what it
+/// read before, in milliseconds.
+const SET_CLOCK_SCRIPT: &str =
+    r#"before=$(date +%s%3N) && date -s "@$1" >/dev/null && echo "$before""#;
+
+/// Sets every VM's system clock to the controller's, the undo of a system-clock fault that a
+/// controller killed mid-run left behind. One line per host, with how far off it was (to
+/// within the SSH round trip).
+async fn reset_system_clocks(control: &Control) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for remote in control.remotes() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let stamp = format!("{}.{:03}", now.as_secs(), now.subsec_millis());
+        let out = remote
+            .exec(&["sh", "-c", SET_CLOCK_SCRIPT, "sh", &stamp])
+            .await?;
+        let before: i128 = out.stdout.trim().parse().with_context(|| {
+            format!("{}: `date +%s%3N` printed {:?}", remote.name(), out.stdout)
+        })?;
+        let off_ms = before - now.as_millis() as i128;
+        lines.push(format!(
+            "{}: system clock set to the controller's (it was off by {off_ms} ms)",
+            remote.name()
+        ));
+    }
+    Ok(lines)
 }
 
 fn print_leftovers(left: Vec<String>, down_args: &str) {
