@@ -1,8 +1,8 @@
 //! The planted bugs are caught and the correct configuration passes, as `faultline run`
-//! runs them (needs root): one seeded 30 s run of each bug must be invalid, and raft with
-//! the correct lease under every fault family at once must be valid. The settings are those
-//! of `workloads/campaigns/bugs.toml`, and each seed is one the campaign caught (README,
-//! "Faults (nemesis)"). Cluster ids 16–18, one per test.
+//! runs them (needs root): a seeded 30 s run of each bug must be invalid (lease-unsafe: one of
+//! two seeds, see its test), and raft with the correct lease under every fault family at once
+//! must be valid. The settings are those of `workloads/campaigns/bugs.toml`, and each seed is
+//! one the campaign caught (README, "Faults (nemesis)"). Cluster ids 16–18, one per test.
 
 use faultline_workloads::binary::{env_or_build, NODE_BINARY};
 use serde_json::Value;
@@ -45,14 +45,14 @@ const STALE_READ: &[&str] = &[
 ];
 
 /// `bugs.toml`'s lease-unsafe row: the leader is cut off while its clock lags, and clients
-/// give up quickly so writes reach the new leader while the old one still serves reads.
+/// give up quickly so writes reach the new leader while the old one still serves reads;
+/// 100 values, so that a stale read is not explained away by a timed-out write of the
+/// same value.
 const LEASE_UNSAFE: &[&str] = &[
     "--db",
     "raft",
     "--read-mode",
     "lease",
-    "--node-opt",
-    "election-ticks=20",
     "--bug",
     "lease-unsafe",
     "--nemesis",
@@ -63,13 +63,15 @@ const LEASE_UNSAFE: &[&str] = &[
     "--clock-targets",
     "all",
     "--clock-faults",
-    "bump-back,skew-slow",
+    "bump-back",
     "--nemesis-interval",
     "2",
     "--client-timeout-ms",
     "300",
     "--concurrency",
     "15",
+    "--register-values",
+    "100",
 ];
 
 /// `bugs.toml`'s correct lease row under every fault family at once.
@@ -83,6 +85,8 @@ const LEASE_ALL_FAULTS: &[&str] = &[
     "--nemesis-overlap",
     "--nemesis-interval",
     "3",
+    "--register-values",
+    "100",
 ];
 
 fn node_binary() -> PathBuf {
@@ -91,6 +95,12 @@ fn node_binary() -> PathBuf {
 }
 
 fn run_case(case: &Case) {
+    let verdict = run_once(case);
+    assert_verdict(case, &verdict);
+}
+
+/// Runs `case` once and returns its results.json; asserts the exit code matches the verdict.
+fn run_once(case: &Case) -> Value {
     let node = node_binary();
     let _guard = ClusterGuard(case.cluster_id);
     let results = tempfile::tempdir().unwrap();
@@ -113,16 +123,25 @@ fn run_case(case: &Case) {
         String::from_utf8_lossy(&out.stderr)
     );
     let verdict = results_json(results.path());
-    assert_eq!(
-        out.status.code(),
-        Some(case.exit_code),
-        "seed {}: results.json {verdict}\n{output}",
-        case.seed
-    );
     assert!(
         verdict.get("error").is_none_or(Value::is_null),
-        "the run itself failed: {verdict}"
+        "the run itself failed: {verdict}\n{output}"
     );
+    let code_for_verdict = if verdict["valid"] == Value::Bool(true) {
+        0
+    } else {
+        1
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(code_for_verdict),
+        "seed {}: the exit code must follow results.json {verdict}\n{output}",
+        case.seed
+    );
+    verdict
+}
+
+fn assert_verdict(case: &Case, verdict: &Value) {
     let want = case.exit_code == 0;
     assert_eq!(verdict["valid"], Value::Bool(want), "{verdict}");
     if !want {
@@ -153,17 +172,27 @@ fn stale_read_is_caught_under_partitions() {
     });
 }
 
-/// Not reliable yet: caught in 3 of 10 campaign runs, and seed 3 was missed on a rerun
-/// (README, "Faults (nemesis)", says why). Run it by hand with `--ignored`.
+/// The campaign catches lease-unsafe in 9 of 10 seeded runs (README, "Faults (nemesis)"), so
+/// one seeded run alone would fail about one CI run in ten for no fault of the code: a
+/// second seed runs only when the first stays valid, and one of the two must be invalid.
 #[test]
-#[ignore = "lease-unsafe is caught in only 4/10 runs (README: Faults (nemesis))"]
 fn lease_unsafe_is_caught_under_clock_faults_and_partitions() {
-    run_case(&Case {
-        cluster_id: 17,
-        seed: 3,
-        args: LEASE_UNSAFE,
-        exit_code: 1,
-    });
+    let mut valid_seeds = Vec::new();
+    for seed in [1, 2] {
+        let case = Case {
+            cluster_id: 17,
+            seed,
+            args: LEASE_UNSAFE,
+            exit_code: 1,
+        };
+        let verdict = run_once(&case);
+        if verdict["valid"] == Value::Bool(false) {
+            assert_verdict(&case, &verdict);
+            return;
+        }
+        valid_seeds.push(seed);
+    }
+    panic!("lease-unsafe stayed valid in seeds {valid_seeds:?}");
 }
 
 #[test]
