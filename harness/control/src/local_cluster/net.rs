@@ -1,7 +1,7 @@
 //! The network of a local cluster: one namespace per host, veth pairs, a bridge in the root
 //! namespace, and the one FORWARD rule bridged traffic needs. Also finds leftovers by name.
 
-use super::sys::{run, run_ok};
+use super::sys::{iptables_rule_present, remove_bridge_and_rule, run, run_ok};
 use anyhow::Context;
 use std::fs;
 use std::path::Path;
@@ -90,9 +90,7 @@ pub fn existing_veths(id: u8) -> Vec<usize> {
     indices(names.iter().map(String::as_str), &format!("fl{id}v"))
 }
 
-pub fn link_exists(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).exists()
-}
+pub use super::sys::link_exists;
 
 pub fn netns_exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
@@ -110,9 +108,7 @@ pub fn netns_pids(ns: &str) -> Vec<i32> {
 }
 
 pub fn forward_rule_present(id: u8) -> bool {
-    let mut args = vec!["-w".to_string(), "-C".to_string()];
-    args.extend(forward_rule(id));
-    run_ok("iptables", &args)
+    iptables_rule_present(&forward_rule(id))
 }
 
 /// Builds the bridge, the namespaces, the veths and the addresses for `nodes` hosts.
@@ -159,18 +155,7 @@ pub fn remove(id: u8) {
     for i in existing_namespaces(id) {
         run_ok("ip", &["netns", "del", &netns_name(id, i)]);
     }
-    let br = bridge_name(id);
-    if link_exists(&br) {
-        run_ok("ip", &["link", "del", &br]);
-    }
-    // Bounded: one rule per `up`, so a handful at most even after repeated crashes.
-    for _ in 0..16 {
-        let mut args = vec!["-w".to_string(), "-D".to_string()];
-        args.extend(forward_rule(id));
-        if !run_ok("iptables", &args) {
-            break;
-        }
-    }
+    remove_bridge_and_rule(&bridge_name(id), &forward_rule(id));
 }
 
 #[cfg(test)]

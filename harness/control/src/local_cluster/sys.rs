@@ -53,6 +53,34 @@ pub fn run_ok<S: AsRef<OsStr>>(name: &str, args: &[S]) -> bool {
     run(name, args).is_ok()
 }
 
+/// Whether a network interface of this name exists in the root namespace.
+pub fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Whether the iptables `rule` (a chain and its match, without `-A`/`-D`) is in place.
+pub fn iptables_rule_present(rule: &[String]) -> bool {
+    let mut args = vec!["-w".to_string(), "-C".to_string()];
+    args.extend_from_slice(rule);
+    run_ok("iptables", &args)
+}
+
+/// Deletes `bridge` if it exists, and every copy of the iptables `rule` that a cluster's
+/// `up` added to let bridged traffic through.
+pub fn remove_bridge_and_rule(bridge: &str, rule: &[String]) {
+    if link_exists(bridge) {
+        run_ok("ip", &["link", "del", bridge]);
+    }
+    // Bounded: one rule per `up`, so a handful at most even after repeated crashes.
+    for _ in 0..16 {
+        let mut args = vec!["-w".to_string(), "-D".to_string()];
+        args.extend_from_slice(rule);
+        if !run_ok("iptables", &args) {
+            break;
+        }
+    }
+}
+
 /// True while the process exists and is not a zombie (a zombie is dead, just not reaped).
 pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {

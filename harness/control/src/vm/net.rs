@@ -3,10 +3,9 @@
 //! leftovers by name, so `down` cleans up after a crash.
 
 use super::plan::{bridge_name, controller_address, parse_index, tap_name};
-use crate::local_cluster::sys::{run, run_ok};
+use crate::local_cluster::sys::{iptables_rule_present, remove_bridge_and_rule, run, run_ok};
 use anyhow::Context;
 use std::fs;
-use std::path::Path;
 
 /// With `net.bridge.bridge-nf-call-iptables=1` bridged frames pass the root namespace's
 /// FORWARD chain, where a DROP policy would cut the VMs apart.
@@ -31,14 +30,10 @@ fn forward_rule(id: u8) -> Vec<String> {
     .collect()
 }
 
-pub fn link_exists(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).exists()
-}
+pub use crate::local_cluster::sys::link_exists;
 
 pub fn forward_rule_present(id: u8) -> bool {
-    let mut args = vec!["-w".to_string(), "-C".to_string()];
-    args.extend(forward_rule(id));
-    run_ok("iptables", &args)
+    iptables_rule_present(&forward_rule(id))
 }
 
 /// Host indices of cluster `id`'s taps that exist now.
@@ -80,16 +75,5 @@ pub fn remove(id: u8) {
     for i in existing_taps(id) {
         run_ok("ip", &["link", "del", &tap_name(id, i)]);
     }
-    let br = bridge_name(id);
-    if link_exists(&br) {
-        run_ok("ip", &["link", "del", &br]);
-    }
-    // Bounded: one rule per `up`, so a handful at most even after repeated crashes.
-    for _ in 0..16 {
-        let mut args = vec!["-w".to_string(), "-D".to_string()];
-        args.extend(forward_rule(id));
-        if !run_ok("iptables", &args) {
-            break;
-        }
-    }
+    remove_bridge_and_rule(&bridge_name(id), &forward_rule(id));
 }
