@@ -7,6 +7,7 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
+use faultline_control::vm;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -107,10 +108,14 @@ fn is_loopback(name: &str) -> bool {
     name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The nodes file text: `name address` per line, in the order Vagrant listed the hosts.
+/// The nodes file text: `name address` per line, in the order Vagrant listed the hosts. Its
+/// first line marks the hosts as VMs, as `cluster up --vm` does, so that `faultline run` and
+/// `cluster heal` change their system clocks without `--clock-strategy system`.
 pub fn nodes_file(hosts: &[SshConfigHost], subnet: &str) -> anyhow::Result<String> {
-    let mut out =
-        String::from("# written by `faultline vagrant-nodes` from `vagrant ssh-config`\n");
+    let mut out = format!(
+        "{}\n# written by `faultline vagrant-nodes` from `vagrant ssh-config`\n",
+        vm::VM_MARKER
+    );
     for host in hosts {
         out.push_str(&format!("{} {}\n", host.name, host_address(host, subnet)?));
     }
@@ -219,9 +224,28 @@ Host n2
         let hosts = parse_ssh_config(VIRTUALBOX).unwrap();
         assert_eq!(
             nodes_file(&hosts, "192.168.56").unwrap(),
-            "# written by `faultline vagrant-nodes` from `vagrant ssh-config`\n\
+            "# faultline: hosts are VMs\n\
+             # written by `faultline vagrant-nodes` from `vagrant ssh-config`\n\
              n1 192.168.56.11\nn2 192.168.56.12\n"
         );
+    }
+
+    /// What `run` writes is what `faultline run` reads as a VM nodes file (system clocks).
+    #[test]
+    fn the_written_file_marks_its_hosts_as_vms() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nodes");
+        let saved = dir.path().join("ssh-config");
+        std::fs::write(&saved, VIRTUALBOX).unwrap();
+        let code = run(VagrantNodesArgs {
+            dir: dir.path().to_path_buf(),
+            ssh_config: Some(saved),
+            subnet: "192.168.56".into(),
+            out: path.clone(),
+        })
+        .unwrap();
+        assert_eq!(code, 0);
+        assert!(vm::nodes_file_is_vm(&path));
     }
 
     #[test]
