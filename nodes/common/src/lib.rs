@@ -9,9 +9,12 @@
 //!   an accept loop that rejects garbage.
 //! - [`records`]: an append-only file of CRC-checked records that survives torn writes.
 //! - [`fsutil`]: atomic file replacement with the fsyncs it needs.
+//! - [`process`]: a node's command line (member options), log file, ports, PID file and
+//!   SIGTERM.
 
 pub mod api;
 pub mod codec;
 pub mod fsutil;
+pub mod process;
 pub mod records;
 pub mod transport;

@@ -1,43 +1,14 @@
-//! What every subcommand shares: the command line, logging to a file, the PID file,
-//! binding ports, and waiting for SIGTERM.
+//! The command line of the `raft` and `paxos` subcommands: the member options every node
+//! shares (`faultline_nodes_common::process`) and the read path and bugs of these two.
 
-use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
-
-use anyhow::{bail, Context};
 use clap::Args;
-use tokio::net::TcpListener;
+use faultline_nodes_common::process::{self, MemberArgs};
 
-/// The command line shared by every subcommand (see `nodes/API.md`).
+/// The command line shared by `raft` and `paxos` (see `nodes/API.md`).
 #[derive(Args, Clone, Debug)]
 pub struct NodeArgs {
-    /// This node's id; one of the names in --peers.
-    #[arg(long)]
-    pub id: String,
-    /// Every member's peer address: n1=host:port,n2=host:port,...
-    #[arg(long)]
-    pub peers: String,
-    /// Every member's client (HTTP) address, for forwarding: n1=host:port,...
-    #[arg(long)]
-    pub client_peers: String,
-    /// Address to bind the peer port on.
-    #[arg(long)]
-    pub listen_peer: String,
-    /// Address to bind the HTTP client API on.
-    #[arg(long)]
-    pub listen_client: String,
-    /// Directory for the write-ahead log, snapshots and acceptor state.
-    #[arg(long)]
-    pub data_dir: PathBuf,
-    /// Written with this process's PID once both ports are bound.
-    #[arg(long)]
-    pub pid_file: PathBuf,
-    /// Structured log file (appended to).
-    #[arg(long)]
-    pub log_file: PathBuf,
+    #[command(flatten)]
+    pub member: MemberArgs,
     /// readindex or lease.
     #[arg(long, default_value = "readindex")]
     pub read_mode: String,
@@ -47,149 +18,15 @@ pub struct NodeArgs {
     /// Plant a known bug (repeatable).
     #[arg(long = "bug")]
     pub bugs: Vec<String>,
-    /// Length of one logical tick in ms.
-    #[arg(long, default_value_t = 50)]
-    pub tick_ms: u64,
-    /// Minimum election timeout in ticks.
-    #[arg(long, default_value_t = 10)]
-    pub election_ticks: u32,
-    /// Leader heartbeat interval in ticks.
-    #[arg(long, default_value_t = 2)]
-    pub heartbeat_ticks: u32,
-    /// Server-side bound on one client request, in ms.
-    #[arg(long, default_value_t = 2000)]
-    pub request_timeout_ms: u64,
-    /// Compact the log once this many entries are applied past the last snapshot.
-    #[arg(long, default_value_t = 10_000)]
-    pub snapshot_entries: u64,
-    /// Tracing filter.
-    #[arg(long, default_value = "info")]
-    pub log_level: String,
 }
 
 impl NodeArgs {
-    /// Refuses bugs the subcommand does not know.
-    pub fn check_bugs(&self, known: &[&str]) -> anyhow::Result<()> {
-        for b in &self.bugs {
-            if !known.contains(&b.as_str()) {
-                bail!(
-                    "unknown --bug {b:?} for this subcommand; known: {}",
-                    known.join(", ")
-                );
-            }
-        }
-        Ok(())
+    /// Refuses bugs `subcommand` does not know.
+    pub fn check_bugs(&self, subcommand: &str, known: &[&str]) -> anyhow::Result<()> {
+        process::check_bugs(subcommand, &self.bugs, known)
     }
 
     pub fn has_bug(&self, name: &str) -> bool {
         self.bugs.iter().any(|b| b == name)
-    }
-
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
-}
-
-/// Parses `n1=host:port,n2=host:port` into ordered (id, address) pairs.
-pub fn parse_peers(flag: &str, text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((id, addr)) = part.split_once('=') else {
-            bail!("{flag}: {part:?} is not of the form id=host:port");
-        };
-        if id.is_empty() || !addr.contains(':') {
-            bail!("{flag}: {part:?} is not of the form id=host:port");
-        }
-        if out.iter().any(|(i, _)| i == id) {
-            bail!("{flag}: id {id:?} appears twice");
-        }
-        out.push((id.to_string(), addr.to_string()));
-    }
-    if out.is_empty() {
-        bail!("{flag}: no peers given");
-    }
-    Ok(out)
-}
-
-/// `--client-peers` as a map.
-pub fn client_peer_map(args: &NodeArgs) -> anyhow::Result<HashMap<String, String>> {
-    Ok(parse_peers("--client-peers", &args.client_peers)?
-        .into_iter()
-        .collect())
-}
-
-/// Sends tracing output to `path` (appending), one line per event with its fields.
-pub fn init_logging(path: &Path, level: &str) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening log file {}", path.display()))?;
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .with_context(|| format!("--log-level {level:?}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_thread_names(true)
-        .with_writer(Mutex::new(file))
-        .init();
-    Ok(())
-}
-
-/// Binds both ports, naming the flag on failure.
-pub async fn bind(args: &NodeArgs) -> anyhow::Result<(TcpListener, TcpListener)> {
-    let peer = TcpListener::bind(&args.listen_peer)
-        .await
-        .with_context(|| format!("--listen-peer {}", args.listen_peer))?;
-    let client = TcpListener::bind(&args.listen_client)
-        .await
-        .with_context(|| format!("--listen-client {}", args.listen_client))?;
-    Ok((peer, client))
-}
-
-/// Writes the PID file (after the ports are bound, so its presence means "serving").
-pub fn write_pid_file(path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(path, format!("{}\n", std::process::id()))
-        .with_context(|| format!("writing PID file {}", path.display()))
-}
-
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn terminated() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-    Ok(())
-}
-
-/// The runtime every subcommand runs on.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peers_parse_and_bad_lists_name_the_flag() {
-        let p = parse_peers("--peers", "n1=127.0.0.1:7001, n2=h:7002").unwrap();
-        assert_eq!(p[1], ("n2".to_string(), "h:7002".to_string()));
-        for bad in ["", "n1", "n1=nohostport", "n1=a:1,n1=b:2", "=a:1"] {
-            let err = parse_peers("--peers", bad).unwrap_err().to_string();
-            assert!(err.starts_with("--peers"), "{bad}: {err}");
-        }
     }
 }

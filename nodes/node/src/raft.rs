@@ -4,7 +4,8 @@ use faultline_raft::http::{self, HttpConfig};
 use faultline_raft::kv::KvStore;
 use faultline_raft::server::{self, LeaseMode, ServerConfig};
 
-use crate::common::{self, NodeArgs};
+use crate::common::NodeArgs;
+use faultline_nodes_common::process;
 
 /// Bugs `raft` can plant.
 pub const BUGS: &[&str] = &[
@@ -16,7 +17,7 @@ pub const BUGS: &[&str] = &[
 
 /// Runs a Raft node until SIGTERM.
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    args.check_bugs(BUGS)?;
+    args.check_bugs("raft", BUGS)?;
     let lease = match (args.read_mode.as_str(), args.has_bug("lease-unsafe")) {
         (_, true) => LeaseMode::WallClockUnsafe,
         ("readindex", false) => LeaseMode::Off,
@@ -30,37 +31,37 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     } else {
         "lease"
     };
-    let peers = common::parse_peers("--peers", &args.peers)?;
-    let client_peers = common::client_peer_map(&args)?;
-    common::init_logging(&args.log_file, &args.log_level)?;
-    tracing::info!(id = %args.id, ?peers, bugs = ?args.bugs, read_mode, "starting raft node");
+    let peers = args.member.peer_list()?;
+    let client_peers = args.member.client_peer_map()?;
+    process::init_logging(&args.member.log_file, &args.member.log_level)?;
+    tracing::info!(id = %args.member.id, ?peers, bugs = ?args.bugs, read_mode, "starting raft node");
     let cfg = ServerConfig {
-        id: args.id.clone(),
+        id: args.member.id.clone(),
         peers,
-        data_dir: args.data_dir.clone(),
-        tick: std::time::Duration::from_millis(args.tick_ms.max(1)),
-        election_ticks: args.election_ticks.max(2),
-        heartbeat_ticks: args.heartbeat_ticks.max(1),
+        data_dir: args.member.data_dir.clone(),
+        tick: args.member.tick(),
+        election_ticks: args.member.election_ticks.max(2),
+        heartbeat_ticks: args.member.heartbeat_ticks.max(1),
         lease,
-        snapshot_entries: args.snapshot_entries,
+        snapshot_entries: args.member.snapshot_entries,
         no_fsync: args.has_bug("no-fsync"),
         seed: rand::random(),
         link_filter: None,
     };
     let http_cfg = HttpConfig {
-        id: args.id.clone(),
+        id: args.member.id.clone(),
         client_peers,
-        request_timeout: args.request_timeout(),
+        request_timeout: args.member.request_timeout(),
         stale_read: args.has_bug("stale-read"),
         ack_before_commit: args.has_bug("ack-before-commit"),
         read_mode: read_mode.to_string(),
         bugs: args.bugs.clone(),
     };
     // A PID file left by a killed run must not announce this one before it serves.
-    let _ = std::fs::remove_file(&args.pid_file);
-    let rt = common::runtime()?;
+    let _ = std::fs::remove_file(&args.member.pid_file);
+    let rt = process::runtime()?;
     rt.block_on(async {
-        let (peer_listener, client_listener) = common::bind(&args).await?;
+        let (peer_listener, client_listener) = args.member.bind().await?;
         let (node, thread) =
             server::start(cfg, KvStore::default(), &tokio::runtime::Handle::current())?;
         let peers_node = node.clone();
@@ -71,13 +72,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "client API server failed");
             }
         });
-        common::write_pid_file(&args.pid_file)?;
+        process::write_pid_file(&args.member.pid_file)?;
         tracing::info!(pid = std::process::id(), "serving");
         let stopped = tokio::task::spawn_blocking(move || thread.join());
         tokio::select! {
-            r = common::terminated() => r?,
+            r = process::terminated() => r?,
             r = stopped => {
-                let _ = std::fs::remove_file(&args.pid_file);
+                let _ = std::fs::remove_file(&args.member.pid_file);
                 return match r {
                     Ok(Ok(Ok(()))) => Ok(()),
                     Ok(Ok(Err(e))) => Err(e.context("the raft loop failed")),
@@ -86,7 +87,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             }
         }
         node.shutdown().await;
-        let _ = std::fs::remove_file(&args.pid_file);
+        let _ = std::fs::remove_file(&args.member.pid_file);
         tracing::info!("stopped cleanly");
         Ok(())
     })
