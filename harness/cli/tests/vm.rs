@@ -5,7 +5,8 @@
 //!
 //! - `vm_cluster_*`: `faultline cluster up --vm` (VM cluster 7, subnet 10.78.7.0/24), then
 //!   raft under system-clock bumps and netem delay (valid) and the `lease-unsafe` bug under
-//!   system-clock faults (invalid), then `down` leaves nothing behind.
+//!   system-clock faults (its catch rate printed), then `down` leaves nothing behind.
+//! - `lease_unsafe_is_caught_on_vms`: the `lease-unsafe` bug is caught (invalid) on VMs.
 //! - `vagrant_*`: a libvirt box built from the same image, `vagrant up` of 3 VMs, and the smoke
 //!   campaign against them through `faultline vagrant-nodes`.
 
@@ -187,36 +188,40 @@ const LEASE_UNSAFE: &[&str] = &[
     "30",
 ];
 
-/// Seeds tried for lease-unsafe: those caught on namespaces (README, "Faults (nemesis)"),
-/// where the bug is caught in only some runs.
-const LEASE_UNSAFE_SEEDS: [u64; 3] = [3, 1, 5];
+/// Seeds tried for lease-unsafe. Timing, not the seed, decides whether a run is caught: the
+/// same seed is caught in one run and not in the next.
+const LEASE_UNSAFE_SEEDS: [u64; 5] = [3, 1, 5, 2, 4];
 
-/// Runs lease-unsafe with every seed on the VM cluster (up); returns the seeds caught. Each
-/// run must end with a verdict, and its clock faults must have set the VMs' system clocks.
-fn lease_unsafe_caught(results: &Path) -> Vec<u64> {
-    let mut caught = Vec::new();
-    for seed in LEASE_UNSAFE_SEEDS {
-        let name = format!("lease-unsafe-{seed}");
-        let (code, dir) = run_on_vms(&name, seed, LEASE_UNSAFE, results);
-        assert!(
-            matches!(code, Some(0..=2)),
-            "{name}: exit {code:?}, {}",
-            dir.display()
-        );
-        assert_eq!(
-            json_file(&dir.join("test.json"))["clock_strategy"],
-            "system"
-        );
-        let clock_faults = applied(&dir, "bump-clock").len();
-        assert!(clock_faults > 0, "{name}: no clock fault applied");
-        if code == Some(1) {
-            caught.push(seed);
-        }
-    }
+/// One lease-unsafe run on the VM cluster (up); whether it was caught. The run must end with
+/// a verdict, and its clock faults must have set the VMs' system clocks.
+fn lease_unsafe_run(results: &Path, seed: u64) -> bool {
+    let name = format!("lease-unsafe-{seed}");
+    let (code, dir) = run_on_vms(&name, seed, LEASE_UNSAFE, results);
+    assert!(
+        matches!(code, Some(0..=2)),
+        "{name}: exit {code:?}, {}",
+        dir.display()
+    );
+    assert_eq!(
+        json_file(&dir.join("test.json"))["clock_strategy"],
+        "system"
+    );
+    let clock_faults = applied(&dir, "bump-clock").len();
+    assert!(clock_faults > 0, "{name}: no clock fault applied");
+    code == Some(1)
+}
+
+/// Runs lease-unsafe with each of `seeds`; returns the seeds caught, and prints the rate.
+fn lease_unsafe_caught(results: &Path, seeds: &[u64]) -> Vec<u64> {
+    let caught: Vec<u64> = seeds
+        .iter()
+        .copied()
+        .filter(|&seed| lease_unsafe_run(results, seed))
+        .collect();
     eprintln!(
-        "lease-unsafe on VMs (system clock): caught {}/{} (seeds {caught:?} of {LEASE_UNSAFE_SEEDS:?})",
+        "lease-unsafe on VMs (system clock): caught {}/{} (seeds {caught:?} of {seeds:?})",
         caught.len(),
-        LEASE_UNSAFE_SEEDS.len()
+        seeds.len()
     );
     caught
 }
@@ -314,8 +319,8 @@ fn vm_cluster_has_own_clocks_and_netem_and_catches_what_it_should() {
     );
 
     // lease-unsafe under system-clock faults: every run gets its clock faults and a verdict;
-    // how many are caught is printed, not asserted (see the ignored test below).
-    lease_unsafe_caught(results.path());
+    // how many of three are caught is printed as a rate (the test below asserts a catch).
+    lease_unsafe_caught(results.path(), &LEASE_UNSAFE_SEEDS[..3]);
 
     // A VM that dies (its QEMU killed, as a crash would) makes the cluster not up, and
     // status lists what is left for down to remove.
@@ -358,12 +363,11 @@ fn vm_cluster_has_own_clocks_and_netem_and_catches_what_it_should() {
     assert!(down.status.success(), "{}", text(&down));
 }
 
-/// Not reliable: caught in 3 of 7 runs on software-emulated VMs here (README, "Real VMs"): as
-/// on namespaces, the old leader steps down at its next check-quorum (monotonic ticks), which
-/// leaves a window of a few hundred milliseconds for the new leader to elect and commit.
-/// Run it by hand with `--ignored`.
+/// Caught in 6 of 9 runs on software-emulated VMs here (README, "Real VMs"), so one run
+/// proves little: seeds are tried until one is caught, at most five. With that rate all five
+/// miss about once in 250 suites; a correct lease (or a harness that stopped faulting clocks)
+/// is never caught, so this fails on it.
 #[test]
-#[ignore = "lease-unsafe is caught in only 3 of 7 runs on emulated VMs (README: Real VMs)"]
 fn lease_unsafe_is_caught_on_vms() {
     if !enabled("lease_unsafe_is_caught_on_vms") {
         return;
@@ -373,9 +377,14 @@ fn lease_unsafe_is_caught_on_vms() {
     let up = faultline(&["cluster", "up", "--vm", "--id", ID, "--nodes", "3"]);
     assert!(up.status.success(), "{}", text(&up));
     let results = tempfile::tempdir().unwrap();
+    let caught = LEASE_UNSAFE_SEEDS
+        .iter()
+        .position(|&seed| lease_unsafe_run(results.path(), seed));
+    eprintln!("lease-unsafe on VMs: first caught in run {caught:?} (runs counted from 0)");
     assert!(
-        !lease_unsafe_caught(results.path()).is_empty(),
-        "lease-unsafe was never caught on VMs"
+        caught.is_some(),
+        "lease-unsafe was not caught in {} runs on VMs (seeds {LEASE_UNSAFE_SEEDS:?})",
+        LEASE_UNSAFE_SEEDS.len()
     );
 }
 
