@@ -1,7 +1,7 @@
 //! The network of a local cluster: one namespace per host, veth pairs, a bridge in the root
 //! namespace, and the one FORWARD rule bridged traffic needs. Also finds leftovers by name.
 
-use super::sys::{iptables_rule_present, remove_bridge_and_rule, run, run_ok};
+use super::sys::{bridge_forward_rule, iptables_rule_present, remove_bridge_and_rule, run, run_ok};
 use anyhow::Context;
 use std::fs;
 use std::path::Path;
@@ -34,26 +34,9 @@ pub fn controller_address(id: u8) -> String {
     format!("10.77.{id}.1")
 }
 
-/// With `net.bridge.bridge-nf-call-iptables=1`, frames crossing the bridge traverse the root
-/// namespace's FORWARD chain, where a DROP policy (Docker sets one) would cut hosts apart.
+/// The FORWARD rule of cluster `id`'s bridge.
 fn forward_rule(id: u8) -> Vec<String> {
-    let br = bridge_name(id);
-    [
-        "FORWARD",
-        "-i",
-        &br,
-        "-o",
-        &br,
-        "-m",
-        "comment",
-        "--comment",
-        &format!("faultline-cluster-{id}"),
-        "-j",
-        "ACCEPT",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    bridge_forward_rule(&bridge_name(id), &format!("faultline-cluster-{id}"))
 }
 
 /// Numbers `i` of names `<prefix><i>` among `names`.

@@ -65,6 +65,29 @@ pub fn iptables_rule_present(rule: &[String]) -> bool {
     run_ok("iptables", &args)
 }
 
+/// The FORWARD rule that lets frames cross `bridge`: with
+/// `net.bridge.bridge-nf-call-iptables=1` they traverse the root namespace's FORWARD chain,
+/// where a DROP policy (Docker sets one) would cut the cluster's hosts apart. `comment` names
+/// the cluster, so the rule is found and removed exactly.
+pub fn bridge_forward_rule(bridge: &str, comment: &str) -> Vec<String> {
+    [
+        "FORWARD",
+        "-i",
+        bridge,
+        "-o",
+        bridge,
+        "-m",
+        "comment",
+        "--comment",
+        comment,
+        "-j",
+        "ACCEPT",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// Deletes `bridge` if it exists, and every copy of the iptables `rule` that a cluster's
 /// `up` added to let bridged traffic through.
 pub fn remove_bridge_and_rule(bridge: &str, rule: &[String]) {

@@ -3,31 +3,15 @@
 //! leftovers by name, so `down` cleans up after a crash.
 
 use super::plan::{bridge_name, controller_address, parse_index, tap_name};
-use crate::local_cluster::sys::{iptables_rule_present, remove_bridge_and_rule, run, run_ok};
+use crate::local_cluster::sys::{
+    bridge_forward_rule, iptables_rule_present, remove_bridge_and_rule, run, run_ok,
+};
 use anyhow::Context;
 use std::fs;
 
-/// With `net.bridge.bridge-nf-call-iptables=1` bridged frames pass the root namespace's
-/// FORWARD chain, where a DROP policy would cut the VMs apart.
+/// The FORWARD rule of VM cluster `id`'s bridge.
 fn forward_rule(id: u8) -> Vec<String> {
-    let br = bridge_name(id);
-    let comment = format!("faultline-vm-{id}");
-    [
-        "FORWARD",
-        "-i",
-        &br,
-        "-o",
-        &br,
-        "-m",
-        "comment",
-        "--comment",
-        &comment,
-        "-j",
-        "ACCEPT",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    bridge_forward_rule(&bridge_name(id), &format!("faultline-vm-{id}"))
 }
 
 pub use crate::local_cluster::sys::link_exists;
