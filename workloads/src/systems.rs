@@ -13,8 +13,8 @@ use crate::node_db::{endpoint, NodeDb, NodeDbConfig, CLIENT_PORT};
 use crate::register::RegisterGenerator;
 use faultline_core::nemesis::{Nemesis, NoNemesis};
 use faultline_core::run::{RunOptions, Test};
-use serde_json::json;
-use std::path::PathBuf;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,6 +155,35 @@ pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
 
 /// The test for `spec` on `options.hosts`, without faults (set `nemesis` to add them).
 /// Fills in the checker's model and test.json's system fields.
+/// Records in test.json what every run of a faultline node says about itself, plus the
+/// workload's own `specific` fields; a field the caller already set is kept.
+fn record_test_fields<const N: usize>(
+    options: &mut RunOptions,
+    spec: &SystemSpec,
+    binary: &Path,
+    specific: [(&'static str, Value); N],
+) {
+    let bug = match spec.bugs.as_slice() {
+        [] => json!(null),
+        [one] => json!(one),
+        many => json!(many),
+    };
+    let common = [
+        ("db", json!(spec.db)),
+        ("workload", json!(spec.workload)),
+        ("bug", bug),
+        ("node_args", json!(spec.node_args)),
+        ("node_binary", json!(binary.display().to_string())),
+        (
+            "client_timeout_ms",
+            json!(spec.client_timeout.as_millis() as u64),
+        ),
+    ];
+    for (key, value) in common.into_iter().chain(specific) {
+        options.test_fields.entry(key).or_insert(value);
+    }
+}
+
 pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<Test> {
     validate(spec)?;
     anyhow::ensure!(
@@ -182,26 +211,15 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         .collect();
     let client = NodeClientFactory::new(endpoints, spec.client_timeout)?;
     options.check.model = Some("cas-register".into());
-    let bug = match spec.bugs.as_slice() {
-        [] => json!(null),
-        [one] => json!(one),
-        many => json!(many),
-    };
-    for (key, value) in [
-        ("db", json!(spec.db)),
-        ("workload", json!(spec.workload)),
-        ("bug", bug),
-        ("read_mode", json!(read_mode)),
-        ("node_args", json!(spec.node_args)),
-        ("node_binary", json!(binary.display().to_string())),
-        ("register_values", json!(spec.register_values)),
-        (
-            "client_timeout_ms",
-            json!(spec.client_timeout.as_millis() as u64),
-        ),
-    ] {
-        options.test_fields.entry(key).or_insert(value);
-    }
+    record_test_fields(
+        &mut options,
+        spec,
+        &binary,
+        [
+            ("read_mode", json!(read_mode)),
+            ("register_values", json!(spec.register_values)),
+        ],
+    );
     Ok(Test {
         options,
         db: Arc::new(db),
@@ -299,25 +317,7 @@ fn build_lock_test(
             .or_insert(json!(mode.name()));
         (db, Arc::new(client), lease_ms)
     };
-    let bug = match spec.bugs.as_slice() {
-        [] => json!(null),
-        [one] => json!(one),
-        many => json!(many),
-    };
-    for (key, value) in [
-        ("db", json!(spec.db)),
-        ("workload", json!(spec.workload)),
-        ("bug", bug),
-        ("lease_ms", json!(lease_ms)),
-        ("node_args", json!(spec.node_args)),
-        ("node_binary", json!(binary.display().to_string())),
-        (
-            "client_timeout_ms",
-            json!(spec.client_timeout.as_millis() as u64),
-        ),
-    ] {
-        options.test_fields.entry(key).or_insert(value);
-    }
+    record_test_fields(&mut options, spec, &binary, [("lease_ms", json!(lease_ms))]);
     if let Some(interval) = spec.failover_interval {
         options
             .test_fields
