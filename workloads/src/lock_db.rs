@@ -2,11 +2,11 @@
 //! independent servers) and its `failover` fault; `zk-lock` runs through `node_db`.
 
 use crate::lock::LockMode;
-use crate::node_db::{REMOTE_BINARY, SIGNAL_SCRIPT, STOP_SCRIPT};
+use crate::node_db::{Detached, REMOTE_BINARY, SIGNAL_SCRIPT};
 use anyhow::Context;
 use async_trait::async_trait;
 use faultline_checker::history::{OpType, Process};
-use faultline_control::{shell_escape, shell_join, Remote};
+use faultline_control::Remote;
 use faultline_core::db::{Db, DbContext, Kill, LogFiles, Pause, Primaries};
 use faultline_core::history::Event;
 use faultline_core::nemesis::{Nemesis, NemesisContext};
@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 pub const REDIS_PORT: u16 = 6379;
 /// Redlock's servers: at most this many hosts run one.
 pub const REDLOCK_SERVERS: usize = 5;
-const START_TIMEOUT: Duration = Duration::from_secs(15);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 
@@ -32,6 +31,14 @@ const LOG_FILE: &str = "/opt/faultline/log/redis-lock.log";
 const STDOUT_FILE: &str = "/opt/faultline/log/redis-lock.stdout";
 const PID_FILE: &str = "/opt/faultline/run/redis-lock.pid";
 const LAUNCH_PID_FILE: &str = "/opt/faultline/run/redis-lock.launch.pid";
+
+fn files() -> Detached {
+    Detached {
+        pid_file: PID_FILE.into(),
+        launch_pid_file: LAUNCH_PID_FILE.into(),
+        stdout_file: STDOUT_FILE.into(),
+    }
+}
 
 /// redis-lock on the hosts of a run. Which host serves depends on the mode; in replica
 /// mode `primary` (shared with the clients and the failover fault) says which of the first
@@ -118,45 +125,15 @@ impl RedisLockDb {
         if let Some(primary) = self.replica_of(cx, node) {
             argv.extend(["--replica-of".into(), Self::addr(primary)]);
         }
-        let words: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let script = format!(
-            "setsid {} </dev/null >>{} 2>&1 & echo $! > {}",
-            shell_join(&words),
-            shell_escape(STDOUT_FILE),
-            shell_escape(LAUNCH_PID_FILE),
-        );
-        node.exec(&["sh", "-c", &script]).await?;
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        loop {
-            let probe = node
-                .exec_status(&["sh", "-c", "test -s \"$1\"", "sh", PID_FILE])
-                .await?;
-            if probe.status == 0 {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let tail = node
-                    .exec_status(&["tail", "-n", "20", STDOUT_FILE])
-                    .await
-                    .map(|o| o.stdout)
-                    .unwrap_or_default();
-                anyhow::bail!(
-                    "redis-lock on {} did not write its PID file within {} s; its output ends with:\n{tail}",
-                    node.name(),
-                    START_TIMEOUT.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        files()
+            .launch(node, &argv, &format!("redis-lock on {}", node.name()))
+            .await
     }
 
     async fn stop_node(&self, node: &Remote) -> anyhow::Result<()> {
-        for file in [PID_FILE, LAUNCH_PID_FILE] {
-            node.exec(&["sh", "-c", STOP_SCRIPT, "sh", file])
-                .await
-                .with_context(|| format!("stopping redis-lock on {}", node.name()))?;
-        }
-        Ok(())
+        files()
+            .stop(node, &format!("redis-lock on {}", node.name()))
+            .await
     }
 
     async fn signal(&self, cx: &DbContext, node: &Remote, signal: &str) -> anyhow::Result<()> {

@@ -23,6 +23,62 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of one readiness probe.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// The files of a process that faultline starts detached on a host and stops by PID file.
+pub(crate) struct Detached {
+    /// Written by the process itself once it serves.
+    pub pid_file: String,
+    /// The launcher's own record of the PID, for a process that dies before writing its file.
+    pub launch_pid_file: String,
+    /// Its stdout and stderr, appended to.
+    pub stdout_file: String,
+}
+
+impl Detached {
+    /// Starts `argv` detached (new session, no terminal, stdio to a file) so the SSH command
+    /// returns at once, then waits for its PID file. `label` names it in the error.
+    pub async fn launch(&self, node: &Remote, argv: &[String], label: &str) -> anyhow::Result<()> {
+        let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let script = format!(
+            "setsid {} </dev/null >>{} 2>&1 & echo $! > {}",
+            shell_join(&words),
+            faultline_control::shell_escape(&self.stdout_file),
+            faultline_control::shell_escape(&self.launch_pid_file),
+        );
+        node.exec(&["sh", "-c", &script]).await?;
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let probe = node
+                .exec_status(&["sh", "-c", "test -s \"$1\"", "sh", &self.pid_file])
+                .await?;
+            if probe.status == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let tail = node
+                    .exec_status(&["tail", "-n", "20", &self.stdout_file])
+                    .await
+                    .map(|o| o.stdout)
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "{label} did not write its PID file within {} s; its output ends with:\n{tail}",
+                    START_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the process by its PID file and the launcher's; `what` names it in the error.
+    pub async fn stop(&self, node: &Remote, what: &str) -> anyhow::Result<()> {
+        for file in [&self.pid_file, &self.launch_pid_file] {
+            node.exec(&["sh", "-c", STOP_SCRIPT, "sh", file])
+                .await
+                .with_context(|| format!("stopping {what}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Which of our systems, and how to start it.
 #[derive(Debug, Clone)]
 pub struct NodeDbConfig {
@@ -66,7 +122,7 @@ pub struct NodeStatus {
 /// The stop script: signals the PID in the file (after checking the PID is still a
 /// faultline-node, since PIDs are reused), waits for it to die (zombies count as dead),
 /// escalates to SIGKILL, and removes the file.
-pub(crate) const STOP_SCRIPT: &str = r#"f=$1
+const STOP_SCRIPT: &str = r#"f=$1
 [ -f "$f" ] || exit 0
 read -r p < "$f" || { rm -f "$f"; exit 0; }
 case $p in ''|*[!0-9]*) rm -f "$f"; exit 0;; esac
@@ -120,6 +176,13 @@ impl NodeDb {
     /// The launcher's own record of the PID, for a node that dies before writing its file.
     fn launch_pid_file(&self) -> String {
         format!("/opt/faultline/run/{}.launch.pid", self.config.system)
+    }
+    fn files(&self) -> Detached {
+        Detached {
+            pid_file: self.pid_file(),
+            launch_pid_file: self.launch_pid_file(),
+            stdout_file: self.stdout_file(),
+        }
     }
 
     /// The client endpoints of every host, for the workload's client.
@@ -176,45 +239,13 @@ impl NodeDb {
             let assignments = self.config.env.iter().map(|(k, v)| format!("{k}={v}"));
             argv.splice(0..0, std::iter::once("env".to_owned()).chain(assignments));
         }
-        let words: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let script = format!(
-            "setsid {} </dev/null >>{} 2>&1 & echo $! > {}",
-            shell_join(&words),
-            faultline_control::shell_escape(&self.stdout_file()),
-            faultline_control::shell_escape(&self.launch_pid_file()),
-        );
-        node.exec(&["sh", "-c", &script]).await?;
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        loop {
-            let probe = node
-                .exec_status(&["sh", "-c", "test -s \"$1\"", "sh", &self.pid_file()])
-                .await?;
-            if probe.status == 0 {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let tail = node
-                    .exec_status(&["tail", "-n", "20", &self.stdout_file()])
-                    .await
-                    .map(|o| o.stdout)
-                    .unwrap_or_default();
-                anyhow::bail!(
-                    "{} did not write its PID file within {} s; its output ends with:\n{tail}",
-                    node.name(),
-                    START_TIMEOUT.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.files().launch(node, &argv, node.name()).await
     }
 
     async fn stop_node(&self, node: &Remote) -> anyhow::Result<()> {
-        for file in [self.pid_file(), self.launch_pid_file()] {
-            node.exec(&["sh", "-c", STOP_SCRIPT, "sh", &file])
-                .await
-                .with_context(|| format!("stopping the node of {}", node.name()))?;
-        }
-        Ok(())
+        self.files()
+            .stop(node, &format!("the node of {}", node.name()))
+            .await
     }
 
     async fn signal(&self, node: &Remote, signal: &str) -> anyhow::Result<()> {
