@@ -1,8 +1,9 @@
 //! The network of a local cluster: one namespace per host, veth pairs, a bridge in the root
 //! namespace, and the one FORWARD rule bridged traffic needs. Also finds leftovers by name.
 
-use super::sys::{bridge_forward_rule, iptables_rule_present, remove_bridge_and_rule, run, run_ok};
-use anyhow::Context;
+use super::sys::{
+    bridge_forward_rule, create_bridge, iptables_rule_present, remove_bridge_and_rule, run, run_ok,
+};
 use std::fs;
 use std::path::Path;
 
@@ -98,17 +99,7 @@ pub fn forward_rule_present(id: u8) -> bool {
 pub fn create(id: u8, nodes: usize) -> anyhow::Result<()> {
     let br = bridge_name(id);
     let prefix = subnet_prefix(id);
-    run("ip", &["link", "add", &br, "type", "bridge"])?;
-    run(
-        "ip",
-        &["addr", "add", &format!("{prefix}.1/24"), "dev", &br],
-    )?;
-    run("ip", &["link", "set", &br, "up"])?;
-    if !forward_rule_present(id) {
-        let mut args = vec!["-w".to_string(), "-I".to_string()];
-        args.extend(forward_rule(id));
-        run("iptables", &args).context("cannot allow bridged traffic in FORWARD")?;
-    }
+    create_bridge(&br, &format!("{prefix}.1/24"), &forward_rule(id))?;
     for i in 1..=nodes {
         let (ns, veth) = (netns_name(id, i), veth_name(id, i));
         run("ip", &["netns", "add", &ns])?;

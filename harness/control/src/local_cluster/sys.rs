@@ -88,6 +88,20 @@ pub fn bridge_forward_rule(bridge: &str, comment: &str) -> Vec<String> {
     .collect()
 }
 
+/// Creates `bridge` holding the controller's `address` (CIDR), brings it up, and inserts the
+/// iptables `rule` that lets its traffic through unless it is there already.
+pub fn create_bridge(bridge: &str, address: &str, rule: &[String]) -> anyhow::Result<()> {
+    run("ip", &["link", "add", bridge, "type", "bridge"])?;
+    run("ip", &["addr", "add", address, "dev", bridge])?;
+    run("ip", &["link", "set", bridge, "up"])?;
+    if !iptables_rule_present(rule) {
+        let mut args = vec!["-w".to_string(), "-I".to_string()];
+        args.extend_from_slice(rule);
+        run("iptables", &args).context("cannot allow bridged traffic in FORWARD")?;
+    }
+    Ok(())
+}
+
 /// Deletes `bridge` if it exists, and every copy of the iptables `rule` that a cluster's
 /// `up` added to let bridged traffic through.
 pub fn remove_bridge_and_rule(bridge: &str, rule: &[String]) {

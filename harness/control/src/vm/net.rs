@@ -4,9 +4,8 @@
 
 use super::plan::{bridge_name, controller_address, parse_index, tap_name};
 use crate::local_cluster::sys::{
-    bridge_forward_rule, iptables_rule_present, remove_bridge_and_rule, run, run_ok,
+    bridge_forward_rule, create_bridge, iptables_rule_present, remove_bridge_and_rule, run, run_ok,
 };
-use anyhow::Context;
 use std::fs;
 
 /// The FORWARD rule of VM cluster `id`'s bridge.
@@ -36,15 +35,8 @@ pub fn existing_taps(id: u8) -> Vec<usize> {
 /// Creates the bridge with the controller's address, and the taps for `nodes` VMs.
 pub fn create(id: u8, nodes: usize) -> anyhow::Result<()> {
     let br = bridge_name(id);
-    run("ip", &["link", "add", &br, "type", "bridge"])?;
     let address = format!("{}/24", controller_address(id));
-    run("ip", &["addr", "add", &address, "dev", &br])?;
-    run("ip", &["link", "set", &br, "up"])?;
-    if !forward_rule_present(id) {
-        let mut args = vec!["-w".to_string(), "-I".to_string()];
-        args.extend(forward_rule(id));
-        run("iptables", &args).context("cannot allow bridged traffic in FORWARD")?;
-    }
+    create_bridge(&br, &address, &forward_rule(id))?;
     for i in 1..=nodes {
         let tap = tap_name(id, i);
         run("ip", &["tuntap", "add", "dev", &tap, "mode", "tap"])?;
