@@ -549,6 +549,20 @@ impl Raft {
         self.since_leader_contact = 0;
     }
 
+    /// Answers an append we did not take, with our last index as the hint where to resume.
+    fn reject_append(&mut self, to: &NodeId, prev_index: u64, read_seq: u64) {
+        let hint = self.log.last_index();
+        self.send(
+            to,
+            Body::AppendResp {
+                success: false,
+                index: prev_index,
+                hint,
+                read_seq,
+            },
+        );
+    }
+
     fn handle_append(
         &mut self,
         from: NodeId,
@@ -578,16 +592,7 @@ impl Raft {
             }
         }
         if self.log.term(prev_index) != Some(prev_term) {
-            let hint = self.log.last_index();
-            return self.send(
-                &from,
-                Body::AppendResp {
-                    success: false,
-                    index: prev_index,
-                    hint,
-                    read_seq,
-                },
-            );
+            return self.reject_append(&from, prev_index, read_seq);
         }
         let last_new = prev_index + entries.len() as u64;
         if entries
@@ -596,16 +601,7 @@ impl Raft {
         {
             // Only a broken or hostile peer asks to rewrite committed entries: refuse.
             tracing::error!(%from, prev_index, "refusing an append that conflicts with committed entries");
-            let hint = self.log.last_index();
-            return self.send(
-                &from,
-                Body::AppendResp {
-                    success: false,
-                    index: prev_index,
-                    hint,
-                    read_seq,
-                },
-            );
+            return self.reject_append(&from, prev_index, read_seq);
         }
         for e in entries {
             if self.log.term(e.index) == Some(e.term) {
