@@ -138,6 +138,10 @@ pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
             spec.db
         );
     }
+    anyhow::ensure!(
+        spec.register_values >= 1,
+        "--register-values must be at least 1"
+    );
     if let Some(mode) = &spec.read_mode {
         let allowed: &[&str] = match spec.db.as_str() {
             "paxos" => &["readindex"],
@@ -153,8 +157,6 @@ pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The test for `spec` on `options.hosts`, without faults (set `nemesis` to add them).
-/// Fills in the checker's model and test.json's system fields.
 /// Records in test.json what every run of a faultline node says about itself, plus the
 /// workload's own `specific` fields; a field the caller already set is kept.
 fn record_test_fields<const N: usize>(
@@ -184,6 +186,8 @@ fn record_test_fields<const N: usize>(
     }
 }
 
+/// The test for `spec` on `options.hosts`, without faults (set `nemesis` to add them).
+/// Fills in the checker's model and test.json's system fields.
 pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<Test> {
     validate(spec)?;
     anyhow::ensure!(
@@ -225,7 +229,7 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         db: Arc::new(db),
         client: Arc::new(client),
         generator: Arc::new(RegisterGenerator {
-            values: spec.register_values.max(1),
+            values: spec.register_values,
         }),
         nemesis: Arc::new(NoNemesis),
     })
@@ -331,4 +335,20 @@ fn build_lock_test(
         generator: Arc::new(LockGenerator::new(holding)),
         nemesis,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_values_must_leave_something_to_draw() {
+        assert!(validate(&SystemSpec::default()).is_ok());
+        let none = SystemSpec {
+            register_values: 0,
+            ..SystemSpec::default()
+        };
+        let err = validate(&none).unwrap_err().to_string();
+        assert!(err.contains("--register-values"), "{err}");
+    }
 }
