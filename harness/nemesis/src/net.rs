@@ -14,14 +14,15 @@ use std::collections::BTreeMap;
 
 /// Adds (`-A`, skipping rules already there) or deletes (`-D`, ignoring rules already gone)
 /// one DROP rule per peer address. $1: -A or -D, $2: chain, $3: extra match (may be empty),
-/// then the peer addresses.
+/// then the peer addresses. Exits 1 when a rule could not be added or deleted (for example
+/// the chain is missing), so the caller can create the chains and try again.
 const RULES_SCRIPT: &str = r#"op=$1; chain=$2; extra=$3; shift 3
 for peer in "$@"; do
   # shellcheck disable=SC2086
   if iptables -w -C "$chain" -s "$peer" $extra -j DROP 2>/dev/null; then
-    [ "$op" = -D ] && iptables -w -D "$chain" -s "$peer" $extra -j DROP
+    if [ "$op" = -D ]; then iptables -w -D "$chain" -s "$peer" $extra -j DROP || exit 1; fi
   else
-    [ "$op" = -A ] && iptables -w -A "$chain" -s "$peer" $extra -j DROP
+    if [ "$op" = -A ]; then iptables -w -A "$chain" -s "$peer" $extra -j DROP || exit 1; fi
   fi
 done
 exit 0"#;
@@ -61,12 +62,30 @@ async fn drop_rules(
     if peers.is_empty() {
         return Ok(());
     }
-    if op == "-A" {
-        ensure_chains(remote).await?;
-    }
     let mut argv = vec!["sh", "-c", RULES_SCRIPT, "sh", op, CHAIN_INPUT, extra];
     argv.extend(peers.iter().map(String::as_str));
-    remote.exec(&argv).await.map(|_| ())
+    // One round trip when the chains exist (the usual case: the nemesis makes them at
+    // setup); on slow hosts every SSH command costs seconds of the fault's timing.
+    match remote.exec(&argv).await {
+        Err(ControlError::Failed { .. }) if op == "-A" => {
+            ensure_chains(remote).await?;
+            remote.exec(&argv).await.map(|_| ())
+        }
+        outcome => outcome.map(|_| ()),
+    }
+}
+
+/// Creates faultline's chains on every host, in parallel, so the first fault that adds
+/// rules does not pay for it.
+pub async fn prepare_chains(hosts: &[Remote]) -> Result<(), ControlError> {
+    let plan = hosts
+        .iter()
+        .map(|r| (r.name().to_string(), Vec::new()))
+        .collect();
+    on_hosts(hosts, &plan, |remote, _| async move {
+        ensure_chains(&remote).await
+    })
+    .await
 }
 
 /// Runs `per_host` on every host named in `plan`, in parallel; every host is tried, and the
@@ -112,12 +131,41 @@ fn peer_plan(hosts: &[Remote], grudge: &Grudge) -> BTreeMap<String, Vec<String>>
 
 /// Cuts the network as `grudge` says: each host drops packets from the hosts it holds a
 /// grudge against (and so replies to them are lost too).
+///
+/// The hosts install their rules in waves, those cut off from the most peers first (the
+/// minority side; see [`install_waves`]). Rules only drop what arrives, so while a host has
+/// not yet installed its own it still hears the other side; on hosts that take seconds per
+/// SSH command (emulated VMs), a majority that installed first elected a new leader whose
+/// messages still reached the old one, which stepped down before it was ever cut off.
 pub async fn start_partition(hosts: &[Remote], grudge: &Grudge) -> Result<(), ControlError> {
     let plan = peer_plan(hosts, grudge);
-    on_hosts(hosts, &plan, |remote, peers| async move {
-        drop_rules(&remote, "-A", "", &peers).await
-    })
-    .await
+    for wave in install_waves(grudge) {
+        let wave_plan: BTreeMap<String, Vec<String>> = plan
+            .iter()
+            .filter(|(host, _)| wave.contains(host))
+            .map(|(host, peers)| (host.clone(), peers.clone()))
+            .collect();
+        on_hosts(hosts, &wave_plan, |remote, peers| async move {
+            drop_rules(&remote, "-A", "", &peers).await
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The hosts of `grudge` that drop anything, grouped by how many peers each drops, most
+/// first: one wave per group.
+fn install_waves(grudge: &Grudge) -> Vec<Vec<String>> {
+    let mut by_size: BTreeMap<std::cmp::Reverse<usize>, Vec<String>> = BTreeMap::new();
+    for (host, dropped) in grudge.iter() {
+        if !dropped.is_empty() {
+            by_size
+                .entry(std::cmp::Reverse(dropped.len()))
+                .or_default()
+                .push(host.clone());
+        }
+    }
+    by_size.into_values().collect()
 }
 
 /// Removes exactly the rules [`start_partition`] added for `grudge`.
@@ -277,6 +325,46 @@ mod tests {
             qdisc_words(&PacketFault::Duplicate { probability: 0.05 }).unwrap(),
             ["netem", "duplicate", "5.000%"].map(String::from)
         );
+    }
+
+    fn hosts(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("n{i}")).collect()
+    }
+
+    fn names(wave: &[&str]) -> Vec<String> {
+        wave.iter().map(|h| h.to_string()).collect()
+    }
+
+    #[test]
+    fn the_side_cut_off_from_most_peers_installs_first() {
+        use crate::grudge::{grudge_for, PartitionKind};
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let primary = grudge_for(
+            PartitionKind::Primaries,
+            &hosts(3),
+            &names(&["n2"]),
+            &mut rng,
+        );
+        assert_eq!(
+            install_waves(&primary),
+            vec![names(&["n2"]), names(&["n1", "n3"])]
+        );
+        // Halves of five: the two-host side drops three peers each, the other side two.
+        let halves = grudge_for(PartitionKind::Halves, &hosts(5), &[], &mut rng);
+        let waves = install_waves(&halves);
+        assert_eq!(waves.len(), 2, "{waves:?}");
+        assert_eq!(waves[0].len(), 2, "{waves:?}");
+        assert!(waves[0].iter().all(|h| halves[h].len() == 3), "{waves:?}");
+        // A bridge host drops nothing, so it is in no wave; every host that drops is in one.
+        let bridge = grudge_for(PartitionKind::Bridge, &hosts(5), &[], &mut rng);
+        let waves = install_waves(&bridge);
+        let dropping = bridge.values().filter(|d| !d.is_empty()).count();
+        assert_eq!(waves.iter().map(Vec::len).sum::<usize>(), dropping);
+        assert!(dropping < 5);
+        // A majority ring: every host drops as many peers, so all install at once.
+        let ring = grudge_for(PartitionKind::MajorityRing, &hosts(5), &[], &mut rng);
+        assert_eq!(install_waves(&ring).len(), 1);
     }
 
     #[test]

@@ -148,6 +148,26 @@ impl ScheduledNemesis {
         }
     }
 
+    /// Applies the steps `chosen` picks, each at its time, until they are done or `stop`.
+    async fn play<F>(
+        &self,
+        cx: &NemesisContext,
+        stop: &CancellationToken,
+        started: tokio::time::Instant,
+        chosen: F,
+    ) where
+        F: Fn(&Step) -> bool,
+    {
+        for step in self.steps.iter().filter(|step| chosen(step)) {
+            let at = started + Duration::from_millis(step.at_ms);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(at) => {}
+            }
+            self.apply(cx, &step.action).await;
+        }
+    }
+
     /// Does one step of a schedule now, as `run` does at its time, and returns what the
     /// history records as its outcome (e.g. the hosts a kill hit); `Null` when the step
     /// failed or had nothing to undo. Tests use it to apply exact faults.
@@ -234,15 +254,28 @@ impl ScheduledNemesis {
         let strategy = self.config.clock_strategy;
         match fault {
             ClockFault::Bump { delta_ms } => {
-                let mut applied = BTreeMap::new();
-                for host in hosts {
+                // Every offset is noted before any is set, so heal undoes a bump cut short.
+                let mut plan = Vec::new();
+                {
                     let mut active = self.active.lock().await;
-                    let previous = active.offsets.get(host).copied().unwrap_or(0);
-                    let offset = previous + delta_ms;
-                    active.offsets.insert(host.clone(), offset);
-                    drop(active);
-                    clock::set_offset(remote(&cx.db_cx, host)?, strategy, previous, offset).await?;
-                    applied.insert(host.clone(), offset);
+                    for host in hosts {
+                        let previous = active.offsets.get(host).copied().unwrap_or(0);
+                        let offset = previous + delta_ms;
+                        active.offsets.insert(host.clone(), offset);
+                        plan.push((remote(&cx.db_cx, host)?.clone(), previous, offset));
+                    }
+                }
+                // All hosts at once: on slow hosts (emulated VMs, seconds per SSH command) one
+                // after another would leave the clocks apart for as long as the bump lasts.
+                let results = on_each(plan, move |(remote, previous, offset)| async move {
+                    clock::set_offset(&remote, strategy, previous, offset).await?;
+                    Ok((remote.name().to_string(), offset))
+                })
+                .await;
+                let mut applied = BTreeMap::new();
+                for result in results {
+                    let (host, offset) = result?;
+                    applied.insert(host, offset);
                 }
                 Ok(json!({"offsets_ms": applied}))
             }
@@ -360,20 +393,61 @@ impl ScheduledNemesis {
             let _ = handle.await;
         }
         let offsets = self.active.lock().await.offsets.clone();
+        let strategy = self.config.clock_strategy;
+        let plan = offsets
+            .iter()
+            .map(|(host, previous)| Ok((remote(db_cx, host)?.clone(), *previous)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let results = on_each(plan, move |(remote, previous)| async move {
+            clock::set_offset(&remote, strategy, previous, 0).await?;
+            Ok(remote.name().to_string())
+        })
+        .await;
         let mut reset = Vec::new();
-        for (host, previous) in &offsets {
-            clock::set_offset(
-                remote(db_cx, host)?,
-                self.config.clock_strategy,
-                *previous,
-                0,
-            )
-            .await?;
-            self.active.lock().await.offsets.remove(host);
-            reset.push(host.clone());
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(host) => {
+                    self.active.lock().await.offsets.remove(&host);
+                    reset.push(host);
+                }
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
         }
-        Ok(json!(reset))
+        match first_error {
+            Some(err) => Err(err),
+            None => {
+                reset.sort();
+                Ok(json!(reset))
+            }
+        }
     }
+}
+
+/// Runs `act` on every item at once and returns every outcome, in the items' order; all are
+/// tried even when one fails, so an undo never stops half-way.
+async fn on_each<T, R, F, Fut>(items: Vec<T>, act: F) -> Vec<anyhow::Result<R>>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<R>> + Send + 'static,
+    R: Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let fut = act(item);
+        tasks.spawn(async move { (i, fut.await) });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(err) => outcomes.push((usize::MAX, Err(anyhow!("a clock task failed: {err}")))),
+        }
+    }
+    outcomes.sort_by_key(|(i, _)| *i);
+    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
 fn remote<'a>(db_cx: &'a DbContext, host: &str) -> anyhow::Result<&'a Remote> {
@@ -426,6 +500,7 @@ async fn drive_clock(
             _ = tokio::time::sleep_until(next) => {}
         }
         step += 1;
+        let mut plan = Vec::new();
         for remote in &remotes {
             let base_ms = base[remote.name()];
             let target = match fault {
@@ -449,9 +524,16 @@ async fn drive_clock(
                     .insert(remote.name().to_string(), target)
                     .unwrap_or(0)
             };
-            if let Err(err) = clock::set_offset(remote, strategy, previous, target).await {
-                tracing::warn!("moving the clock of {}: {err}", remote.name());
-            }
+            plan.push((remote.clone(), previous, target));
+        }
+        let results = on_each(plan, move |(remote, previous, target)| async move {
+            clock::set_offset(&remote, strategy, previous, target)
+                .await
+                .with_context(|| format!("moving the clock of {}", remote.name()))
+        })
+        .await;
+        for err in results.into_iter().filter_map(Result::err) {
+            tracing::warn!("{err:#}");
         }
     }
 }
@@ -498,6 +580,11 @@ impl Nemesis for ScheduledNemesis {
                 }
             }
         }
+        if families.contains(&Family::Partition) || families.contains(&Family::Packet) {
+            net::prepare_chains(&cx.db_cx.remotes)
+                .await
+                .context("creating faultline's iptables chains")?;
+        }
         let wants_netem = families.contains(&Family::Packet)
             && self
                 .config
@@ -522,13 +609,25 @@ impl Nemesis for ScheduledNemesis {
 
     async fn run(&self, cx: &NemesisContext, stop: CancellationToken) -> anyhow::Result<()> {
         let started = tokio::time::Instant::now();
-        for step in &self.steps {
-            let at = started + Duration::from_millis(step.at_ms);
-            tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                _ = tokio::time::sleep_until(at) => {}
-            }
-            self.apply(cx, &step.action).await;
+        if self.config.schedule.overlap {
+            // Each family plays its own timeline, as the schedule drew it. Played one after
+            // another, a step that takes seconds (an SSH command on an emulated VM) delays
+            // every family behind it, and their faults fall into a fixed rhythm instead of
+            // the drawn overlaps (a clock reset always right after a partition began).
+            let lane = |family: Family| {
+                self.play(cx, &stop, started, move |step: &Step| {
+                    step.action.family() == family
+                })
+            };
+            tokio::join!(
+                lane(Family::Partition),
+                lane(Family::Packet),
+                lane(Family::Kill),
+                lane(Family::Pause),
+                lane(Family::Clock),
+            );
+        } else {
+            self.play(cx, &stop, started, |_: &Step| true).await;
         }
         stop.cancelled().await;
         Ok(())

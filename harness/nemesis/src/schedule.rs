@@ -252,6 +252,16 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The family whose timeline this step belongs to.
+    pub fn family(&self) -> Family {
+        match self {
+            Action::Start(fault) => fault.family(),
+            Action::Stop { family } => *family,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// Milliseconds after the workload started.
