@@ -2,22 +2,12 @@
 //! replayed run that repeats its original's fault schedule. Needs root. Local cluster ids
 //! 20 and 21, one per test, since tests in this binary run in parallel.
 
-use faultline_workloads::binary::env_or_build;
+mod common;
+
+use common::{faultline, node_binary, repo_root};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("running faultline")
-}
-
-fn node_binary() -> PathBuf {
-    env_or_build("FAULTLINE_NODE_BINARY", "faultline-node", "faultline-node")
-        .expect("building faultline-node")
-}
+use std::process::Command;
 
 /// Brings the cluster down when the test ends, also when it fails.
 struct Down(&'static str);
@@ -26,10 +16,6 @@ impl Drop for Down {
     fn drop(&mut self) {
         let _ = faultline(&["cluster", "down", "--id", self.0]);
     }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 #[test]

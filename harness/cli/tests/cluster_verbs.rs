@@ -1,24 +1,12 @@
 //! `faultline cluster up|status|heal|down` as a user runs them (needs root). Uses local
 //! cluster id 2 (the control crate's tests run in another test binary, never at the same time).
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{faultline, text};
+use std::process::Command;
 
 const ID: &str = "2";
-
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .output()
-        .expect("run faultline")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Takes the cluster down even when an assertion fails.
 struct Down;

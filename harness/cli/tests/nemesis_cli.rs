@@ -4,14 +4,16 @@
 //!
 //! Cluster ids 12 and 13, one per test (the nemesis crate's tests use 10, 11 and 14).
 
+mod common;
+
+use common::{find_run_dir, node_binary, text};
 use faultline_control::heal::{CHAIN_INPUT, CHAIN_OUTPUT, FAKETIME_FILE};
 use faultline_control::local_cluster::{self, ClusterConfig, LocalCluster};
 use faultline_control::Control;
-use faultline_workloads::binary::{env_or_build, NODE_BINARY};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long the test waits for the schedule to reach the state it wants to interrupt.
@@ -50,29 +52,6 @@ impl Drop for ChildGuard {
             }
         }
     }
-}
-
-fn node_binary() -> PathBuf {
-    env_or_build("FAULTLINE_NODE_BINARY", "faultline-node", NODE_BINARY)
-        .expect("building faultline-node")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The one run folder under `results/<name>/` (the `latest` link aside), once it exists.
-fn run_dir(results: &Path, name: &str) -> Option<PathBuf> {
-    std::fs::read_dir(results.join(name))
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name() != "latest")
-        .map(|e| e.path())
-        .find(|p| p.is_dir())
 }
 
 /// The nemesis ops of the history so far, as (type, f) pairs; a half-written last line is
@@ -173,7 +152,7 @@ fn sigint_during_a_partition_leaves_no_fault_on_any_host() {
                 std::fs::read_to_string(results.path().join("controller.log")).unwrap()
             );
         }
-        if let Some(dir) = run_dir(results.path(), "raft-register") {
+        if let Some(dir) = find_run_dir(results.path(), "raft-register") {
             seen = nemesis_ops(&dir.join("history.jsonl"));
             let active = active_faults(&seen);
             if ["partition", "clock", "pause"]
@@ -215,7 +194,7 @@ fn sigint_during_a_partition_leaves_no_fault_on_any_host() {
     );
 
     // The run folder says it was interrupted, and its history records the heal.
-    let dir = run_dir(results.path(), "raft-register").expect("run folder");
+    let dir = find_run_dir(results.path(), "raft-register").expect("run folder");
     let verdict: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     let error = verdict["error"].as_str().unwrap_or_default();
@@ -316,7 +295,7 @@ fn netem_faults_are_refused_on_a_kernel_without_sch_netem() {
         "the refusal names the missing qdisc and the refused fault: {output}"
     );
     // Refused before any client op: the history holds no client operation.
-    if let Some(dir) = run_dir(results.path(), "raft-register") {
+    if let Some(dir) = find_run_dir(results.path(), "raft-register") {
         let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap_or_default();
         assert!(
             !history.contains("\"invoke\""),

@@ -4,9 +4,11 @@
 //! must be valid. The settings are those of `workloads/campaigns/bugs.toml`, and each seed is
 //! one the campaign caught (README, "Faults (nemesis)"). Cluster ids 16–18, one per test.
 
-use faultline_workloads::binary::{env_or_build, NODE_BINARY};
+mod common;
+
+use common::{json_file, lease_unsafe_row, node_binary, run_dir};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Brings the run's cluster down when the test ends, however it ends (the run brings the
@@ -22,10 +24,10 @@ impl Drop for ClusterGuard {
 }
 
 /// A campaign row: the `faultline run` options and the exit code it must end with.
-struct Case {
+struct Case<'a> {
     cluster_id: u8,
     seed: u64,
-    args: &'static [&'static str],
+    args: &'a [&'a str],
     /// 0 valid, 1 invalid (DESIGN §3).
     exit_code: i32,
 }
@@ -44,36 +46,6 @@ const STALE_READ: &[&str] = &[
     "3",
 ];
 
-/// `bugs.toml`'s lease-unsafe row: the leader is cut off while its clock lags, and clients
-/// give up quickly so writes reach the new leader while the old one still serves reads;
-/// 100 values, so that a stale read is not explained away by a timed-out write of the
-/// same value.
-const LEASE_UNSAFE: &[&str] = &[
-    "--db",
-    "raft",
-    "--read-mode",
-    "lease",
-    "--bug",
-    "lease-unsafe",
-    "--nemesis",
-    "partition,clock",
-    "--nemesis-overlap",
-    "--partition",
-    "primaries",
-    "--clock-targets",
-    "all",
-    "--clock-faults",
-    "bump-back",
-    "--nemesis-interval",
-    "2",
-    "--client-timeout-ms",
-    "300",
-    "--concurrency",
-    "15",
-    "--register-values",
-    "100",
-];
-
 /// `bugs.toml`'s correct lease row under every fault family at once.
 const LEASE_ALL_FAULTS: &[&str] = &[
     "--db",
@@ -88,11 +60,6 @@ const LEASE_ALL_FAULTS: &[&str] = &[
     "--register-values",
     "100",
 ];
-
-fn node_binary() -> PathBuf {
-    env_or_build("FAULTLINE_NODE_BINARY", "faultline-node", NODE_BINARY)
-        .expect("building faultline-node")
-}
 
 fn run_case(case: &Case) {
     let verdict = run_once(case);
@@ -153,13 +120,7 @@ fn assert_verdict(case: &Case, verdict: &Value) {
 
 /// results.json of the one run under `dir`.
 fn results_json(dir: &Path) -> Value {
-    let run = std::fs::read_dir(dir.join("raft-register"))
-        .expect("run folder")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "latest"))
-        .expect("a run folder");
-    serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap()
+    json_file(&run_dir(dir, "raft-register").join("results.json"))
 }
 
 #[test]
@@ -175,14 +136,16 @@ fn stale_read_is_caught_under_partitions() {
 /// The campaign catches lease-unsafe in 9 of 10 seeded runs (README, "Faults (nemesis)"), so
 /// one seeded run alone would fail about one CI run in ten for no fault of the code: a
 /// second seed runs only when the first stays valid, and one of the two must be invalid.
+/// bugs.toml's timing: faults every 2 s, clients that give up after 300 ms, 15 of them.
 #[test]
 fn lease_unsafe_is_caught_under_clock_faults_and_partitions() {
+    let lease_unsafe = lease_unsafe_row("2", "300", "15");
     let mut valid_seeds = Vec::new();
     for seed in [1, 2] {
         let case = Case {
             cluster_id: 17,
             seed,
-            args: LEASE_UNSAFE,
+            args: &lease_unsafe,
             exit_code: 1,
         };
         let verdict = run_once(&case);

@@ -10,7 +10,9 @@
 //! - `vagrant_*`: a libvirt box built from the same image, `vagrant up` of 3 VMs, and the smoke
 //!   campaign against them through `faultline vagrant-nodes`.
 
-use faultline_workloads::binary::{env_or_build, NODE_BINARY};
+mod common;
+
+use common::{faultline, json_file, lease_unsafe_row, node_binary, repo_root, run_dir, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -32,27 +34,6 @@ fn enabled(test: &str) -> bool {
          harness/scripts/vm-tests.sh)"
     );
     false
-}
-
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run faultline")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn node_binary() -> PathBuf {
-    env_or_build("FAULTLINE_NODE_BINARY", "faultline-node", NODE_BINARY)
-        .expect("building faultline-node")
 }
 
 /// Takes the VM cluster down however the test ends.
@@ -95,20 +76,6 @@ fn host_seconds() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// The one run folder under `results/<name>/`.
-fn run_dir(results: &Path, name: &str) -> PathBuf {
-    std::fs::read_dir(results.join(name))
-        .expect("run folder")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.is_dir() && p.file_name().is_some_and(|n| n != "latest"))
-        .expect("a run folder")
-}
-
-fn json_file(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// One `faultline run` on the VM cluster; returns the exit code and its run folder.
@@ -154,41 +121,16 @@ fn applied(dir: &Path, f: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `bugs.toml`'s lease-unsafe row, as in `planted_bugs.rs`, set for software-emulated VMs,
-/// where every SSH command of the nemesis takes seconds (a partition needs 1-7 s to be in
-/// place) and the VMs' CPUs are saturated: faults every 3 s on average instead of 2, a
-/// client timeout of 1000 ms (300 ms times out 55-90% of writes: caught 0 of 4), and 9
-/// clients instead of 15 (less load, faster faults). Values from 0..100: with five, a
-/// timed-out write of the same value explains a stale read away.
-const LEASE_UNSAFE: &[&str] = &[
-    "--db",
-    "raft",
-    "--workload",
-    "register",
-    "--read-mode",
-    "lease",
-    "--bug",
-    "lease-unsafe",
-    "--nemesis",
-    "partition,clock",
-    "--nemesis-overlap",
-    "--partition",
-    "primaries",
-    "--clock-targets",
-    "all",
-    "--clock-faults",
-    "bump-back",
-    "--nemesis-interval",
-    "3",
-    "--client-timeout-ms",
-    "1000",
-    "--concurrency",
-    "9",
-    "--register-values",
-    "100",
-    "--time-limit",
-    "30",
-];
+/// `bugs.toml`'s lease-unsafe row (as in `planted_bugs.rs`) with its timing set for
+/// software-emulated VMs, where every SSH command of the nemesis takes seconds (a partition
+/// needs 1-7 s to be in place) and the VMs' CPUs are saturated: faults every 3 s on average
+/// instead of 2, a client timeout of 1000 ms (300 ms times out 55-90% of writes: caught 0 of
+/// 4), and 9 clients instead of 15 (less load, faster faults).
+fn lease_unsafe_on_vms() -> Vec<&'static str> {
+    let mut args = lease_unsafe_row("3", "1000", "9");
+    args.extend(["--workload", "register", "--time-limit", "30"]);
+    args
+}
 
 /// Seeds tried for lease-unsafe, until one is caught. Timing, not the seed, decides whether
 /// a run is caught (the same seed is caught in one run and not in the next): measured here,
@@ -314,12 +256,13 @@ fn vm_cluster_has_own_clocks_and_netem_and_catches_what_it_should() {
 
     // lease-unsafe under system-clock faults is found invalid within a few runs.
     let started = Instant::now();
+    let lease_unsafe = lease_unsafe_on_vms();
     let caught = LEASE_UNSAFE_SEEDS.iter().position(|&seed| {
         lease_run(
             results.path(),
             &format!("lease-unsafe-{seed}"),
             seed,
-            LEASE_UNSAFE,
+            &lease_unsafe,
         )
     });
     eprintln!(
@@ -334,7 +277,7 @@ fn vm_cluster_has_own_clocks_and_netem_and_catches_what_it_should() {
         LEASE_UNSAFE_SEEDS.len()
     );
     // The same faults with the correct (monotonic) lease: valid, so the catch is the bug's.
-    let correct: Vec<&str> = LEASE_UNSAFE
+    let correct: Vec<&str> = lease_unsafe
         .iter()
         .copied()
         .filter(|&a| a != "--bug" && a != "lease-unsafe")
@@ -385,12 +328,8 @@ fn vm_cluster_has_own_clocks_and_netem_and_catches_what_it_should() {
     assert!(down.status.success(), "{}", text(&down));
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn libvirt_local(verb: &str) -> Output {
-    Command::new(repo().join("vagrant/libvirt-local.sh"))
+    Command::new(repo_root().join("vagrant/libvirt-local.sh"))
         .arg(verb)
         .stdin(Stdio::null())
         .output()
@@ -450,12 +389,12 @@ fn vagrant_libvirt_box_from_the_image_passes_the_smoke_campaign() {
     );
     std::fs::create_dir_all(&dir).unwrap();
     for file in ["Vagrantfile", "provision.sh"] {
-        std::fs::copy(repo().join("vagrant").join(file), dir.join(file)).unwrap();
+        std::fs::copy(repo_root().join("vagrant").join(file), dir.join(file)).unwrap();
     }
 
     let started = Instant::now();
     let box_file = work.path().join("faultline-local.box");
-    let out = Command::new(repo().join("vagrant/make-box.sh"))
+    let out = Command::new(repo_root().join("vagrant/make-box.sh"))
         .arg(&image.dir)
         .arg(&box_file)
         .output()
@@ -513,7 +452,7 @@ fn vagrant_libvirt_box_from_the_image_passes_the_smoke_campaign() {
     let started = Instant::now();
     let campaign = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .arg("campaign")
-        .arg(repo().join("workloads/campaigns/smoke.toml"))
+        .arg(repo_root().join("workloads/campaigns/smoke.toml"))
         .arg("--nodes-file")
         .arg(&nodes)
         .arg("--ssh-private-key")
