@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use faultline_nodes_common::process;
 
 use crate::clock::SystemClock;
 use crate::server::{Config, Server};
@@ -53,14 +54,18 @@ pub struct Args {
     /// Written with this process's PID at start, removed at a clean exit.
     #[arg(long)]
     pub pid_file: PathBuf,
-    /// Tracing log, appended to (level from RUST_LOG, default info).
+    /// Tracing log, appended to.
     #[arg(long)]
     pub log_file: PathBuf,
+    /// Tracing filter.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
     /// Start as an asynchronous replica of this primary (HOST:PORT).
     #[arg(long)]
     pub replica_of: Option<HostPort>,
 }
 
+/// Removes the PID file at a clean exit.
 struct PidFile(PathBuf);
 
 impl Drop for PidFile {
@@ -69,57 +74,11 @@ impl Drop for PidFile {
     }
 }
 
-/// Creates the folder a PID or log file goes in.
-fn create_parent(path: &std::path::Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    Ok(())
-}
-
-fn init_logging(path: &PathBuf) -> anyhow::Result<()> {
-    create_parent(path)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening log file {}", path.display()))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Another subscriber may already be set by the binary; then logs go there.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .with_env_filter(filter)
-        .try_init();
-    Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn termination() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM"),
-                _ = int.recv() => tracing::info!("SIGINT"),
-            }
-        }
-        _ => {
-            tracing::error!("cannot install signal handlers; stop me with SIGKILL");
-            std::future::pending::<()>().await
-        }
-    }
-}
-
 /// Runs the server until SIGTERM/SIGINT, inside the caller's tokio runtime.
 pub async fn serve(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    init_logging(&args.log_file)?;
+    process::init_logging(&args.log_file, &args.log_level)?;
     let config = Config {
         listen: args.listen,
         replica_of: args.replica_of.map(|hp| (hp.host, hp.port)),
@@ -127,21 +86,23 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
     let server = Server::bind(config, Arc::new(SystemClock))
         .await
         .with_context(|| format!("--listen {}", args.listen))?;
-    // Written once the port is bound, so its presence means "serving".
-    create_parent(&args.pid_file)?;
-    std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
-        .with_context(|| format!("writing PID file {}", args.pid_file.display()))?;
+    process::write_pid_file(&args.pid_file)?;
     let _pid = PidFile(args.pid_file.clone());
-    server.run(termination()).await?;
+    server
+        .run(async {
+            if let Err(err) = process::terminated().await {
+                tracing::error!("cannot install signal handlers ({err}); stop me with SIGKILL");
+                std::future::pending::<()>().await
+            }
+        })
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Runs the server on a runtime of its own; for a binary whose `main` is not async.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()
-        .context("starting the tokio runtime")?
-        .block_on(serve(args))
+    process::runtime()?.block_on(serve(args))
 }
 
 #[cfg(test)]
