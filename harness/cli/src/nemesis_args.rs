@@ -66,8 +66,8 @@ pub struct NemesisArgs {
     /// How clocks are changed: faketime (libfaketime in the node; local hosts) or system
     /// (the host's own clock; VMs with time sync off). Default: faketime, or system for a
     /// --nodes-file written by `cluster up --vm`.
-    #[arg(long, default_value = "faketime", value_name = "STRATEGY")]
-    pub clock_strategy: ClockStrategy,
+    #[arg(long, value_name = "STRATEGY")]
+    pub clock_strategy: Option<ClockStrategy>,
     /// Give every fault family its own schedule, so faults of different families overlap
     /// (e.g. a leader cut off while its clock lags); default: one fault at a time.
     #[arg(long)]
@@ -178,16 +178,21 @@ impl NemesisArgs {
                 clock_kinds: self.clock_faults.clone(),
                 overlap: self.nemesis_overlap,
             },
-            clock_strategy: self.clock_strategy,
+            clock_strategy: self.effective_clock_strategy(),
             time_limit,
             db_clock_skewable,
             netem: None,
         }))
     }
 
+    /// `--clock-strategy`, or faketime when it was not given (and not set from the hosts).
+    pub fn effective_clock_strategy(&self) -> ClockStrategy {
+        self.clock_strategy.unwrap_or(ClockStrategy::Faketime)
+    }
+
     /// Whether the nodes must start under libfaketime (clock faults on local hosts).
     pub fn needs_faketime(&self) -> bool {
-        self.clock_strategy == ClockStrategy::Faketime
+        self.effective_clock_strategy() == ClockStrategy::Faketime
             && self.families().is_ok_and(|f| f.contains(&Family::Clock))
     }
 }

@@ -222,14 +222,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     );
     // VMs have their own clocks: unless told otherwise, clock faults set the system clock
     // on hosts from a nodes file that `cluster up --vm` marked as VMs.
-    if !argv.iter().any(|a| a.starts_with("--clock-strategy"))
+    if args.nemesis.clock_strategy.is_none()
         && args
             .ssh
             .nodes_file
             .as_deref()
             .is_some_and(faultline_control::vm::nodes_file_is_vm)
     {
-        args.nemesis.clock_strategy = faultline_nemesis::clock::ClockStrategy::System;
+        args.nemesis.clock_strategy = Some(faultline_nemesis::clock::ClockStrategy::System);
     }
     let spec = SystemSpec {
         lock_mode: args.lock_mode.clone(),
@@ -317,9 +317,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             options
                 .test_fields
                 .insert("nemesis_schedule".into(), json!(nemesis.steps()));
-            options
-                .test_fields
-                .insert("clock_strategy".into(), json!(args.nemesis.clock_strategy));
+            options.test_fields.insert(
+                "clock_strategy".into(),
+                json!(args.nemesis.effective_clock_strategy()),
+            );
         }
         if failover {
             let perf = json!({"name": "failover", "start": ["failover"],
@@ -419,7 +420,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
 fn clock_skewable(db: &str, nemesis: &NemesisArgs) -> Result<(), String> {
     use faultline_nemesis::clock::ClockStrategy;
     let wants_clock = nemesis.families().is_ok_and(|f| f.contains(&Family::Clock));
-    match (db, nemesis.clock_strategy) {
+    match (db, nemesis.effective_clock_strategy()) {
         (_, ClockStrategy::System) => Ok(()),
         ("etcd" | "zookeeper", ClockStrategy::Faketime) if wants_clock => Err(format!(
             "{db} cannot be clock-skewed on local hosts: libfaketime does not reach its clock \
