@@ -158,11 +158,23 @@ pub fn init_logging(path: &Path, level: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the PID file (after the ports are bound, so its presence means "serving").
-pub fn write_pid_file(path: &Path) -> anyhow::Result<()> {
+/// Writes the PID file (after the ports are bound, so its presence means "serving"); the
+/// returned guard removes it when the node stops, on every path out of its serving loop.
+pub fn write_pid_file(path: &Path) -> anyhow::Result<PidFile> {
     create_parent(path)?;
     std::fs::write(path, format!("{}\n", std::process::id()))
-        .with_context(|| format!("writing PID file {}", path.display()))
+        .with_context(|| format!("writing PID file {}", path.display()))?;
+    Ok(PidFile(path.to_path_buf()))
+}
+
+/// A written PID file, removed on drop.
+#[must_use = "the PID file is removed when this guard is dropped"]
+pub struct PidFile(PathBuf);
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.

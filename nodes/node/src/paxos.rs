@@ -46,11 +46,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "client API server failed");
             }
         });
-        process::write_pid_file(&args.member.pid_file)?;
+        let _pid_file = process::write_pid_file(&args.member.pid_file)?;
         tracing::info!(pid = std::process::id(), "serving");
         process::terminated().await?;
         tokio::task::spawn_blocking(move || node.shutdown()).await?;
-        let _ = std::fs::remove_file(&args.member.pid_file);
         tracing::info!("stopped cleanly");
         Ok(())
     })

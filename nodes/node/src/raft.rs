@@ -72,13 +72,12 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "client API server failed");
             }
         });
-        process::write_pid_file(&args.member.pid_file)?;
+        let _pid_file = process::write_pid_file(&args.member.pid_file)?;
         tracing::info!(pid = std::process::id(), "serving");
         let stopped = tokio::task::spawn_blocking(move || thread.join());
         tokio::select! {
             r = process::terminated() => r?,
             r = stopped => {
-                let _ = std::fs::remove_file(&args.member.pid_file);
                 return match r {
                     Ok(Ok(Ok(()))) => Ok(()),
                     Ok(Ok(Err(e))) => Err(e.context("the raft loop failed")),
@@ -87,7 +86,6 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             }
         }
         node.shutdown().await;
-        let _ = std::fs::remove_file(&args.member.pid_file);
         tracing::info!("stopped cleanly");
         Ok(())
     })

@@ -65,15 +65,6 @@ pub struct Args {
     pub replica_of: Option<HostPort>,
 }
 
-/// Removes the PID file at a clean exit.
-struct PidFile(PathBuf);
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Runs the server until SIGTERM/SIGINT, inside the caller's tokio runtime.
 pub async fn serve(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
@@ -86,8 +77,7 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
     let server = Server::bind(config, Arc::new(SystemClock))
         .await
         .with_context(|| format!("--listen {}", args.listen))?;
-    process::write_pid_file(&args.pid_file)?;
-    let _pid = PidFile(args.pid_file.clone());
+    let _pid_file = process::write_pid_file(&args.pid_file)?;
     server
         .run(async {
             if let Err(err) = process::terminated().await {

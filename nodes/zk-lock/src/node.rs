@@ -62,13 +62,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     process::runtime()?.block_on(async {
         let (peer, client) = m.bind().await?;
         let mut node = service::start(cfg, peer, client).await?;
-        process::write_pid_file(&m.pid_file)?;
+        let _pid_file = process::write_pid_file(&m.pid_file)?;
         tracing::info!(pid = std::process::id(), "serving");
         let outcome = tokio::select! {
             r = process::terminated() => r.and(node.stop().await),
             r = node.join() => r.context("the raft loop stopped"),
         };
-        let _ = std::fs::remove_file(&m.pid_file);
         tracing::info!("stopped");
         outcome
     })
