@@ -138,9 +138,9 @@ fn lease_unsafe_on_vms() -> Vec<&'static str> {
 /// about once in 200 suites.
 const LEASE_UNSAFE_SEEDS: [u64; 6] = [1, 2, 3, 4, 5, 6];
 
-/// One lease-unsafe run on the VM cluster (up), with `bug` (the planted bug, or the correct
-/// lease as a control); whether it was found invalid. The run must end with a verdict, and
-/// its clock faults must have set the VMs' system clocks.
+/// One run of `args` on the VM cluster (up): the lease-unsafe row, or the same without the
+/// bug as a control; whether it was found invalid. The run must end with a verdict, its
+/// clock faults must have set the VMs' system clocks, and a partition must have been applied.
 fn lease_run(results: &Path, name: &str, seed: u64, args: &[&str]) -> bool {
     let (code, dir) = run_on_vms(name, seed, args, results);
     assert!(
