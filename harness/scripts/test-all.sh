@@ -8,6 +8,8 @@ cd "$(dirname "$0")/../.."
 source harness/scripts/install-deps.sh
 
 export CARGO_TERM_COLOR=never
+# A fresh clone has nothing beside it: no tracked file may read a path outside the repository.
+bash harness/scripts/check-standalone.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Every failing test in one run, not only the first failing test binary.

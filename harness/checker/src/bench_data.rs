@@ -1,4 +1,4 @@
-//! Reading `../shared/bench-data/MANIFEST.tsv`: which file, which format and model, what
+//! Reading `tests/data/MANIFEST.tsv`: which file, which format and model, what
 //! verdict upstream asserts and what Porcupine took. Used by the bench-data test and the
 //! benchmark.
 
@@ -21,9 +21,9 @@ pub struct Row {
     pub porcupine_nopartition_s: Option<String>,
 }
 
-/// The bench-data folder beside the checkout (`<repo>/../shared/bench-data`).
+/// The third-party histories kept in the repository (`harness/checker/tests/data`, see its README).
 pub fn default_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench-data")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
 /// Reads MANIFEST.tsv of `dir`; errors name the line.

@@ -13,7 +13,7 @@
 //! - `mutex`: the mutual-exclusion and fencing-token checker for lock histories.
 //! - `results`: result types, serialised exactly as `docs/contracts.md` fixes them.
 //! - `verdict`: `Validity` (true / false / "unknown") and how verdicts combine (DESIGN §3).
-//! - `bench_data`: MANIFEST.tsv of `../shared/bench-data` (tests, benchmark).
+//! - `bench_data`: MANIFEST.tsv of `tests/data` (tests, benchmark).
 //! - `generate`: seeded generators of random histories (tests, benchmarks).
 //!
 //! Entry points: [`check_history`] (what the controller and `faultline check` call),

@@ -1,4 +1,4 @@
-//! Every file of `../shared/bench-data/MANIFEST.tsv` gets the verdict its upstream tests
+//! Every file of `tests/data/MANIFEST.tsv` gets the verdict its upstream tests
 //! assert (Porcupine's and Knossos'), with their initial states and conventions.
 
 use faultline_checker::bench_data::{default_dir, read_manifest};

@@ -1,4 +1,4 @@
-//! Importers for other checkers' history files (`../shared/bench-data/FORMATS.md`), and
+//! Importers for other checkers' history files (`tests/data/FORMATS.md`), and
 //! format guessing. Every importer yields faultline `Op`s in file order, with `index` the
 //! event's position; the model's `Convention` then gives `fail` and nil reads the meaning
 //! the source format has.
