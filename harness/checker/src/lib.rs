@@ -3,7 +3,9 @@
 //!
 //! Layout:
 //! - `history`: one event (`Op`) exactly as `history.jsonl` stores it (DESIGN §2), the
-//!   streaming reader (`read_jsonl`, `JsonlReader`) and invoke/completion pairing.
+//!   one reader of history.jsonl (`HistoryReader`, `read_history`) and the one
+//!   invoke/completion pairing (`pair_ops`).
+//! - `stats`: the one statistics function (counts, latency quantiles) of every view.
 //! - `import`: Porcupine etcd logs, Porcupine kv logs and Knossos EDN → `Op`s, and format
 //!   guessing.
 //! - `model`: the `Model` trait and the built-in models (register, cas-register, kv,
@@ -11,12 +13,13 @@
 //! - `linearizable`: the Wing–Gong–Lowe search (per key, in parallel, with time and memory
 //!   limits) and counterexample shrinking/explanations.
 //! - `mutex`: the mutual-exclusion and fencing-token checker for lock histories.
-//! - `results`: result types, serialised exactly as `docs/contracts.md` fixes them.
+//! - `results`: results.json's one schema (`RunResults`) and the checkers' result types.
 //! - `verdict`: `Validity` (true / false / "unknown") and how verdicts combine (DESIGN §3).
 //! - `bench_data`: MANIFEST.tsv of `tests/data` (tests, benchmark).
 //! - `generate`: seeded generators of random histories (tests, benchmarks).
 //!
-//! Entry points: [`check_history`] (what the controller and `faultline check` call),
+//! Entry points: [`analyze`] (a run's history.jsonl to results.json: what `faultline run` and
+//! `faultline report` call), [`check_history`] (what `faultline check` calls),
 //! [`check_linearizable`] (any `Model`), [`check_linearizable_named`] and [`check_mutex`].
 
 pub mod bench_data;
@@ -27,12 +30,14 @@ pub mod linearizable;
 pub mod model;
 pub mod mutex;
 pub mod results;
+pub mod stats;
 pub mod verdict;
 
-pub use history::{read_jsonl, Key, Op, OpType, Process};
+pub use history::{read_history, read_jsonl, Key, Op, OpType, Process, ReadHistory};
 pub use linearizable::{check_linearizable, Limits};
 pub use mutex::check_mutex;
-pub use results::{CheckerResult, Results};
+pub use results::{CheckerResult, Results, RunResults};
+pub use stats::Stats;
 pub use verdict::Validity;
 
 use model::{Convention, KvModel, MultiRegisterModel, MutexModel, RegisterModel, Val};
@@ -138,4 +143,33 @@ pub fn check_history(ops: &[Op], options: &CheckOptions) -> Result<Results, Stri
         )?));
     }
     Ok(Results::new(checkers))
+}
+
+/// A run's history analysed: what results.json holds, and the history it came from.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub results: RunResults,
+    pub history: ReadHistory,
+}
+
+/// The offline analysis of a run (Jepsen's `analyze`): reads `history.jsonl`, pairs and
+/// counts its ops, runs the checkers. `faultline run` and `faultline report` both write
+/// exactly this (plus the run's `error`), so re-analysing a run reproduces its results.json.
+/// A history that cannot be read or checked is an `Err` naming the file and line.
+pub fn analyze(path: &std::path::Path, options: &CheckOptions) -> Result<Analysis, String> {
+    let history = read_history(path).map_err(|e| e.to_string())?;
+    let checked = check_history(&history.ops, options)
+        .map_err(|e| format!("checking {}: {e}", path.display()))?;
+    let results = RunResults {
+        valid: checked.valid,
+        checkers: checked.checkers,
+        stats: Some(stats::compute(&history.ops)),
+        error: None,
+        warnings: history
+            .summary
+            .warning(&path.display().to_string())
+            .into_iter()
+            .collect(),
+    };
+    Ok(Analysis { results, history })
 }

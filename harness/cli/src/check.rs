@@ -54,7 +54,16 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if !(args.time_limit_s > 0.0 && args.time_limit_s.is_finite()) {
         anyhow::bail!("--time-limit must be a positive number of seconds");
     }
-    let (format, ops) = import::read_file(&args.file, format)?;
+    // Streamed: a history.jsonl is parsed line by line, never held whole as text.
+    let read = import::read_history_file(&args.file, format)?;
+    if let Some(warning) = read
+        .history
+        .summary
+        .warning(&args.file.display().to_string())
+    {
+        eprintln!("faultline: warning: {warning}");
+    }
+    let (format, ops) = (read.format, read.history.ops);
     let model = args
         .model
         .clone()
@@ -228,6 +237,7 @@ fn render(file: &str, format: Format, results: &Results) -> String {
         match c {
             CheckerResult::Linearizable(r) => render_linearizable(&mut out, r),
             CheckerResult::Mutex(r) => render_mutex(&mut out, r),
+            CheckerResult::Other => {}
         }
         out.push('\n');
     }
