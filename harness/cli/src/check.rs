@@ -6,6 +6,7 @@ use clap::Args;
 use faultline_checker::import::{self, Format};
 use faultline_checker::results::{CheckerResult, KeyResult, LinearizableResult, MutexResult};
 use faultline_checker::{check_history, CheckOptions, Limits, Results, Validity};
+use std::fmt::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 use tabled::{settings::Style, Table, Tabled};
