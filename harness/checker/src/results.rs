@@ -59,6 +59,8 @@ pub enum CheckerResult {
     Linearizable(LinearizableResult),
     #[serde(rename = "mutex")]
     Mutex(MutexResult),
+    #[serde(rename = "set")]
+    Set(crate::set::SetResult),
     /// A checker this version does not know (a newer file): read, shown as undecided.
     #[serde(other)]
     Other,
@@ -69,6 +71,7 @@ impl CheckerResult {
         match self {
             CheckerResult::Linearizable(r) => r.valid,
             CheckerResult::Mutex(r) => r.valid,
+            CheckerResult::Set(r) => r.valid,
             CheckerResult::Other => Validity::Unknown,
         }
     }
@@ -77,6 +80,7 @@ impl CheckerResult {
         match self {
             CheckerResult::Linearizable(_) => "linearizable",
             CheckerResult::Mutex(_) => "mutex",
+            CheckerResult::Set(_) => "set",
             CheckerResult::Other => "other",
         }
     }
@@ -97,10 +101,12 @@ impl CheckerResult {
         }
     }
 
-    /// Why the checker as a whole could not decide, when it says so.
+    /// The checker's own words on the whole history: why it could not decide, or (the set
+    /// checker) why it is not valid.
     pub fn error(&self) -> Option<&str> {
         match self {
             CheckerResult::Mutex(r) => r.error.as_deref(),
+            CheckerResult::Set(r) => r.error.as_deref().or(r.explanation.as_deref()),
             _ => None,
         }
     }
