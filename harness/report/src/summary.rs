@@ -157,7 +157,8 @@ pub fn summary_for(history: &[Op], results: Option<&Results>, report: Option<&Pa
         out.push_str(&format!("\nreport:  {}", p.display()));
     }
     out.push('\n');
-    out
+    // Keys and explanations come from the history: they must not drive the terminal.
+    crate::escape::terminal(&out)
 }
 
 /// [`summary_for`] with the checker crate's own results (what `faultline check` holds).
