@@ -79,7 +79,10 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         model,
         initial,
         limits: Limits {
-            time_limit: Some(Duration::from_secs_f64(args.time_limit_s)),
+            // Past Duration's range (`1e300`) means no limit, not a panic.
+            time_limit: Some(
+                Duration::try_from_secs_f64(args.time_limit_s).unwrap_or(Duration::MAX),
+            ),
             memory_limit_bytes: args.memory_limit_mb.saturating_mul(1024 * 1024),
             exhaustive: args.exhaustive,
             ..Limits::default()
@@ -96,9 +99,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
+        // Keys and values come from the file: they must not drive the terminal.
         print!(
             "{}",
-            render(&args.file.display().to_string(), format, &results)
+            faultline_report::escape::terminal(&render(
+                &args.file.display().to_string(),
+                format,
+                &results
+            ))
         );
         // faultline's own histories carry times: add the run summary's counts and
         // latencies per checker and key, as at the end of a run.
