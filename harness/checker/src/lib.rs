@@ -11,6 +11,8 @@
 //! - `linearizable`: the Wing–Gong–Lowe search (per key, in parallel, with time and memory
 //!   limits) and counterexample shrinking/explanations.
 //! - `mutex`: the mutual-exclusion and fencing-token checker for lock histories.
+//! - `txn`: the Elle-style transactional checker (list-append, rw-register) and its
+//!   consistency models.
 //! - `results`: result types, serialised exactly as `docs/contracts.md` fixes them.
 //! - `verdict`: `Validity` (true / false / "unknown") and how verdicts combine (DESIGN §3).
 //! - `bench_data`: MANIFEST.tsv of `tests/data` (tests, benchmark).
@@ -27,6 +29,7 @@ pub mod linearizable;
 pub mod model;
 pub mod mutex;
 pub mod results;
+pub mod txn;
 pub mod verdict;
 
 pub use history::{read_jsonl, Key, Op, OpType, Process};
@@ -51,6 +54,10 @@ pub struct CheckOptions {
     /// Also run the mutual-exclusion checker on `acquire`/`release` ops; `None`: when the
     /// history has any.
     pub mutex: Option<bool>,
+    /// Check transactions (`txn` ops of `append` / `r` / `w` micro-ops) against this
+    /// consistency model (see [`txn::model::MODELS`]); `None`: strict-serializable, when the
+    /// history has such transactions.
+    pub consistency_model: Option<String>,
 }
 
 /// The model for a history whose model was not named: by the ops' `f`, `None` for lock
@@ -61,6 +68,8 @@ pub fn guess_model(ops: &[Op]) -> Option<&'static str> {
             .any(|o| matches!(o.process, Process::Client(_)) && o.f == f)
     };
     if client("acquire") || client("release") {
+        None
+    } else if txn::is_txn_history(ops) {
         None
     } else if client("txn") {
         Some("multi-register")
@@ -128,6 +137,16 @@ pub fn check_history(ops: &[Op], options: &CheckOptions) -> Result<Results, Stri
     let has_locks = ops.iter().any(|o| o.f == "acquire" || o.f == "release");
     if options.mutex.unwrap_or(has_locks) {
         checkers.push(CheckerResult::Mutex(check_mutex(ops)));
+    }
+    if options.consistency_model.is_some() || txn::is_txn_history(ops) {
+        let txn_options = txn::TxnOptions {
+            consistency_model: options
+                .consistency_model
+                .clone()
+                .unwrap_or_else(|| txn::model::DEFAULT_MODEL.to_string()),
+            ..txn::TxnOptions::default()
+        };
+        checkers.push(CheckerResult::Txn(txn::check_ops(ops, &txn_options)?));
     }
     if let Some(model) = model {
         checkers.push(CheckerResult::Linearizable(check_linearizable_named(

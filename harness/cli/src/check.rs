@@ -38,6 +38,12 @@ pub struct CheckArgs {
     /// Decide every key even after one is found non-linearizable.
     #[arg(long)]
     pub exhaustive: bool,
+    /// Check transactions against this consistency model: read-uncommitted,
+    /// read-committed, cursor-stability, repeatable-read, snapshot-isolation, serializable,
+    /// strong-session-snapshot-isolation, strong-snapshot-isolation,
+    /// strong-session-serializable or strict-serializable (the default for txn histories).
+    #[arg(long = "consistency-model")]
+    pub consistency_model: Option<String>,
 }
 
 /// Returns the process exit code (DESIGN §3).
@@ -75,6 +81,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
             ..Limits::default()
         },
         mutex: None,
+        consistency_model: args.consistency_model.clone(),
     };
     // A long search shows it is alive (on a terminal only; nothing in CI logs).
     let progress = faultline_report::check_progress(ops.len() as u64, "checking ops");
@@ -228,6 +235,7 @@ fn render(file: &str, format: Format, results: &Results) -> String {
         match c {
             CheckerResult::Linearizable(r) => render_linearizable(&mut out, r),
             CheckerResult::Mutex(r) => render_mutex(&mut out, r),
+            CheckerResult::Txn(r) => crate::check_txn::render(&mut out, r),
         }
         out.push('\n');
     }
@@ -260,6 +268,7 @@ mod tests {
             memory_limit_mb: 256,
             json: false,
             exhaustive: false,
+            consistency_model: None,
         }
     }
 
