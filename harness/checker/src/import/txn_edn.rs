@@ -93,6 +93,25 @@ fn forms_by_line(text: &str, file: &str) -> Option<Vec<(usize, Edn)>> {
     Some(out)
 }
 
+/// A txn's micro-ops as its invoke shows them: reads' values unknown.
+fn unread(v: &Edn) -> Edn {
+    match v {
+        Edn::Vector(mops) => Edn::Vector(
+            mops.iter()
+                .map(|m| match m {
+                    Edn::Vector(p)
+                        if p.len() >= 3 && matches!(&p[0], Edn::Keyword(f) if f == "r") =>
+                    {
+                        Edn::Vector(vec![p[0].clone(), p[1].clone(), Edn::Nil])
+                    }
+                    other => other.clone(),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Parses an Elle transactional history into faultline ops (`f: "txn"`).
 pub fn parse(text: &str, file: &str) -> Result<Vec<Op>, HistoryError> {
     let maps = match forms_by_line(text, file) {
@@ -116,7 +135,31 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Op>, HistoryError> {
             m => flat.push((line, m)),
         }
     }
-    let maps = flat;
+    // Elle's test histories often hold completions only; each then gets an invoke just
+    // before it (with its reads unknown), as if the txns ran one after another.
+    let maps = if flat
+        .iter()
+        .any(|(_, m)| matches!(m, Edn::Map(fields) if matches!(field(fields, "type"), Some(Edn::Keyword(t)) if t == "invoke")))
+    {
+        flat
+    } else {
+        let mut out = Vec::with_capacity(flat.len() * 2);
+        for (line, m) in flat {
+            if let Edn::Map(fields) = &m {
+                let invoke: Vec<(Edn, Edn)> = fields
+                    .iter()
+                    .map(|(k, v)| match k {
+                        Edn::Keyword(n) if n == "type" => (k.clone(), Edn::Keyword("invoke".into())),
+                        Edn::Keyword(n) if n == "value" => (k.clone(), unread(v)),
+                        _ => (k.clone(), v.clone()),
+                    })
+                    .collect();
+                out.push((line, Edn::Map(invoke)));
+            }
+            out.push((line, m));
+        }
+        out
+    };
     let mut ops = Vec::with_capacity(maps.len());
     // Anonymous processes: each invoke opens a fresh one, its completion is the next
     // anonymous completion.

@@ -26,34 +26,68 @@ struct Spec {
     rest: u8,
     /// The rest must also use an rw edge (G2-item).
     rest_needs_rw: bool,
+    /// No two rw edges may follow each other (G-nonadjacent).
+    nonadjacent: bool,
 }
 
-const SPECS: [Spec; 4] = [
+const SPECS: [Spec; 5] = [
     Spec {
         base: "G0",
         through: WW,
         rest: WW,
         rest_needs_rw: false,
+        nonadjacent: false,
     },
     Spec {
         base: "G1c",
         through: WR,
         rest: WW | WR,
         rest_needs_rw: false,
+        nonadjacent: false,
     },
     Spec {
         base: "G-single",
         through: RW,
         rest: WW | WR,
         rest_needs_rw: false,
+        nonadjacent: false,
+    },
+    Spec {
+        base: "G-nonadjacent",
+        through: RW,
+        rest: WW | WR | RW,
+        rest_needs_rw: true,
+        nonadjacent: true,
     },
     Spec {
         base: "G2-item",
         through: RW,
         rest: WW | WR | RW,
         rest_needs_rw: true,
+        nonadjacent: false,
     },
 ];
+
+/// Whether finding `found` in a component makes `kind` redundant there, as Elle's
+/// implications say: G0 implies G1c, G-single implies G-nonadjacent, which implies G2-item,
+/// and each class implies its process variant, which implies its real-time one.
+fn implied(found: &str, kind: &str) -> bool {
+    let split = |k: &str| -> (String, u8) {
+        if let Some(b) = k.strip_suffix("-realtime") {
+            (b.to_string(), 2)
+        } else if let Some(b) = k.strip_suffix("-process") {
+            (b.to_string(), 1)
+        } else {
+            (k.to_string(), 0)
+        }
+    };
+    let ((fb, fv), (kb, kv)) = (split(found), split(kind));
+    let base = fb == kb
+        || (fb == "G0" && kb == "G1c")
+        || (fb == "G-single" && (kb == "G-nonadjacent" || kb == "G2-item"))
+        || (fb == "G-nonadjacent" && kb == "G2-item");
+    base && fv <= kv
+}
 
 /// Searches every component for the forbidden cycle classes. `budget` bounds the states
 /// visited in all; `Err` carries the cycles found before it ran out.
@@ -77,16 +111,22 @@ pub fn find(
     let mut found = Vec::new();
     for (id, members) in comps.iter().enumerate() {
         let id = id as u32;
+        // Classes found in this component: a variant is not reported where its base (or,
+        // for real time, its process variant) already is, since the base implies it.
+        let mut here: Vec<String> = Vec::new();
         for spec in &SPECS {
             let passes: Vec<(u8, String)> = std::iter::once((0u8, spec.base.to_string()))
                 .chain(variant.map(|(bit, name)| (bit, format!("{}-{name}", spec.base))))
                 .collect();
             for (extra, kind) in passes {
-                if !wanted(&kind) {
+                if !wanted(&kind) || here.iter().any(|f| implied(f, &kind)) {
                     continue;
                 }
                 match search(g, &comp, id, members, spec, extra, budget) {
-                    Some(steps) => found.push(Cycle { kind, steps }),
+                    Some(steps) => {
+                        here.push(kind.clone());
+                        found.push(Cycle { kind, steps })
+                    }
                     None if *budget == 0 => return Err(found),
                     None => {}
                 }
@@ -123,7 +163,9 @@ fn search(
                 continue;
             }
             tries += 1;
-            if let Some(path) = shortest_path(g, comp, id, b, a, allowed, &need, budget) {
+            if let Some(path) =
+                shortest_path(g, comp, id, b, a, allowed, &need, spec.nonadjacent, budget)
+            {
                 let mut steps = vec![(a, spec.through)];
                 // path: (txn reached, relation used to reach it); the last reaches `a`.
                 let mut at = b;

@@ -3,7 +3,7 @@
 //! cycle finder uses.
 
 use super::history::{History, Outcome};
-use super::infer::{PROCESS, REALTIME};
+use super::infer::{PROCESS, REALTIME, RW};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
@@ -182,9 +182,11 @@ impl Graph {
 pub type Path = Vec<(u32, u8)>;
 
 /// Shortest path from `from` to `to` inside component `scc`, over relations in `allowed`,
-/// using at least one edge of each group in `need` (at most two groups). Each step's chosen
-/// relation is returned with the txn it reaches. `budget` counts states visited; the search
-/// gives up (`None`) when it runs out.
+/// using at least one edge of each group in `need` (at most two groups). `nonadjacent`:
+/// the path closes a cycle whose other edge (into `from`, out of `to`) is rw, and no two rw
+/// edges may be adjacent. Each step's chosen relation is returned with the txn it reaches.
+/// `budget` counts states visited; the search gives up (`None`) when it runs out.
+#[allow(clippy::too_many_arguments)]
 pub fn shortest_path(
     g: &Graph,
     comp: &[u32],
@@ -193,6 +195,7 @@ pub fn shortest_path(
     to: u32,
     allowed: u8,
     need: &[u8],
+    nonadjacent: bool,
     budget: &mut u64,
 ) -> Option<Path> {
     debug_assert!(need.len() <= 2);
@@ -206,7 +209,9 @@ pub fn shortest_path(
     // state → (previous state, relation taken)
     let mut parent: FxHashMap<(u32, u8), ((u32, u8), u8)> = FxHashMap::default();
     let mut queue = VecDeque::new();
-    let start = (from, 0u8);
+    // Bit 7 of the flags: the last edge taken was rw (the cycle's first edge is).
+    const LAST_RW: u8 = 0x80;
+    let start = (from, if nonadjacent { LAST_RW } else { 0u8 });
     parent.insert(start, (start, 0));
     queue.push_back(start);
     let mut goal = None;
@@ -226,12 +231,16 @@ pub fn shortest_path(
             // Each relation on the edge may be taken; prefer those that satisfy a need.
             let mut bit = 1u8;
             while bit != 0 && bit <= REALTIME {
-                if usable & bit != 0 {
-                    let nf = fl | flags_of(bit);
+                let blocked = nonadjacent && bit == RW && fl & LAST_RW != 0;
+                if usable & bit != 0 && !blocked {
+                    let mut nf = (fl & !LAST_RW) | flags_of(bit);
+                    if nonadjacent && bit == RW {
+                        nf |= LAST_RW;
+                    }
                     let s = (w, nf);
                     if let std::collections::hash_map::Entry::Vacant(e) = parent.entry(s) {
                         e.insert(((v, fl), bit));
-                        if w == to && nf == full {
+                        if w == to && nf & !LAST_RW == full && nf & LAST_RW == 0 {
                             goal = Some(s);
                             break 'search;
                         }
@@ -317,8 +326,8 @@ mod tests {
         let (_, ww_only) = g.sccs(1);
         assert_eq!(ww_only.len(), 1);
         let mut budget = 1000;
-        let p = shortest_path(&g, &comp, comp[0], 0, 2, 0xff, &[2], &mut budget).unwrap();
+        let p = shortest_path(&g, &comp, comp[0], 0, 2, 0xff, &[2], false, &mut budget).unwrap();
         assert_eq!(p, vec![(1, 1), (2, 2)]);
-        assert!(shortest_path(&g, &comp, comp[0], 0, 2, 1, &[], &mut budget).is_none());
+        assert!(shortest_path(&g, &comp, comp[0], 0, 2, 1, &[], false, &mut budget).is_none());
     }
 }

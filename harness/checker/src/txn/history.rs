@@ -113,6 +113,17 @@ pub struct ListOrder {
     pub duplicates: Vec<(Val, u32)>,
 }
 
+impl ListOrder {
+    pub fn contains(&self, v: Val) -> bool {
+        self.seen.contains_key(&v)
+    }
+
+    /// Where `v` first appears.
+    pub fn position(&self, v: Val) -> Option<u32> {
+        self.seen.get(&v).copied()
+    }
+}
+
 /// A whole transactional history.
 #[derive(Debug, Default)]
 pub struct History {
@@ -368,8 +379,13 @@ impl History {
             if vals.len() > order.elems.len() {
                 for &v in &vals[order.elems.len()..] {
                     let pos = order.elems.len() as u32;
-                    if order.seen.insert(v, pos).is_some() {
-                        order.duplicates.push((v, pos));
+                    match order.seen.entry(v) {
+                        std::collections::hash_map::Entry::Occupied(_) => {
+                            order.duplicates.push((v, pos))
+                        }
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(pos);
+                        }
                     }
                     order.elems.push(v);
                 }

@@ -510,7 +510,11 @@ fn list_edges(h: &History, f: &mut Facts) {
     for (k, order) in h.orders.iter().enumerate() {
         let key = k as u32;
         let mut prev: Option<u32> = None;
-        for &v in &order.elems {
+        for (pos, &v) in order.elems.iter().enumerate() {
+            // A duplicated element orders nothing new (Elle takes the distinct elements).
+            if order.position(v) != Some(pos as u32) {
+                continue;
+            }
             let w = committed_writer(h, f, key, v);
             if let Some(w) = w {
                 if h.txns[w as usize].outcome == Outcome::Info {
@@ -527,9 +531,19 @@ fn list_edges(h: &History, f: &mut Facts) {
             }
         }
     }
-    for (t, _) in h.txns.iter().enumerate() {
+    // Per key: txns whose read is the whole longest list, and committed appends no read
+    // observed. Those appends came after the longest list (lists only grow), so they
+    // follow its last writer (ww) and its readers (rw), as Elle infers.
+    let mut full_readers: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+    let mut unobserved: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+    for (t, txn) in h.txns.iter().enumerate() {
         let t = t as u32;
         for m in h.mops_of(t) {
+            if let Mop::Append { key, val } = *m {
+                if txn.outcome != Outcome::Fail && !h.orders[key as usize].contains(val) {
+                    unobserved.entry(key).or_default().push(t);
+                }
+            }
             let Mop::ReadList {
                 key,
                 seen: Some(ListRead::Prefix(len)),
@@ -538,6 +552,9 @@ fn list_edges(h: &History, f: &mut Facts) {
                 continue;
             };
             let elems = &h.orders[key as usize].elems;
+            if len as usize == elems.len() {
+                full_readers.entry(key).or_default().push(t);
+            }
             if len > 0 {
                 if let Some(w) = committed_writer(h, f, key, elems[len as usize - 1]) {
                     if w != t {
@@ -550,6 +567,24 @@ fn list_edges(h: &History, f: &mut Facts) {
                     if w != t {
                         edges.push((t, w, RW));
                     }
+                }
+            }
+        }
+    }
+    for (key, appenders) in unobserved.iter_mut() {
+        appenders.dedup();
+        let elems = &h.orders[*key as usize].elems;
+        let last = elems.last().and_then(|v| committed_writer(h, f, *key, *v));
+        let readers = full_readers.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        for &u in appenders.iter() {
+            if let Some(w) = last {
+                if w != u {
+                    edges.push((w, u, WW));
+                }
+            }
+            for &r in readers {
+                if r != u {
+                    edges.push((r, u, RW));
                 }
             }
         }

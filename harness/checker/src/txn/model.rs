@@ -2,8 +2,12 @@
 //! (`elle.consistency-model`, EPL-1.0; read, not copied): a model forbids its own anomalies
 //! and those of every weaker model it implies.
 
-/// Cycle anomalies, weakest edge set first: ww only, + wr, exactly one rw, two or more rw.
-pub const CYCLE_BASES: [&str; 4] = ["G0", "G1c", "G-single", "G2-item"];
+/// Cycle anomalies, weakest edge set first: ww only, + wr, exactly one rw, two or more rw
+/// none adjacent, two or more rw.
+pub const CYCLE_BASES: [&str; 5] = ["G0", "G1c", "G-single", "G-nonadjacent", "G2-item"];
+
+/// What snapshot isolation forbids of the cycles (Elle: G-SI, G-nonadjacent).
+const SI_CYCLES: [&str; 4] = ["G0", "G1c", "G-single", "G-nonadjacent"];
 
 /// Anomalies found without cycles.
 pub const NON_CYCLE: [&str; 7] = [
@@ -66,22 +70,12 @@ pub fn forbidden(model: &str) -> Option<Vec<String>> {
         "cursor-stability" => (&["G0", "G1c"], Order::Data, &["lost-update"]),
         // G-single over items is a G2-item cycle too (Elle: G-single-item implies G2-item).
         "repeatable-read" => (&CYCLE_BASES, Order::Data, &["lost-update"]),
-        "snapshot-isolation" => (
-            &["G0", "G1c", "G-single"],
-            Order::Data,
-            &["lost-update", "internal"],
-        ),
+        "snapshot-isolation" => (&SI_CYCLES, Order::Data, &["lost-update", "internal"]),
         "serializable" => (&CYCLE_BASES, Order::Data, &["lost-update", "internal"]),
-        "strong-session-snapshot-isolation" => (
-            &["G0", "G1c", "G-single"],
-            Order::Process,
-            &["lost-update", "internal"],
-        ),
-        "strong-snapshot-isolation" => (
-            &["G0", "G1c", "G-single"],
-            Order::Realtime,
-            &["lost-update", "internal"],
-        ),
+        "strong-session-snapshot-isolation" => {
+            (&SI_CYCLES, Order::Process, &["lost-update", "internal"])
+        }
+        "strong-snapshot-isolation" => (&SI_CYCLES, Order::Realtime, &["lost-update", "internal"]),
         "strong-session-serializable" => {
             (&CYCLE_BASES, Order::Process, &["lost-update", "internal"])
         }
