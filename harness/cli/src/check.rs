@@ -39,6 +39,12 @@ pub struct CheckArgs {
     /// Decide every key even after one is found non-linearizable.
     #[arg(long)]
     pub exhaustive: bool,
+    /// Check transactions against this consistency model: read-uncommitted,
+    /// read-committed, cursor-stability, repeatable-read, snapshot-isolation, serializable,
+    /// strong-session-snapshot-isolation, strong-snapshot-isolation,
+    /// strong-session-serializable or strict-serializable (the default for txn histories).
+    #[arg(long = "consistency-model")]
+    pub consistency_model: Option<String>,
 }
 
 /// Returns the process exit code (DESIGN §3).
@@ -89,6 +95,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         },
         mutex: None,
         set: None,
+        consistency_model: args.consistency_model.clone(),
     };
     // A long search shows it is alive (on a terminal only; nothing in CI logs).
     let progress = faultline_report::check_progress(ops.len() as u64, "checking ops");
@@ -273,6 +280,7 @@ fn render(file: &str, format: Format, results: &Results) -> String {
             CheckerResult::Mutex(r) => render_mutex(&mut out, r),
             CheckerResult::Set(r) => render_set(&mut out, r),
             CheckerResult::Other => {}
+            CheckerResult::Txn(r) => crate::check_txn::render(&mut out, r),
         }
         out.push('\n');
     }
@@ -305,6 +313,7 @@ mod tests {
             memory_limit_mb: 256,
             json: false,
             exhaustive: false,
+            consistency_model: None,
         }
     }
 
