@@ -30,13 +30,14 @@ if [ -z "$faultline" ]; then
     faultline="${CARGO_TARGET_DIR:-target}/release/faultline"
 fi
 
-# Every fault family the local hosts support, one after another, every 3 s on average.
+# Every fault family the local hosts support, each on its own schedule (so every family
+# plays, and faults of different families coincide), every 3 s on average.
 # The summary goes to stdout (and is kept to find the run folder); the log to stderr.
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 set +e
 "$faultline" run --db raft --workload register --time-limit 30 \
-    --nemesis partition,kill,pause,clock --nemesis-interval 3 \
+    --nemesis partition,kill,pause,clock --nemesis-overlap --nemesis-interval 3 \
     "$@" | tee "$out"
 status=${PIPESTATUS[0]}
 set -e
