@@ -15,6 +15,9 @@
 //! - `mutex`: the mutual-exclusion and fencing-token checker for lock histories.
 //! - `set`: the lock-set workload's checker: every acknowledged add is in the final read.
 //! - `results`: results.json's one schema (`RunResults`) and the checkers' result types.
+//! - `txn`: the Elle-style transactional checker (list-append, rw-register) and its
+//!   consistency models.
+//! - `results`: result types, serialised exactly as `docs/contracts.md` fixes them.
 //! - `verdict`: `Validity` (true / false / "unknown") and how verdicts combine (DESIGN §3).
 //! - `bench_data`: MANIFEST.tsv of `tests/data` (tests, benchmark).
 //! - `generate`: seeded generators of random histories (tests, benchmarks).
@@ -33,6 +36,7 @@ pub mod mutex;
 pub mod results;
 pub mod set;
 pub mod stats;
+pub mod txn;
 pub mod verdict;
 
 pub use history::{read_history, read_jsonl, Key, Op, OpType, Process, ReadHistory};
@@ -62,6 +66,10 @@ pub struct CheckOptions {
     /// Also run the set checker on `add`/`read` ops (the lock-set workload); `None`: when
     /// the history has any `add`.
     pub set: Option<bool>,
+    /// Check transactions (`txn` ops of `append` / `r` / `w` micro-ops) against this
+    /// consistency model (see [`txn::model::MODELS`]); `None`: strict-serializable, when the
+    /// history has such transactions.
+    pub consistency_model: Option<String>,
 }
 
 /// The model for a history whose model was not named: by the ops' `f`, `None` for lock
@@ -72,6 +80,8 @@ pub fn guess_model(ops: &[Op]) -> Option<&'static str> {
             .any(|o| matches!(o.process, Process::Client(_)) && o.f == f)
     };
     if client("acquire") || client("release") || client("add") {
+        None
+    } else if txn::is_txn_history(ops) {
         None
     } else if client("txn") {
         Some("multi-register")
@@ -145,6 +155,15 @@ pub fn check_history(ops: &[Op], options: &CheckOptions) -> Result<Results, Stri
         .unwrap_or_else(|| ops.iter().any(|o| o.f == "add"))
     {
         checkers.push(CheckerResult::Set(check_set(ops)));
+    if options.consistency_model.is_some() || txn::is_txn_history(ops) {
+        let txn_options = txn::TxnOptions {
+            consistency_model: options
+                .consistency_model
+                .clone()
+                .unwrap_or_else(|| txn::model::DEFAULT_MODEL.to_string()),
+            ..txn::TxnOptions::default()
+        };
+        checkers.push(CheckerResult::Txn(txn::check_ops(ops, &txn_options)?));
     }
     if let Some(model) = model {
         checkers.push(CheckerResult::Linearizable(check_linearizable_named(

@@ -61,6 +61,8 @@ pub enum CheckerResult {
     Mutex(MutexResult),
     #[serde(rename = "set")]
     Set(crate::set::SetResult),
+    #[serde(rename = "txn")]
+    Txn(crate::txn::TxnResult),
     /// A checker this version does not know (a newer file): read, shown as undecided.
     #[serde(other)]
     Other,
@@ -72,6 +74,7 @@ impl CheckerResult {
             CheckerResult::Linearizable(r) => r.valid,
             CheckerResult::Mutex(r) => r.valid,
             CheckerResult::Set(r) => r.valid,
+            CheckerResult::Txn(r) => r.valid,
             CheckerResult::Other => Validity::Unknown,
         }
     }
@@ -81,6 +84,7 @@ impl CheckerResult {
             CheckerResult::Linearizable(_) => "linearizable",
             CheckerResult::Mutex(_) => "mutex",
             CheckerResult::Set(_) => "set",
+            CheckerResult::Txn(_) => "txn",
             CheckerResult::Other => "other",
         }
     }

@@ -39,6 +39,12 @@ pub struct CheckArgs {
     /// Decide every key even after one is found non-linearizable.
     #[arg(long)]
     pub exhaustive: bool,
+    /// Check transactions against this consistency model: read-uncommitted,
+    /// read-committed, cursor-stability, repeatable-read, snapshot-isolation, serializable,
+    /// strong-session-snapshot-isolation, strong-snapshot-isolation,
+    /// strong-session-serializable or strict-serializable (the default for txn histories).
+    #[arg(long = "consistency-model")]
+    pub consistency_model: Option<String>,
 }
 
 /// Returns the process exit code (DESIGN §3).
@@ -79,13 +85,17 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         model,
         initial,
         limits: Limits {
-            time_limit: Some(Duration::from_secs_f64(args.time_limit_s)),
+            // Past Duration's range (`1e300`) means no limit, not a panic.
+            time_limit: Some(
+                Duration::try_from_secs_f64(args.time_limit_s).unwrap_or(Duration::MAX),
+            ),
             memory_limit_bytes: args.memory_limit_mb.saturating_mul(1024 * 1024),
             exhaustive: args.exhaustive,
             ..Limits::default()
         },
         mutex: None,
         set: None,
+        consistency_model: args.consistency_model.clone(),
     };
     // A long search shows it is alive (on a terminal only; nothing in CI logs).
     let progress = faultline_report::check_progress(ops.len() as u64, "checking ops");
@@ -96,9 +106,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
+        // Keys and values come from the file: they must not drive the terminal.
         print!(
             "{}",
-            render(&args.file.display().to_string(), format, &results)
+            faultline_report::escape::terminal(&render(
+                &args.file.display().to_string(),
+                format,
+                &results
+            ))
         );
         // faultline's own histories carry times: add the run summary's counts and
         // latencies per checker and key, as at the end of a run.
@@ -265,6 +280,7 @@ fn render(file: &str, format: Format, results: &Results) -> String {
             CheckerResult::Mutex(r) => render_mutex(&mut out, r),
             CheckerResult::Set(r) => render_set(&mut out, r),
             CheckerResult::Other => {}
+            CheckerResult::Txn(r) => crate::check_txn::render(&mut out, r),
         }
         out.push('\n');
     }
@@ -297,6 +313,7 @@ mod tests {
             memory_limit_mb: 256,
             json: false,
             exhaustive: false,
+            consistency_model: None,
         }
     }
 

@@ -183,7 +183,8 @@ pub fn summary_for(history: &[Op], results: Option<&RunResults>, report: Option<
         }
     }
     out.push('\n');
-    out
+    // Keys and explanations come from the history: they must not drive the terminal.
+    crate::escape::terminal(&out)
 }
 
 /// [`summary_for`] with the checker crate's own results (what `faultline check` holds).

@@ -5,6 +5,7 @@
 
 mod edn;
 mod etcd;
+pub mod txn_edn;
 
 use crate::history::{HistoryError, Op};
 use std::path::Path;
@@ -20,11 +21,18 @@ pub enum Format {
     PorcupineKv,
     /// Knossos/Jepsen EDN histories.
     KnossosEdn,
+    /// Jepsen/Elle transactional EDN histories (`:f :txn`, list-append or rw-register).
+    ElleEdn,
 }
 
 impl Format {
-    pub const NAMES: &'static [&'static str] =
-        &["jsonl", "porcupine-etcd", "porcupine-kv", "knossos-edn"];
+    pub const NAMES: &'static [&'static str] = &[
+        "jsonl",
+        "porcupine-etcd",
+        "porcupine-kv",
+        "knossos-edn",
+        "elle-edn",
+    ];
 
     pub fn parse(name: &str) -> Option<Format> {
         Some(match name {
@@ -32,6 +40,7 @@ impl Format {
             "porcupine-etcd" | "porcupine-etcd-log" => Format::PorcupineEtcd,
             "porcupine-kv" => Format::PorcupineKv,
             "knossos-edn" | "edn" => Format::KnossosEdn,
+            "elle-edn" => Format::ElleEdn,
             _ => return None,
         })
     }
@@ -42,6 +51,7 @@ impl Format {
             Format::PorcupineEtcd => "porcupine-etcd",
             Format::PorcupineKv => "porcupine-kv",
             Format::KnossosEdn => "knossos-edn",
+            Format::ElleEdn => "elle-edn",
         }
     }
 
@@ -52,6 +62,7 @@ impl Format {
             Format::Jsonl => crate::guess_model(ops),
             Format::PorcupineEtcd => Some("cas-register:porcupine"),
             Format::PorcupineKv => Some("kv"),
+            Format::ElleEdn => None,
             Format::KnossosEdn => match crate::guess_model(ops) {
                 None => Some("mutex"),
                 Some("cas-register") => Some("cas-register:knossos"),
@@ -73,7 +84,9 @@ impl Format {
 /// Guesses a format from the start of a file's text.
 pub fn guess_format(text: &str) -> Format {
     let start = text.trim_start();
-    if start.starts_with("INFO") {
+    if txn_edn::looks_like(text) {
+        Format::ElleEdn
+    } else if start.starts_with("INFO") {
         Format::PorcupineEtcd
     } else if start.starts_with("{:") {
         Format::PorcupineKv
@@ -94,6 +107,7 @@ pub fn parse(text: &str, format: Format, file: &str) -> Result<Vec<Op>, HistoryE
         Format::PorcupineEtcd => etcd::parse(text, file),
         Format::PorcupineKv => edn::parse_kv(text, file),
         Format::KnossosEdn => edn::parse_knossos(text, file),
+        Format::ElleEdn => txn_edn::parse(text, file),
     }
 }
 
