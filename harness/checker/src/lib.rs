@@ -155,6 +155,7 @@ pub fn check_history(ops: &[Op], options: &CheckOptions) -> Result<Results, Stri
         .unwrap_or_else(|| ops.iter().any(|o| o.f == "add"))
     {
         checkers.push(CheckerResult::Set(check_set(ops)));
+    }
     if options.consistency_model.is_some() || txn::is_txn_history(ops) {
         let txn_options = txn::TxnOptions {
             consistency_model: options
