@@ -9,10 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends \
-    qemu-system-x86 qemu-utils mmdebstrap e2fsprogs iproute2 iptables openssh-client \
+# The VM cluster's packages, with qemu-utils of qemu-system-x86's version (see the
+# script), then the Vagrant/libvirt path's.
+bash harness/scripts/install-vm-deps.sh
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
     libvirt-daemon-system dnsmasq-base binutils >/dev/null
 

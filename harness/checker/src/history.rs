@@ -226,6 +226,13 @@ impl<R: std::io::BufRead> HistoryReader<R> {
         &self.summary
     }
 
+    /// Ends the read at a torn last line, noting it.
+    fn torn(&mut self, line: usize, bytes: usize) -> Option<Result<Op, HistoryError>> {
+        self.summary.torn_tail = Some(TornTail { line, bytes });
+        self.done = true;
+        None
+    }
+
     fn fail(&mut self, err: HistoryError) -> Option<Result<Op, HistoryError>> {
         self.done = true;
         Some(Err(err))
@@ -253,11 +260,7 @@ impl<R: std::io::BufRead> Iterator for HistoryReader<R> {
             let complete = self.buf.last() == Some(&b'\n');
             let text = match std::str::from_utf8(&self.buf) {
                 Ok(text) => text,
-                Err(_) if !complete => {
-                    self.summary.torn_tail = Some(TornTail { line, bytes: n });
-                    self.done = true;
-                    return None;
-                }
+                Err(_) if !complete => return self.torn(line, n),
                 Err(e) => {
                     let message =
                         format!("not UTF-8 (invalid byte at column {})", e.valid_up_to() + 1);
@@ -272,11 +275,7 @@ impl<R: std::io::BufRead> Iterator for HistoryReader<R> {
             let op = match serde_json::from_str::<Op>(text) {
                 Ok(op) => op,
                 // Only a last line can be torn; a bad line with a newline after it is not.
-                Err(_) if !complete => {
-                    self.summary.torn_tail = Some(TornTail { line, bytes: n });
-                    self.done = true;
-                    return None;
-                }
+                Err(_) if !complete => return self.torn(line, n),
                 Err(e) => {
                     let message = format!(
                         "expected one op object {{index, time, type, process, f, key?, value}}: {e}"

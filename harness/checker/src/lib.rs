@@ -43,8 +43,8 @@ pub use history::{read_history, read_jsonl, Key, Op, OpType, Process, ReadHistor
 pub use linearizable::{check_linearizable, Limits};
 pub use mutex::check_mutex;
 pub use results::{CheckerResult, Results, RunResults};
-pub use stats::Stats;
 pub use set::check_set;
+pub use stats::Stats;
 pub use verdict::Validity;
 
 use model::{Convention, KvModel, MultiRegisterModel, MutexModel, RegisterModel, Val};

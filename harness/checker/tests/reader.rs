@@ -9,7 +9,7 @@ fn event(index: u64) -> String {
     format!(
         "{{\"index\":{index},\"time\":{},\"type\":\"{}\",\"process\":0,\"f\":\"write\",\"key\":1,\"value\":{}}}\n",
         index * 10,
-        if index % 2 == 0 { "invoke" } else { "ok" },
+        if index.is_multiple_of(2) { "invoke" } else { "ok" },
         index / 2
     )
 }

@@ -235,12 +235,12 @@ fn checkers_section(out: &mut String, results: Option<&RunResults>) {
         for k in c.keys() {
             let _ = write!(
                 out,
-                "<tr class=\"{v}\"><td></td><td></td><td>{key}</td><td>{badge}</td><td>{ops}</td><td>{dur}</td><td>{note}</td></tr>",
+                "<tr class=\"{v}\"><td></td><td></td><td>{key}</td><td>{badge}</td><td>{ops}</td><td>{dur:.1} ms</td><td>{note}</td></tr>",
                 v = verdict_of(k.valid).as_str(),
                 key = html(&key_text(&k.key)),
                 badge = badge(verdict_of(k.valid)),
                 ops = k.ops,
-                dur = format!("{:.1} ms", k.duration_ms),
+                dur = k.duration_ms,
                 note = html(k.reason.as_deref().unwrap_or(if k.counterexample.is_some() {
                     "counterexample below"
                 } else {

@@ -173,7 +173,9 @@ pub fn up(cfg: &VmConfig, progress: &dyn Fn(&str)) -> anyhow::Result<VmCluster> 
     if !missing.is_empty() {
         bail!(
             "the VM cluster needs Debian packages that are missing: {m}; install them with \
-             `apt-get install {m}`",
+             `apt-get install {m}` (if apt refuses because a newer qemu-utils is installed, \
+             e.g. from backports, install qemu-system-x86's own version of qemu-utils: \
+             `bash harness/scripts/install-vm-deps.sh` in faultline's repository does)",
             m = missing.join(" ")
         );
     }
@@ -389,8 +391,23 @@ fn teardown(id: u8) -> anyhow::Result<()> {
 /// Like [`teardown`], but keeps the VMs' console logs (overlays go).
 fn teardown_keep_logs(id: u8) -> anyhow::Result<()> {
     let dirs = host_dirs(id);
-    let pids: Vec<i32> = dirs.iter().filter_map(|d| qemu_pid(d)).collect();
-    let left = sys::terminate(&pids, PROCESS_EXIT_WAIT);
+    let hosts = state_dir(id).join("hosts");
+    // The PID files' QEMUs, and any other QEMU on this cluster's overlays (a PID file lost
+    // to a crash, a second `up` racing the first): `down` returns only once all have exited.
+    let mut pids: Vec<i32> = dirs.iter().filter_map(|d| qemu_pid(d)).collect();
+    pids.extend(qemus_under(&hosts));
+    let mut left = sys::terminate(&pids, PROCESS_EXIT_WAIT);
+    let deadline = Instant::now() + PROCESS_EXIT_WAIT;
+    loop {
+        left.extend(qemus_under(&hosts));
+        left.sort_unstable();
+        left.dedup();
+        left.retain(|&p| sys::alive(p));
+        if left.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        left = sys::terminate(&left, PROCESS_EXIT_WAIT);
+    }
     if !left.is_empty() {
         bail!("QEMU processes of VM cluster {id} survived SIGKILL: {left:?}");
     }
@@ -402,6 +419,25 @@ fn teardown_keep_logs(id: u8) -> anyhow::Result<()> {
     let _ = fs::remove_file(state_dir(id).join("cluster.json"));
     let _ = fs::remove_file(state_dir(id).join("nodes"));
     Ok(())
+}
+
+/// Live `qemu-system` processes whose command line names a file under `dir` (this cluster's
+/// hosts folder: every QEMU it starts boots an overlay there).
+fn qemus_under(dir: &Path) -> Vec<i32> {
+    let dir = format!("{}/", dir.display());
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            sys::cmdline(pid).is_some_and(|cmd| cmd.contains("qemu-system") && cmd.contains(&dir))
+                && sys::alive(pid)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 fn host_dirs(id: u8) -> Vec<PathBuf> {
@@ -464,6 +500,36 @@ pub fn leftovers(id: u8) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A QEMU whose PID file is gone is still found by its overlay path, and only one of
+    /// this cluster's: a stand-in process named like QEMU, started by this test.
+    #[test]
+    fn qemus_are_found_by_their_overlays_without_a_pid_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = dir.path().join("hosts");
+        let overlay = hosts.join("n1/overlay.qcow2");
+        let mut child = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "exec -a 'qemu-system-x86_64 -drive file={}' sleep 30",
+                overlay.display()
+            ))
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !qemus_under(&hosts).contains(&pid) {
+            assert!(
+                Instant::now() < deadline,
+                "the stand-in QEMU was never found"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(qemus_under(&dir.path().join("other")).is_empty());
+        assert!(sys::terminate(&qemus_under(&hosts), Duration::from_secs(2)).is_empty());
+        let _ = child.wait();
+        assert!(qemus_under(&hosts).is_empty());
+    }
 
     #[test]
     fn nodes_files_are_vms_only_with_the_marker_first() {
