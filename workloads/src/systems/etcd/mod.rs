@@ -108,6 +108,17 @@ pub fn build_test(o: &EtcdOptions, mut options: RunOptions) -> anyhow::Result<Te
     for (k, v) in fields {
         options.test_fields.entry(k).or_insert(v);
     }
+    if settings.serializable {
+        // The report says how such a read is served when it explains a stale one.
+        options
+            .test_fields
+            .entry("stale_read_note")
+            .or_insert(json!(
+                "etcd answers a serializable read from the member's own store, without asking \
+             the leader or a quorum: a member cut off from the majority, or behind it, \
+             returns a value the majority has since overwritten."
+            ));
+    }
     let db = Arc::new(EtcdDb::new(timing));
     let (client, generator): (
         Arc<dyn faultline_core::client::ClientFactory>,
