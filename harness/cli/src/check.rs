@@ -223,6 +223,7 @@ fn render_mutex(out: &mut String, r: &MutexResult) {
 }
 
 fn render_set(out: &mut String, r: &faultline_checker::set::SetResult) {
+    use std::fmt::Write as _;
     let _ = writeln!(
         out,
         "set: {} ({} set(s), {:.1} ms)",
