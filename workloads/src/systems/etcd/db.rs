@@ -3,9 +3,9 @@
 //! detached with a PID file, stopped and signalled by that PID file only.
 
 use super::client::{connect, EtcdError};
-use crate::node_db::Detached;
 use anyhow::Context;
 use async_trait::async_trait;
+use faultline_control::daemon::{Daemon, Signal, Start};
 use faultline_control::Remote;
 use faultline_core::db::{Db, DbContext, Kill, LogFiles, Pause, Primaries};
 use serde_json::json;
@@ -15,10 +15,11 @@ pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 const DATA_DIR: &str = "/opt/faultline/data/etcd";
 const LOG_FILE: &str = "/opt/faultline/log/etcd.log";
-/// etcd writes no PID file of its own: the launcher's record is the only one.
 const PID_FILE: &str = "/opt/faultline/run/etcd.pid";
-/// Debian's binary; `etcd --version` names the version test.json records.
+/// Debian's binary.
 const ETCD: &str = "/usr/bin/etcd";
+/// The name the PID file's process must run.
+const EXECUTABLE: &str = "etcd";
 /// How long the members may take to agree on a leader after every one started.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound of one status request (readiness, primaries).
@@ -67,13 +68,22 @@ pub struct EtcdDb {
     timing: EtcdTiming,
 }
 
-fn files() -> Detached {
-    Detached {
-        pid_file: PID_FILE.into(),
-        launch_pid_file: PID_FILE.into(),
-        stdout_file: LOG_FILE.into(),
-        exe: ETCD,
-    }
+fn daemon() -> Daemon {
+    Daemon::new(EXECUTABLE, PID_FILE, LOG_FILE)
+}
+
+async fn stop(node: &Remote) -> anyhow::Result<()> {
+    daemon()
+        .stop(node)
+        .await
+        .with_context(|| format!("stopping etcd on {}", node.name()))
+}
+
+async fn signal(node: &Remote, signal: Signal) -> anyhow::Result<()> {
+    daemon()
+        .signal(node, signal)
+        .await
+        .with_context(|| format!("sending {} to etcd on {}", signal.name(), node.name()))
 }
 
 fn url(address: &str, port: u16) -> String {
@@ -131,13 +141,11 @@ impl EtcdDb {
     }
 
     async fn start(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        files()
-            .launch(
-                node,
-                &self.argv(cx, node),
-                &format!("etcd on {}", node.name()),
-            )
+        // etcd writes no PID file: the launcher's record is the PID file.
+        daemon()
+            .start(node, &Start::new(self.argv(cx, node)))
             .await
+            .with_context(|| format!("starting etcd on {}", node.name()))
     }
 
     /// Each member's own status: `(host, member id, leader id, version)`; `None` for a
@@ -184,7 +192,7 @@ impl Db for EtcdDb {
 
     async fn setup(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
         // A crashed earlier run may have left its member running.
-        files().stop(node, "etcd").await?;
+        stop(node).await?;
         let installed = node
             .exec_status_timeout(&["sh", "-c", INSTALL_SCRIPT], INSTALL_TIMEOUT)
             .await?;
@@ -258,7 +266,7 @@ impl Db for EtcdDb {
     }
 
     async fn teardown(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        files().stop(node, "etcd").await?;
+        stop(node).await?;
         node.exec(&["rm", "-rf", DATA_DIR]).await?;
         Ok(())
     }
@@ -280,11 +288,11 @@ impl Db for EtcdDb {
 #[async_trait]
 impl Kill for EtcdDb {
     async fn kill(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        files().signal(node, "KILL").await
+        signal(node, Signal::Kill).await
     }
     async fn start(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
         // Whatever is left of the old process goes first: two members never share a dir.
-        files().stop(node, "etcd").await?;
+        stop(node).await?;
         EtcdDb::start(self, cx, node).await
     }
 }
@@ -292,10 +300,10 @@ impl Kill for EtcdDb {
 #[async_trait]
 impl Pause for EtcdDb {
     async fn pause(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        files().signal(node, "STOP").await
+        signal(node, Signal::Stop).await
     }
     async fn resume(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        files().signal(node, "CONT").await
+        signal(node, Signal::Cont).await
     }
 }
 
