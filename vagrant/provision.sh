@@ -2,6 +2,7 @@
 # Provisions one faultline test host (run by Vagrant as root inside the VM).
 # - root SSH with faultline's key (uploaded to /tmp/faultline.pub by the Vagrantfile);
 # - the tools the nemesis uses: iptables, iproute2 (tc), libfaketime;
+# - etcd-server, with its own service disabled (faultline starts etcd itself);
 # - time synchronisation off, so a clock fault holds until faultline resets it;
 # - /etc/hosts naming every test host, and /opt/faultline for binaries, data and PID files.
 set -euo pipefail
@@ -18,6 +19,21 @@ if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
 fi
+
+# etcd-server for --db etcd; faultline starts etcd itself, so Debian's service never runs:
+# a policy-rc.d keeps apt from starting it, and the unit is disabled.
+if ! command -v etcd >/dev/null; then
+    policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy=/usr/sbin/policy-rc.d
+    fi
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends etcd-server etcd-client >/dev/null
+    [[ -n "$policy" ]] && rm -f "$policy"
+fi
+systemctl disable --now etcd.service >/dev/null 2>&1 || true
 
 install -d -m 700 /root/.ssh
 touch /root/.ssh/authorized_keys

@@ -19,12 +19,14 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod etcd;
+
 /// Systems `--db` accepts now.
-pub const DBS: [&str; 4] = ["raft", "paxos", "zk-lock", "redis-lock"];
+pub const DBS: [&str; 5] = ["raft", "paxos", "zk-lock", "redis-lock", "etcd"];
 /// Workloads `--workload` accepts now.
-pub const WORKLOADS: [&str; 2] = ["register", "lock"];
+pub const WORKLOADS: [&str; 3] = ["register", "lock", "lock-set"];
 /// Systems planned but not built yet, named in the error so users know.
-const DBS_LATER: [&str; 3] = ["etcd", "redis", "zookeeper"];
+const DBS_LATER: [&str; 2] = ["redis", "zookeeper"];
 /// The lock services: the only systems of the `lock` workload, which they alone serve.
 const LOCK_DBS: [&str; 2] = ["zk-lock", "redis-lock"];
 /// Default lease of a grant: zk-lock's session timeout, redis-lock's TTL.
@@ -62,6 +64,10 @@ pub struct SystemSpec {
     pub failover_interval: Option<Duration>,
     /// The register workload draws values from `0..register_values`.
     pub register_values: u64,
+    /// etcd: `--read-consistency` (linearizable or serializable).
+    pub read_consistency: Option<String>,
+    /// lock-set: guard writes with the lock's fencing token.
+    pub fencing: bool,
 }
 
 impl Default for SystemSpec {
@@ -79,7 +85,21 @@ impl Default for SystemSpec {
             lock_ttl_ms: None,
             register_values: crate::register::DEFAULT_VALUES,
             failover_interval: None,
+            read_consistency: None,
+            fencing: false,
         }
+    }
+}
+
+/// The etcd options of `spec`.
+fn etcd_options(spec: &SystemSpec) -> etcd::EtcdOptions {
+    etcd::EtcdOptions {
+        workload: spec.workload.clone(),
+        read_consistency: spec.read_consistency.clone(),
+        lease_ms: spec.lock_ttl_ms,
+        fencing: spec.fencing,
+        client_timeout: spec.client_timeout,
+        register_values: spec.register_values,
     }
 }
 
@@ -104,6 +124,22 @@ pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
         "unknown --workload {:?}; expected one of {}",
         spec.workload,
         WORKLOADS.join(", ")
+    );
+    if spec.db == "etcd" {
+        anyhow::ensure!(
+            spec.bugs.is_empty() && spec.read_mode.is_none() && spec.lock_mode.is_none(),
+            "--bug, --read-mode and --lock-mode are for faultline's own nodes, not etcd \
+             (etcd's reads: --read-consistency)"
+        );
+        return etcd::validate(&etcd_options(spec));
+    }
+    anyhow::ensure!(
+        spec.read_consistency.is_none() && !spec.fencing,
+        "--read-consistency and --fencing are for --db etcd"
+    );
+    anyhow::ensure!(
+        spec.workload != "lock-set",
+        "--workload lock-set runs on --db etcd; zk-lock and redis-lock do not serve it yet"
     );
     let lock_db = LOCK_DBS.contains(&spec.db.as_str());
     anyhow::ensure!(
@@ -195,6 +231,9 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         "{} needs hosts to run on",
         spec.db
     );
+    if spec.db == "etcd" {
+        return etcd::build_test(&etcd_options(spec), options);
+    }
     let binary = find_node_binary(spec.node_binary.as_deref())?;
     if spec.workload == "lock" {
         return build_lock_test(spec, options, binary);

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The system under test: raft, paxos, zk-lock or redis-lock.
+    /// The system under test: raft, paxos, zk-lock, redis-lock or etcd.
     #[arg(long, default_value = "raft")]
     pub db: String,
-    /// The workload: register (raft, paxos) or lock (zk-lock, redis-lock).
+    /// The workload: register (raft, paxos, etcd), lock (zk-lock, redis-lock, etcd) or
+    /// lock-set (etcd).
     #[arg(long, default_value = "register")]
     pub workload: String,
     /// Start the nodes with a planted bug (repeatable), e.g. stale-read.
@@ -28,6 +29,12 @@ pub struct RunArgs {
     /// The nodes' read path: readindex or lease (raft only).
     #[arg(long, value_name = "MODE")]
     pub read_mode: Option<String>,
+    /// etcd's read option: linearizable (default) or serializable.
+    #[arg(long, value_name = "MODE")]
+    pub read_consistency: Option<String>,
+    /// lock-set: guard each write of the set with the lock's fencing token.
+    #[arg(long)]
+    pub fencing: bool,
     /// A further faultline-node option, passed through (repeatable): `tick-ms=20` becomes
     /// `--tick-ms 20`, `foo` becomes `--foo`.
     #[arg(long = "node-opt", value_name = "NAME[=VALUE]")]
@@ -235,6 +242,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         lock_mode: args.lock_mode.clone(),
         lock_ttl_ms: args.lock_ttl_ms,
         register_values: args.register_values,
+        read_consistency: args.read_consistency.clone(),
+        fencing: args.fencing,
         failover_interval: failover.then(|| Duration::from_secs_f64(args.nemesis.nemesis_interval)),
         db: args.db.clone(),
         workload: args.workload.clone(),

@@ -148,7 +148,13 @@ fn header(out: &mut String, run: &RunData, verdict: Verdict, end_ns: u64, stats:
         Verdict::Crashed => "CRASHED — the run failed before a verdict",
     };
     let mut facts: Vec<(&str, String)> = vec![
-        ("db", t.db.clone().unwrap_or_default()),
+        (
+            "db",
+            match run.test_raw.get("db_version").and_then(|v| v.as_str()) {
+                Some(version) => format!("{} ({version})", t.db.clone().unwrap_or_default()),
+                None => t.db.clone().unwrap_or_default(),
+            },
+        ),
         ("workload", t.workload.clone().unwrap_or_default()),
         ("faults", t.nemesis.join(", ")),
         ("seed", t.seed.map(|s| s.to_string()).unwrap_or_default()),
@@ -475,6 +481,23 @@ fn why_section(out: &mut String, run: &RunData, pairs: &[Pair]) {
     out.push_str("</section>\n");
 }
 
+/// Which node served each op of the counterexample, and what the faults did to it then.
+fn served_by_section(out: &mut String, run: &RunData, cx: &Counterexample) {
+    let text = |k: &str| run.test_raw.get(k).and_then(|v| v.as_str());
+    let db = text("db_version")
+        .or(run.test.db.as_deref())
+        .unwrap_or("the system");
+    let invokes: Vec<u64> = cx.ops.iter().map(|o| o.invoke_index).collect();
+    let lines = crate::served::served_by(&run.history, &invokes, db, text("stale_read_note"));
+    if !lines.is_empty() {
+        out.push_str("<h4>Where they ran</h4><ul class=\"ops\">");
+        for line in lines {
+            let _ = write!(out, "<li>{}</li>", html(&line));
+        }
+        out.push_str("</ul>");
+    }
+}
+
 fn counterexample(
     out: &mut String,
     run: &RunData,
@@ -546,6 +569,7 @@ fn counterexample(
         let _ = write!(out, "<li>{}</li>", html(&opref_text(o)));
     }
     out.push_str("</ol>");
+    served_by_section(out, run, cx);
     if !cx.partial_linearization.is_empty() {
         let n = cx.partial_linearization.len();
         let skipped = n.saturating_sub(PARTIAL_SHOWN_MAX);

@@ -12,6 +12,7 @@
 //! - `junit`: JUnit XML for CI.
 //! - `summary`: the terminal table, and progress bars.
 //! - `serve`: the HTTP server of `faultline serve`.
+//! - `served`: which host served each op of a counterexample, and the faults on it then.
 //! - `escape`: escaping for HTML, script-embedded JSON, XML and URLs.
 //! - `synth`: seeded synthetic runs for tests, benchmarks and demos.
 
@@ -23,6 +24,7 @@ pub mod junit;
 pub mod model;
 pub mod run;
 pub mod serve;
+pub mod served;
 pub mod summary;
 pub mod synth;
 

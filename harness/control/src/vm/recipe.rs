@@ -18,7 +18,7 @@ pub const DISK_SIZE: &str = "3G";
 /// Packages on top of `minbase`: a kernel to boot directly, sshd to be reached, the tools the
 /// nemesis uses (iptables, tc, kill by PID, libfaketime), what systemd needs to boot, and
 /// QEMU's guest agent (vagrant-libvirt asks it for a VM's address when there is no DHCP).
-pub const PACKAGES: [&str; 12] = [
+pub const PACKAGES: [&str; 14] = [
     "linux-image-amd64",
     "systemd-sysv",
     "udev",
@@ -31,6 +31,9 @@ pub const PACKAGES: [&str; 12] = [
     "libfaketime",
     "faketime",
     "qemu-guest-agent",
+    // The third-party systems faultline tests; their own services are masked below.
+    "etcd-server",
+    "etcd-client",
 ];
 
 /// Runs in the guest before sshd: sets hostname, address, `/etc/hosts`, root's key and host
@@ -105,7 +108,8 @@ PrintMotd no
 /// Run by `mmdebstrap --customize-hook` on the controller with the tree as `$1`; the files it
 /// writes are [`BOOT_SCRIPT`], [`BOOT_UNIT`] and [`SSHD_CONFIG`] (passed as `$2`…`$4`).
 /// Units that would only slow a software-emulated boot (timers, gettys on screens nobody
-/// sees), or change the clock behind the nemesis's back, are masked.
+/// sees), or change the clock behind the nemesis's back, are masked, and so are the
+/// services of the packaged servers (faultline starts those itself).
 pub const CUSTOMIZE_SCRIPT: &str = r#"set -eu
 root=$1
 install -m 755 /dev/null "$root/usr/local/sbin/faultline-boot"
@@ -117,7 +121,7 @@ mkdir -p "$root/etc/ssh/sshd_config.d"
 printf '%s' "$4" > "$root/etc/ssh/sshd_config.d/faultline.conf"
 rm -f "$root"/etc/ssh/ssh_host_*
 printf '/dev/vda / ext4 rw,noatime 0 1\n' > "$root/etc/fstab"
-for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer systemd-timesyncd.service getty-static.service; do
+for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer systemd-timesyncd.service getty-static.service etcd.service; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 install -d -m 755 "$root/opt/faultline"
