@@ -25,6 +25,7 @@ pub mod run;
 pub mod serve;
 pub mod summary;
 pub mod synth;
+pub mod txn;
 
 pub use html::render_report;
 pub use index::update_index;

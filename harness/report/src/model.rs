@@ -99,6 +99,9 @@ pub struct CheckerResult {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<String>,
+    /// The transactional checker's anomalies (`name: "txn"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<faultline_checker::txn::TxnAnomaly>,
 }
 
 /// The linearizability verdict for one key.

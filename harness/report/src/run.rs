@@ -166,6 +166,9 @@ pub fn explain(results: Option<&Results>) -> String {
                 ));
             }
         }
+        for a in c.anomalies.iter().filter(|a| a.forbidden).take(3) {
+            parts.push(format!("{} {}: {}", c.name, a.kind, a.explanation));
+        }
         if parts.len() == before {
             let why = c
                 .explanation
