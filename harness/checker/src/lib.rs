@@ -67,9 +67,8 @@ pub fn guess_model(ops: &[Op]) -> Option<&'static str> {
         ops.iter()
             .any(|o| matches!(o.process, Process::Client(_)) && o.f == f)
     };
-    if client("acquire") || client("release") {
-        None
-    } else if txn::is_txn_history(ops) {
+    // Lock histories get the mutual-exclusion checker, transactional ones the txn checker.
+    if client("acquire") || client("release") || txn::is_txn_history(ops) {
         None
     } else if client("txn") {
         Some("multi-register")

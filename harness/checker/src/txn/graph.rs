@@ -89,6 +89,10 @@ impl Graph {
         self.offsets.len() - 1
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn edge_count(&self) -> usize {
         self.targets.len()
     }

@@ -673,10 +673,7 @@ impl<'de> Deserialize<'de> for MaybeMop {
                 let AnyVal(value) = seq
                     .next_element()?
                     .ok_or_else(|| de::Error::custom("micro-op has no value"))?;
-                let version = match seq.next_element::<Option<i64>>()? {
-                    Some(v) => v,
-                    None => None,
-                };
+                let version = seq.next_element::<Option<i64>>()?.unwrap_or_default();
                 if seq.next_element::<IgnoredAny>()?.is_some() {
                     return Err(de::Error::custom("micro-op has more than 4 elements"));
                 }

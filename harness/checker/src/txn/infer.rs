@@ -153,10 +153,11 @@ fn list_cases(h: &History, f: &mut Facts) {
         for (pos, &v) in order.elems.iter().enumerate() {
             match f.writers.get(&(key, v)) {
                 None if first_bad[k].0 == u32::MAX => first_bad[k].0 = pos as u32,
-                Some(w) if h.txns[w.txn as usize].outcome == Outcome::Fail => {
-                    if first_bad[k].1 == u32::MAX {
-                        first_bad[k].1 = pos as u32;
-                    }
+                Some(w)
+                    if h.txns[w.txn as usize].outcome == Outcome::Fail
+                        && first_bad[k].1 == u32::MAX =>
+                {
+                    first_bad[k].1 = pos as u32;
                 }
                 _ => {}
             }
