@@ -69,11 +69,11 @@ fn serializable(h: &History, realtime: bool) -> bool {
             for m in h.mops_of(t) {
                 match *m {
                     Mop::Append { key, val } => lists[key as usize].push(val),
-                    Mop::ReadList { key, seen: Some(r) } if ok => {
-                        if h.list_read(key, r) != lists[key as usize].as_slice() {
-                            fits = false;
-                            break;
-                        }
+                    Mop::ReadList { key, seen: Some(r) }
+                        if ok && h.list_read(key, r) != lists[key as usize].as_slice() =>
+                    {
+                        fits = false;
+                        break;
                     }
                     _ => {}
                 }

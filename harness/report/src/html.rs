@@ -83,6 +83,7 @@ pub fn render_report(run: &RunData) -> String {
                 .flat_map(|v| &v.holds)
                 .map(|h| h.acquire_index),
         )
+        .chain(crate::txn::highlights(run.results.as_ref()))
         .collect();
     let locks = lock_lanes(ops, &pairs, run.results.as_ref());
 
@@ -93,6 +94,7 @@ pub fn render_report(run: &RunData) -> String {
     if verdict != Verdict::Valid {
         why_section(&mut body, run, &pairs);
     }
+    crate::txn::section(&mut body, run.results.as_ref());
     let _ = write!(
         body,
         "<section id=\"timeline\"><h2>Timeline</h2>\
@@ -464,7 +466,11 @@ fn why_section(out: &mut String, run: &RunData, pairs: &[Pair]) {
                 violation(out, c.name(), &l.key, &l.holds, v);
             }
         }
-        if c.valid() != Validity::Valid && c.keys().is_empty() && c.locks().is_empty() {
+        if c.valid() != Validity::Valid
+            && c.keys().is_empty()
+            && c.locks().is_empty()
+            && !matches!(c, CheckerResult::Txn(t) if !t.anomalies.is_empty())
+        {
             any = true;
             let _ = write!(
                 out,

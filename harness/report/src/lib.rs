@@ -27,6 +27,7 @@ pub mod serve;
 pub mod served;
 pub mod summary;
 pub mod synth;
+pub mod txn;
 
 pub use faultline_checker::{RunResults, Stats};
 pub use html::render_report;

@@ -179,6 +179,9 @@ pub fn explain(results: Option<&RunResults>) -> String {
                 ));
             }
         }
+        for a in c.anomalies.iter().filter(|a| a.forbidden).take(3) {
+            parts.push(format!("{} {}: {}", c.name, a.kind, a.explanation));
+        }
         if parts.len() == before {
             let why = c.error().unwrap_or("no explanation given");
             parts.push(format!("{} is {verdict}: {why}", c.name()));

@@ -4,7 +4,7 @@
 //! serializability, explain the anomalies, serialise the result — in a child process so
 //! its peak memory (VmHWM) is its own. Prints txns/s, peak memory and the time growth.
 //!
-//! Usage: txn-bench [--sizes 100000,1000000,10000000] [--seed N] [--dir DIR]
+//! Usage: txn-bench [--sizes 100000,1000000,10000000] [--seed N] [--dir DIR] [--keep]
 //!        txn-bench --check FILE [--consistency-model M]   (the child)
 
 use faultline_checker::txn::{self, generate};
@@ -54,6 +54,8 @@ fn child(file: &str, model: &str) -> Result<(), String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // Keep one generated history (for profiling the child by hand).
+    let keep = args.iter().any(|a| a == "--keep");
     let model = arg(&args, "--consistency-model").unwrap_or_else(|| "strict-serializable".into());
     if let Some(file) = arg(&args, "--check") {
         if let Err(e) = child(&file, &model) {
@@ -126,7 +128,9 @@ fn main() {
                 &model,
             ])
             .output();
-        let _ = std::fs::remove_file(&path);
+        if !keep {
+            let _ = std::fs::remove_file(&path);
+        }
         let out = match out {
             Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).to_string(),
             Ok(o) => {

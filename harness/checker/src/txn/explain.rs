@@ -77,7 +77,7 @@ fn ww(h: &History, f: &Facts, a: u32, b: u32) -> (Option<Key>, String) {
                     );
                 }
             }
-            Mop::Write { key, val, .. } => {
+            Mop::Write { key, val } => {
                 for next in f.reg_next.get(&(key, Some(val))).into_iter().flatten() {
                     if writer_of(f, key, *next) == Some(b) {
                         return (
@@ -216,7 +216,7 @@ pub fn txn_value(h: &History, t: u32) -> serde_json::Value {
                     ]),
                     None => json!(["r", key(k), null]),
                 },
-                Mop::Write { key: k, val, .. } => json!(["w", key(k), h.val_json(val)]),
+                Mop::Write { key: k, val } => json!(["w", key(k), h.val_json(val)]),
                 Mop::ReadReg {
                     key: k, val, known, ..
                 } => match (known, val) {

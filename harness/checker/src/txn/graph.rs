@@ -17,22 +17,41 @@ pub struct Graph {
 impl Graph {
     /// Builds the graph from edge triples, merging the relations of parallel edges.
     pub fn new(n: usize, edges: &[(u32, u32, u8)]) -> Graph {
+        Graph::with_realtime(n, edges, &Realtime::default())
+    }
+
+    /// Builds the graph from edge triples plus real-time predecessors (kept apart because
+    /// they are most of the edges, and 4 bytes each there instead of 12).
+    pub fn with_realtime(n: usize, edges: &[(u32, u32, u8)], rt: &Realtime) -> Graph {
         let mut counts = vec![0u32; n + 1];
         for &(a, _, _) in edges {
             counts[a as usize + 1] += 1;
         }
+        for &p in &rt.preds {
+            counts[p as usize + 1] += 1;
+        }
         for i in 0..n {
             counts[i + 1] += counts[i];
         }
+        let total = counts[n] as usize;
         let mut fill = counts.clone();
-        let mut targets = vec![0u32; edges.len()];
-        let mut rels = vec![0u8; edges.len()];
-        for &(a, b, r) in edges {
+        let mut targets = vec![0u32; total];
+        let mut rels = vec![0u8; total];
+        let mut put = |a: u32, b: u32, r: u8| {
             let at = fill[a as usize] as usize;
             targets[at] = b;
             rels[at] = r;
             fill[a as usize] += 1;
+        };
+        for &(a, b, r) in edges {
+            put(a, b, r);
         }
+        for (t, w) in rt.starts.windows(2).enumerate() {
+            for &p in &rt.preds[w[0] as usize..w[1] as usize] {
+                put(p, t as u32, REALTIME);
+            }
+        }
+        drop(fill);
         // Merge parallel edges within each row, compacting in place.
         let mut offsets = vec![0u32; n + 1];
         let mut out = 0usize;
@@ -68,6 +87,10 @@ impl Graph {
 
     pub fn len(&self) -> usize {
         self.offsets.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn edge_count(&self) -> usize {
@@ -275,30 +298,51 @@ pub fn process_edges(h: &History, committed: &[bool], out: &mut Vec<(u32, u32, u
     }
 }
 
+/// Real-time predecessors of each txn: `preds[starts[t]..starts[t+1]]`.
+#[derive(Debug, Default)]
+pub struct Realtime {
+    pub starts: Vec<u32>,
+    pub preds: Vec<u32>,
+}
+
 /// Real-time edges, transitively reduced as far as a sweep can: T1 → T2 when T1 completed
 /// before T2 was invoked and no txn lies between them in real time.
-pub fn realtime_edges(h: &History, committed: &[bool], out: &mut Vec<(u32, u32, u8)>) {
+pub fn realtime_edges(h: &History, committed: &[bool]) -> Realtime {
     // Txns completed whose successors are not yet covered by a later completion.
     let mut frontier: Vec<u32> = Vec::new();
-    // Per txn while running: the frontier when it was invoked.
-    let mut preds: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+    // Per running txn: where its predecessors start in `preds`, and how many.
+    let mut running: FxHashMap<u32, (u32, u32)> = FxHashMap::default();
+    let n = h.txns.len();
+    let mut by_txn: Vec<(u32, u32)> = vec![(0, 0); n];
+    let mut preds: Vec<u32> = Vec::with_capacity(n * 4);
     for &(t, completion) in &h.events {
         if !committed[t as usize] {
             continue;
         }
         if !completion {
-            for &p in &frontier {
-                out.push((p, t, REALTIME));
-            }
-            preds.insert(t, frontier.clone());
-        } else {
-            let before = preds.remove(&t).unwrap_or_default();
+            let at = preds.len() as u32;
+            preds.extend_from_slice(&frontier);
+            by_txn[t as usize] = (at, frontier.len() as u32);
+            running.insert(t, (at, frontier.len() as u32));
+        } else if let Some((at, len)) = running.remove(&t) {
             if h.txns[t as usize].outcome == Outcome::Ok {
+                let before = &preds[at as usize..(at + len) as usize];
                 frontier.retain(|f| !before.contains(f));
                 frontier.push(t);
             }
         }
     }
+    // Preds were written in invoke order, which is txn order: offsets are monotone.
+    let mut starts = Vec::with_capacity(n + 1);
+    let mut end = 0u32;
+    for &(at, len) in &by_txn {
+        starts.push(if len == 0 { end } else { at });
+        if len > 0 {
+            end = at + len;
+        }
+    }
+    starts.push(preds.len() as u32);
+    Realtime { starts, preds }
 }
 
 #[cfg(test)]

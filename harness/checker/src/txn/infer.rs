@@ -100,7 +100,7 @@ fn index_writers(h: &History, f: &mut Facts) {
         for (i, m) in mops.iter().enumerate() {
             let (key, val) = match *m {
                 Mop::Append { key, val } => (key, val),
-                Mop::Write { key, val, .. } => (key, val),
+                Mop::Write { key, val } => (key, val),
                 _ => continue,
             };
             let last = !mops[i + 1..].iter().any(|m| {
@@ -153,10 +153,11 @@ fn list_cases(h: &History, f: &mut Facts) {
         for (pos, &v) in order.elems.iter().enumerate() {
             match f.writers.get(&(key, v)) {
                 None if first_bad[k].0 == u32::MAX => first_bad[k].0 = pos as u32,
-                Some(w) if h.txns[w.txn as usize].outcome == Outcome::Fail => {
-                    if first_bad[k].1 == u32::MAX {
-                        first_bad[k].1 = pos as u32;
-                    }
+                Some(w)
+                    if h.txns[w.txn as usize].outcome == Outcome::Fail
+                        && first_bad[k].1 == u32::MAX =>
+                {
+                    first_bad[k].1 = pos as u32;
                 }
                 _ => {}
             }
@@ -320,7 +321,7 @@ fn internal_cases(h: &History, f: &mut Facts) {
                     }
                     state.insert(key, Known::List(vals.to_vec()));
                 }
-                Mop::Write { key, val, .. } => {
+                Mop::Write { key, val } => {
                     state.insert(key, Known::Reg(Some(val)));
                 }
                 Mop::ReadReg {
@@ -424,12 +425,13 @@ fn register_order(h: &History, f: &mut Facts) {
     let mut versions: FxHashMap<u32, Vec<(i64, Val)>> = FxHashMap::default();
     let mut reg_writes: Vec<(u32, Val)> = Vec::new();
     let mut unversioned: rustc_hash::FxHashSet<u32> = Default::default();
-    for (t, _) in h.txns.iter().enumerate() {
+    for (t, txn) in h.txns.iter().enumerate() {
         let mops = h.mops_of(t as u32);
         let mut last: FxHashMap<u32, Option<Val>> = FxHashMap::default();
-        for m in mops {
+        for (i, m) in mops.iter().enumerate() {
+            let version = h.versions.get(&(txn.mops_start + i as u32)).copied();
             match *m {
-                Mop::Write { key, val, version } => {
+                Mop::Write { key, val } => {
                     reg_writes.push((key, val));
                     match version {
                         Some(v) => versions.entry(key).or_default().push((v, val)),
@@ -449,7 +451,6 @@ fn register_order(h: &History, f: &mut Facts) {
                     key,
                     val,
                     known: true,
-                    version,
                 } => {
                     if let (Some(v), Some(val)) = (version, val) {
                         versions.entry(key).or_default().push((v, val));

@@ -169,11 +169,14 @@ pub fn check(h: &History, options: &TxnOptions) -> Result<TxnResult, String> {
     if order != model::Order::Data {
         graph::process_edges(h, &facts.committed, &mut edges);
     }
-    if order == model::Order::Realtime {
-        graph::realtime_edges(h, &facts.committed, &mut edges);
-    }
-    let g = graph::Graph::new(h.txns.len(), &edges);
+    let realtime = if order == model::Order::Realtime {
+        graph::realtime_edges(h, &facts.committed)
+    } else {
+        graph::Realtime::default()
+    };
+    let g = graph::Graph::with_realtime(h.txns.len(), &edges, &realtime);
     drop(edges);
+    drop(realtime);
     let mut budget = options.search_states_max;
     let (cycles, timed_out) = match cycles::find(&g, order, &forbidden, &mut budget) {
         Ok(c) => (c, false),
