@@ -11,6 +11,7 @@
 //! - `linearizable`: the Wing–Gong–Lowe search (per key, in parallel, with time and memory
 //!   limits) and counterexample shrinking/explanations.
 //! - `mutex`: the mutual-exclusion and fencing-token checker for lock histories.
+//! - `set`: the lock-set workload's checker: every acknowledged add is in the final read.
 //! - `results`: result types, serialised exactly as `docs/contracts.md` fixes them.
 //! - `verdict`: `Validity` (true / false / "unknown") and how verdicts combine (DESIGN §3).
 //! - `bench_data`: MANIFEST.tsv of `tests/data` (tests, benchmark).
@@ -27,12 +28,14 @@ pub mod linearizable;
 pub mod model;
 pub mod mutex;
 pub mod results;
+pub mod set;
 pub mod verdict;
 
 pub use history::{read_jsonl, Key, Op, OpType, Process};
 pub use linearizable::{check_linearizable, Limits};
 pub use mutex::check_mutex;
 pub use results::{CheckerResult, Results};
+pub use set::check_set;
 pub use verdict::Validity;
 
 use model::{Convention, KvModel, MultiRegisterModel, MutexModel, RegisterModel, Val};
@@ -51,16 +54,19 @@ pub struct CheckOptions {
     /// Also run the mutual-exclusion checker on `acquire`/`release` ops; `None`: when the
     /// history has any.
     pub mutex: Option<bool>,
+    /// Also run the set checker on `add`/`read` ops (the lock-set workload); `None`: when
+    /// the history has any `add`.
+    pub set: Option<bool>,
 }
 
 /// The model for a history whose model was not named: by the ops' `f`, `None` for lock
-/// histories (they get the mutual-exclusion checker).
+/// histories (they get the mutual-exclusion checker) and set histories (the set checker).
 pub fn guess_model(ops: &[Op]) -> Option<&'static str> {
     let client = |f: &str| {
         ops.iter()
             .any(|o| matches!(o.process, Process::Client(_)) && o.f == f)
     };
-    if client("acquire") || client("release") {
+    if client("acquire") || client("release") || client("add") {
         None
     } else if client("txn") {
         Some("multi-register")
@@ -128,6 +134,12 @@ pub fn check_history(ops: &[Op], options: &CheckOptions) -> Result<Results, Stri
     let has_locks = ops.iter().any(|o| o.f == "acquire" || o.f == "release");
     if options.mutex.unwrap_or(has_locks) {
         checkers.push(CheckerResult::Mutex(check_mutex(ops)));
+    }
+    if options
+        .set
+        .unwrap_or_else(|| ops.iter().any(|o| o.f == "add"))
+    {
+        checkers.push(CheckerResult::Set(check_set(ops)));
     }
     if let Some(model) = model {
         checkers.push(CheckerResult::Linearizable(check_linearizable_named(

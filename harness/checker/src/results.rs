@@ -29,6 +29,8 @@ pub enum CheckerResult {
     Linearizable(LinearizableResult),
     #[serde(rename = "mutex")]
     Mutex(MutexResult),
+    #[serde(rename = "set")]
+    Set(crate::set::SetResult),
 }
 
 impl CheckerResult {
@@ -36,6 +38,7 @@ impl CheckerResult {
         match self {
             CheckerResult::Linearizable(r) => r.valid,
             CheckerResult::Mutex(r) => r.valid,
+            CheckerResult::Set(r) => r.valid,
         }
     }
 }

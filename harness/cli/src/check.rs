@@ -75,6 +75,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
             ..Limits::default()
         },
         mutex: None,
+        set: None,
     };
     // A long search shows it is alive (on a terminal only; nothing in CI logs).
     let progress = faultline_report::check_progress(ops.len() as u64, "checking ops");
@@ -221,6 +222,30 @@ fn render_mutex(out: &mut String, r: &MutexResult) {
     }
 }
 
+fn render_set(out: &mut String, r: &faultline_checker::set::SetResult) {
+    let _ = writeln!(
+        out,
+        "set: {} ({} set(s), {:.1} ms)",
+        verdict(r.valid),
+        r.sets.len(),
+        r.duration_ms
+    );
+    for s in &r.sets {
+        let _ = writeln!(
+            out,
+            "  {}: {} — {} acknowledged, {} lost, {} unexpected",
+            s.key.as_ref().map_or("-".into(), |k| k.to_string()),
+            verdict(s.valid),
+            s.acknowledged,
+            s.lost.len(),
+            s.unexpected.len()
+        );
+    }
+    for text in r.error.iter().chain(&r.explanation) {
+        let _ = writeln!(out, "  {text}");
+    }
+}
+
 /// The terminal report of a check.
 fn render(file: &str, format: Format, results: &Results) -> String {
     let mut out = format!("{file} ({})\n", format.name());
@@ -228,6 +253,7 @@ fn render(file: &str, format: Format, results: &Results) -> String {
         match c {
             CheckerResult::Linearizable(r) => render_linearizable(&mut out, r),
             CheckerResult::Mutex(r) => render_mutex(&mut out, r),
+            CheckerResult::Set(r) => render_set(&mut out, r),
         }
         out.push('\n');
     }
