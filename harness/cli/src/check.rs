@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use faultline_checker::history::Process;
 use faultline_checker::import::{self, Format};
 use faultline_checker::results::{CheckerResult, KeyResult, LinearizableResult, MutexResult};
 use faultline_checker::{check_history, CheckOptions, Limits, Results, Validity};
@@ -38,6 +39,11 @@ pub struct CheckArgs {
     /// Decide every key even after one is found non-linearizable.
     #[arg(long)]
     pub exhaustive: bool,
+    /// Check only the client ops whose `f` is one of these (comma-separated), e.g.
+    /// `write,cas` to ask whether a register's writes alone are linearizable when its
+    /// reads are not. Nemesis ops stay; op indices stay those of the file.
+    #[arg(long = "only-f", value_delimiter = ',', value_name = "F")]
+    pub only_f: Vec<String>,
 }
 
 /// Returns the process exit code (DESIGN §3).
@@ -54,7 +60,10 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if !(args.time_limit_s > 0.0 && args.time_limit_s.is_finite()) {
         anyhow::bail!("--time-limit must be a positive number of seconds");
     }
-    let (format, ops) = import::read_file(&args.file, format)?;
+    let (format, mut ops) = import::read_file(&args.file, format)?;
+    if !args.only_f.is_empty() {
+        ops.retain(|o| o.process == Process::Nemesis || args.only_f.contains(&o.f));
+    }
     let model = args
         .model
         .clone()
@@ -223,6 +232,7 @@ fn render_mutex(out: &mut String, r: &MutexResult) {
 }
 
 fn render_set(out: &mut String, r: &faultline_checker::set::SetResult) {
+    use std::fmt::Write;
     let _ = writeln!(
         out,
         "set: {} ({} set(s), {:.1} ms)",

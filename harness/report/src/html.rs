@@ -146,6 +146,7 @@ fn header(
     };
     let mut facts: Vec<(&str, String)> = vec![
         ("db", t.db.clone().unwrap_or_default()),
+        ("version", t.db_version.clone().unwrap_or_default()),
         ("workload", t.workload.clone().unwrap_or_default()),
         ("faults", t.nemesis.join(", ")),
         ("seed", t.seed.map(|s| s.to_string()).unwrap_or_default()),

@@ -317,6 +317,12 @@ impl Db for ZooKeeperDb {
                         .find_map(|(_, s)| s.as_ref().ok().map(|s| s.version.clone()))
                         .unwrap_or_default();
                     tracing::info!("ZooKeeper {version} serves on every host");
+                    // The report names the version the servers themselves report.
+                    faultline_core::store::add_test_field(
+                        &cx.run_dir,
+                        "db_version",
+                        serde_json::json!(format!("ZooKeeper {version}")),
+                    )?;
                     return Ok(());
                 }
                 Err(why) => why,
