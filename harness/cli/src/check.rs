@@ -296,6 +296,7 @@ mod tests {
             memory_limit_mb: 256,
             json: false,
             exhaustive: false,
+            only_f: Vec::new(),
         }
     }
 
@@ -307,6 +308,12 @@ mod tests {
         assert_eq!(run(args(good.clone())).unwrap(), 0);
         assert_eq!(run(args(bad.clone())).unwrap(), 1);
         assert_eq!(run(args(empty.clone())).unwrap(), 2);
+        // Its one stale read removed, the bad history's write alone is linearizable.
+        let writes_only = CheckArgs {
+            only_f: vec!["write".into()],
+            ..args(bad.clone())
+        };
+        assert_eq!(run(writes_only).unwrap(), 0);
         for p in [good, bad, empty] {
             let _ = std::fs::remove_file(p);
         }
