@@ -7,6 +7,7 @@ FAULTLINE_DEBS=(
     libfaketime faketime            # clock faults on local hosts
     etcd-server etcd-client         # the third-party etcd, also the raft benchmark's yardstick
     redis-tools                     # redis-cli against our redis-lock server
+    zookeeper default-jre-headless  # the third-party ZooKeeper (--db zookeeper); no service of its own
     chromium                        # headless browser tests of report.html
     procps psmisc                   # ps, for process-state checks in tests
     vagrant shellcheck              # validating vagrant/Vagrantfile and its provisioning script
