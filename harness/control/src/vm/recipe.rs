@@ -16,9 +16,11 @@ pub const SUITE: &str = "bookworm";
 pub const DISK_SIZE: &str = "3G";
 
 /// Packages on top of `minbase`: a kernel to boot directly, sshd to be reached, the tools the
-/// nemesis uses (iptables, tc, kill by PID, libfaketime), what systemd needs to boot, and
-/// QEMU's guest agent (vagrant-libvirt asks it for a VM's address when there is no DHCP).
-pub const PACKAGES: [&str; 12] = [
+/// nemesis uses (iptables, tc, kill by PID, libfaketime), what systemd needs to boot,
+/// QEMU's guest agent (vagrant-libvirt asks it for a VM's address when there is no DHCP),
+/// and the third-party servers faultline starts itself (ZooKeeper and its Java runtime:
+/// VMs have no network to fetch them; the package has no service of its own).
+pub const PACKAGES: [&str; 14] = [
     "linux-image-amd64",
     "systemd-sysv",
     "udev",
@@ -31,6 +33,8 @@ pub const PACKAGES: [&str; 12] = [
     "libfaketime",
     "faketime",
     "qemu-guest-agent",
+    "zookeeper",
+    "default-jre-headless",
 ];
 
 /// Runs in the guest before sshd: sets hostname, address, `/etc/hosts`, root's key and host
