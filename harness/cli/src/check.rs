@@ -7,6 +7,7 @@ use faultline_checker::history::Process;
 use faultline_checker::import::{self, Format};
 use faultline_checker::results::{CheckerResult, KeyResult, LinearizableResult, MutexResult};
 use faultline_checker::{check_history, CheckOptions, Limits, Results, Validity};
+use std::fmt::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 use tabled::{settings::Style, Table, Tabled};
@@ -39,6 +40,12 @@ pub struct CheckArgs {
     /// Decide every key even after one is found non-linearizable.
     #[arg(long)]
     pub exhaustive: bool,
+    /// Check transactions against this consistency model: read-uncommitted,
+    /// read-committed, cursor-stability, repeatable-read, snapshot-isolation, serializable,
+    /// strong-session-snapshot-isolation, strong-snapshot-isolation,
+    /// strong-session-serializable or strict-serializable (the default for txn histories).
+    #[arg(long = "consistency-model")]
+    pub consistency_model: Option<String>,
     /// Check only the client ops whose `f` is one of these (comma-separated), e.g.
     /// `write,cas` to ask whether a register's writes alone are linearizable when its
     /// reads are not. Nemesis ops stay; op indices stay those of the file.
@@ -60,7 +67,16 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if !(args.time_limit_s > 0.0 && args.time_limit_s.is_finite()) {
         anyhow::bail!("--time-limit must be a positive number of seconds");
     }
-    let (format, mut ops) = import::read_file(&args.file, format)?;
+    // Streamed: a history.jsonl is parsed line by line, never held whole as text.
+    let read = import::read_history_file(&args.file, format)?;
+    if let Some(warning) = read
+        .history
+        .summary
+        .warning(&args.file.display().to_string())
+    {
+        eprintln!("faultline: warning: {warning}");
+    }
+    let (format, mut ops) = (read.format, read.history.ops);
     if !args.only_f.is_empty() {
         ops.retain(|o| o.process == Process::Nemesis || args.only_f.contains(&o.f));
     }
@@ -78,13 +94,17 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         model,
         initial,
         limits: Limits {
-            time_limit: Some(Duration::from_secs_f64(args.time_limit_s)),
+            // Past Duration's range (`1e300`) means no limit, not a panic.
+            time_limit: Some(
+                Duration::try_from_secs_f64(args.time_limit_s).unwrap_or(Duration::MAX),
+            ),
             memory_limit_bytes: args.memory_limit_mb.saturating_mul(1024 * 1024),
             exhaustive: args.exhaustive,
             ..Limits::default()
         },
         mutex: None,
         set: None,
+        consistency_model: args.consistency_model.clone(),
     };
     // A long search shows it is alive (on a terminal only; nothing in CI logs).
     let progress = faultline_report::check_progress(ops.len() as u64, "checking ops");
@@ -95,9 +115,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
+        // Keys and values come from the file: they must not drive the terminal.
         print!(
             "{}",
-            render(&args.file.display().to_string(), format, &results)
+            faultline_report::escape::terminal(&render(
+                &args.file.display().to_string(),
+                format,
+                &results
+            ))
         );
         // faultline's own histories carry times: add the run summary's counts and
         // latencies per checker and key, as at the end of a run.
@@ -232,7 +257,6 @@ fn render_mutex(out: &mut String, r: &MutexResult) {
 }
 
 fn render_set(out: &mut String, r: &faultline_checker::set::SetResult) {
-    use std::fmt::Write;
     let _ = writeln!(
         out,
         "set: {} ({} set(s), {:.1} ms)",
@@ -264,6 +288,8 @@ fn render(file: &str, format: Format, results: &Results) -> String {
             CheckerResult::Linearizable(r) => render_linearizable(&mut out, r),
             CheckerResult::Mutex(r) => render_mutex(&mut out, r),
             CheckerResult::Set(r) => render_set(&mut out, r),
+            CheckerResult::Other => {}
+            CheckerResult::Txn(r) => crate::check_txn::render(&mut out, r),
         }
         out.push('\n');
     }
@@ -296,6 +322,7 @@ mod tests {
             memory_limit_mb: 256,
             json: false,
             exhaustive: false,
+            consistency_model: None,
             only_f: Vec::new(),
         }
     }

@@ -2,9 +2,9 @@
 //! service), configured by faultline (`zoo.cfg`, `myid`, log4j), started detached as one
 //! JVM per host with a PID file and stopped by it; the leader from the `srvr` word.
 
-use crate::node_db::Detached;
 use anyhow::Context;
 use async_trait::async_trait;
+use faultline_control::daemon::{Daemon, PidFileBy, Signal, Start};
 use faultline_control::Remote;
 use faultline_core::db::{Db, DbContext, Kill, LogFiles, Pause, Primaries};
 use std::time::Duration;
@@ -25,6 +25,8 @@ const LOG_JARS: [&str; 2] = [
     "/usr/share/java/log4j-1.2.jar",
 ];
 const MAIN_CLASS: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
+/// What the server's PID runs.
+const EXECUTABLE: &str = "java";
 
 const CONF_DIR: &str = "/opt/faultline/zookeeper/conf";
 const ZOO_CFG: &str = "/opt/faultline/zookeeper/conf/zoo.cfg";
@@ -73,15 +75,9 @@ pub struct ZooKeeperDb {
     env: Vec<(String, String)>,
 }
 
-fn files() -> Detached {
-    Detached {
-        // The JVM writes no PID file of its own: the launcher's `$!` is the JVM itself
-        // (`setsid` execs when it need not fork).
-        pid_file: PID_FILE.into(),
-        launch_pid_file: PID_FILE.into(),
-        stdout_file: STDOUT_FILE.into(),
-        exe: MAIN_CLASS.into(),
-    }
+/// The JVM writes no PID file of its own: the launcher records it.
+fn daemon() -> Daemon {
+    Daemon::new(EXECUTABLE, PID_FILE, STDOUT_FILE)
 }
 
 /// `zoo.cfg` for host `me` (1-based `myid`) of `remotes`.
@@ -124,10 +120,6 @@ impl ZooKeeperDb {
 
     fn argv(&self) -> Vec<String> {
         let mut argv: Vec<String> = Vec::new();
-        if !self.env.is_empty() {
-            argv.push("env".into());
-            argv.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
-        }
         let classpath = [CONF_DIR, ZOOKEEPER_JAR]
             .into_iter()
             .chain(LOG_JARS)
@@ -155,15 +147,27 @@ impl ZooKeeperDb {
     }
 
     async fn start_server(&self, node: &Remote) -> anyhow::Result<()> {
-        files()
-            .launch(node, &self.argv(), &format!("ZooKeeper on {}", node.name()))
+        let start = Start::new(self.argv())
+            .envs(self.env.iter().cloned())
+            .pid_file_by(PidFileBy::Launcher);
+        daemon()
+            .start(node, &start)
             .await
+            .with_context(|| format!("starting ZooKeeper on {}", node.name()))
     }
 
     async fn stop_server(&self, node: &Remote) -> anyhow::Result<()> {
-        files()
-            .stop(node, &format!("ZooKeeper on {}", node.name()))
+        daemon()
+            .stop(node)
             .await
+            .with_context(|| format!("stopping ZooKeeper on {}", node.name()))
+    }
+
+    async fn signal(&self, node: &Remote, signal: Signal) -> anyhow::Result<()> {
+        daemon()
+            .signal(node, signal)
+            .await
+            .with_context(|| format!("sending {signal} to ZooKeeper on {}", node.name()))
     }
 
     async fn install(&self, node: &Remote) -> anyhow::Result<()> {
@@ -360,9 +364,7 @@ impl Db for ZooKeeperDb {
 #[async_trait]
 impl Kill for ZooKeeperDb {
     async fn kill(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        files()
-            .signal(node, "KILL", &format!("ZooKeeper on {}", node.name()))
-            .await
+        self.signal(node, Signal::Kill).await
     }
     async fn start(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
         // Whatever is left of the old JVM goes first: two servers never share a data dir.
@@ -374,14 +376,10 @@ impl Kill for ZooKeeperDb {
 #[async_trait]
 impl Pause for ZooKeeperDb {
     async fn pause(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        files()
-            .signal(node, "STOP", &format!("ZooKeeper on {}", node.name()))
-            .await
+        self.signal(node, Signal::Stop).await
     }
     async fn resume(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        files()
-            .signal(node, "CONT", &format!("ZooKeeper on {}", node.name()))
-            .await
+        self.signal(node, Signal::Cont).await
     }
 }
 
