@@ -3,6 +3,7 @@
 # - root SSH with faultline's key (uploaded to /tmp/faultline.pub by the Vagrantfile);
 # - the tools the nemesis uses: iptables, iproute2 (tc), libfaketime;
 # - etcd-server, with its own service disabled (faultline starts etcd itself);
+# - Debian's ZooKeeper and a Java runtime, for --db zookeeper;
 # - time synchronisation off, so a clock fault holds until faultline resets it;
 # - /etc/hosts naming every test host, and /opt/faultline for binaries, data and PID files.
 set -euo pipefail
@@ -15,6 +16,10 @@ for pair in iptables:iptables tc:iproute2 faketime:faketime ps:procps killall:ps
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]] || missing+=(libfaketime)
+# Debian's ZooKeeper for --db zookeeper (faultline starts it itself; the package has no
+# service, zookeeperd would).
+[[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper)
+[[ -x /usr/bin/java ]] || missing+=(default-jre-headless)
 if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null

@@ -8,6 +8,7 @@ FAULTLINE_DEBS=(
     etcd-server etcd-client         # the third-party etcd, also the raft benchmark's yardstick
     protobuf-compiler libprotobuf-dev  # protoc and its well-known .proto files: etcd-client's build
     redis-tools                     # redis-cli against our redis-lock server
+    zookeeper default-jre-headless  # the third-party ZooKeeper (--db zookeeper); no service of its own
     chromium                        # headless browser tests of report.html
     procps psmisc                   # ps, for process-state checks in tests
     vagrant shellcheck              # validating vagrant/Vagrantfile and its provisioning script

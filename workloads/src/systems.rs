@@ -20,13 +20,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod etcd;
+pub mod zookeeper;
 
 /// Systems `--db` accepts now.
-pub const DBS: [&str; 5] = ["raft", "paxos", "zk-lock", "redis-lock", "etcd"];
+pub const DBS: [&str; 6] = [
+    "raft",
+    "paxos",
+    "zk-lock",
+    "redis-lock",
+    "etcd",
+    zookeeper::NAME,
+];
 /// Workloads `--workload` accepts now.
 pub const WORKLOADS: [&str; 3] = ["register", "lock", "lock-set"];
 /// Systems planned but not built yet, named in the error so users know.
-const DBS_LATER: [&str; 2] = ["redis", "zookeeper"];
+const DBS_LATER: [&str; 1] = ["redis"];
 /// The lock services: the only systems of the `lock` workload, which they alone serve.
 const LOCK_DBS: [&str; 2] = ["zk-lock", "redis-lock"];
 /// Default lease of a grant: zk-lock's session timeout, redis-lock's TTL.
@@ -118,6 +126,9 @@ pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
             spec.db,
             DBS.join(", ")
         );
+    }
+    if spec.db == zookeeper::NAME {
+        return zookeeper::validate(spec);
     }
     anyhow::ensure!(
         WORKLOADS.contains(&spec.workload.as_str()),
@@ -226,6 +237,9 @@ fn record_test_fields<const N: usize>(
 /// Fills in the checker's model and test.json's system fields.
 pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<Test> {
     validate(spec)?;
+    if spec.db == zookeeper::NAME {
+        return zookeeper::build_test(spec, options);
+    }
     anyhow::ensure!(
         !options.hosts.is_empty(),
         "{} needs hosts to run on",

@@ -18,7 +18,7 @@ pub struct NemesisArgs {
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub nemesis_interval: f64,
     /// Partition shapes to choose from: halves, random-halves, one, majority-ring, bridge,
-    /// primaries.
+    /// primaries, follower (one host that is not a primary).
     #[arg(
         long,
         value_delimiter = ',',

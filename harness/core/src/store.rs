@@ -83,6 +83,18 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Adds one field to a run's test.json, for what the system says about itself once it
+/// runs (e.g. the server's version), which is not known when the run starts.
+pub fn add_test_field(run_dir: &Path, key: &str, value: serde_json::Value) -> anyhow::Result<()> {
+    let path = run_dir.join(TEST_JSON);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut test: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a JSON object", path.display()))?;
+    test.insert(key.to_owned(), value);
+    write_json(&path, &test)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,16 +30,20 @@ pub enum PartitionKind {
     Bridge,
     /// The current primaries (leaders) isolated from the rest.
     Primaries,
+    /// One random host that is not a primary isolated from all others (the leader among
+    /// them): where a system that serves reads locally goes stale.
+    Follower,
 }
 
 impl PartitionKind {
-    pub const ALL: [PartitionKind; 6] = [
+    pub const ALL: [PartitionKind; 7] = [
         PartitionKind::Halves,
         PartitionKind::RandomHalves,
         PartitionKind::One,
         PartitionKind::MajorityRing,
         PartitionKind::Bridge,
         PartitionKind::Primaries,
+        PartitionKind::Follower,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +54,7 @@ impl PartitionKind {
             PartitionKind::MajorityRing => "majority-ring",
             PartitionKind::Bridge => "bridge",
             PartitionKind::Primaries => "primaries",
+            PartitionKind::Follower => "follower",
         }
     }
 }
@@ -144,7 +149,8 @@ pub fn bridge(hosts: &[String]) -> Grudge {
 }
 
 /// Computes the grudge for `kind`. `primaries` is only consulted for
-/// [`PartitionKind::Primaries`]; when the db names no primary, nothing is cut.
+/// [`PartitionKind::Primaries`] and [`PartitionKind::Follower`]; when the db names no
+/// primary, nothing is cut.
 pub fn grudge_for<R: Rng>(
     kind: PartitionKind,
     hosts: &[String],
@@ -191,6 +197,15 @@ pub fn grudge_for<R: Rng>(
                 return Grudge::new();
             }
             complete_grudge(&[isolated, rest])
+        }
+        PartitionKind::Follower => {
+            let followers: Vec<&String> = hosts.iter().filter(|h| !primaries.contains(h)).collect();
+            if primaries.is_empty() || followers.is_empty() {
+                return Grudge::new();
+            }
+            let lonely = followers[rng.random_range(0..followers.len())].clone();
+            let rest: Vec<String> = hosts.iter().filter(|h| **h != lonely).cloned().collect();
+            complete_grudge(&[vec![lonely], rest])
         }
     }
 }
@@ -272,6 +287,23 @@ mod tests {
                 assert!(g.is_empty(), "with 3 hosts no ring can differ: {g:?}");
             }
         }
+    }
+
+    #[test]
+    fn follower_partition_isolates_a_host_that_is_not_the_primary() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..20 {
+            let g = grudge_for(PartitionKind::Follower, &hosts(3), &["n2".into()], &mut rng);
+            let lonely: Vec<&String> = g
+                .iter()
+                .filter(|(_, d)| d.len() == 2)
+                .map(|(h, _)| h)
+                .collect();
+            assert_eq!(lonely.len(), 1, "{g:?}");
+            assert_ne!(lonely[0], "n2", "{g:?}");
+            assert!(!can_talk(&g, lonely[0], "n2"));
+        }
+        assert!(grudge_for(PartitionKind::Follower, &hosts(3), &[], &mut rng).is_empty());
     }
 
     #[test]

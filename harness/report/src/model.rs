@@ -21,6 +21,9 @@ pub struct TestConfig {
     pub db: Option<String>,
     #[serde(default)]
     pub workload: Option<String>,
+    /// What the system under test reported as its version (third-party servers).
+    #[serde(default)]
+    pub db_version: Option<String>,
     /// A planted bug's name, or null.
     #[serde(default)]
     pub bug: Option<serde_json::Value>,

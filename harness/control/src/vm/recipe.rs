@@ -16,8 +16,10 @@ pub const SUITE: &str = "bookworm";
 pub const DISK_SIZE: &str = "3G";
 
 /// Packages on top of `minbase`: a kernel to boot directly, sshd to be reached, the tools the
-/// nemesis uses (iptables, tc, kill by PID, libfaketime), what systemd needs to boot, and
-/// QEMU's guest agent (vagrant-libvirt asks it for a VM's address when there is no DHCP).
+/// nemesis uses (iptables, tc, kill by PID, libfaketime), what systemd needs to boot,
+/// QEMU's guest agent (vagrant-libvirt asks it for a VM's address when there is no DHCP),
+/// and the third-party servers faultline starts itself (etcd, ZooKeeper and its Java runtime:
+/// VMs have no network to fetch them; their services are masked or absent).
 pub const PACKAGES: [&str; 14] = [
     "linux-image-amd64",
     "systemd-sysv",
@@ -34,6 +36,8 @@ pub const PACKAGES: [&str; 14] = [
     // The third-party systems faultline tests; their own services are masked below.
     "etcd-server",
     "etcd-client",
+    "zookeeper",
+    "default-jre-headless",
 ];
 
 /// Runs in the guest before sshd: sets hostname, address, `/etc/hosts`, root's key and host
