@@ -20,7 +20,7 @@ pub const DISK_SIZE: &str = "3G";
 /// QEMU's guest agent (vagrant-libvirt asks it for a VM's address when there is no DHCP),
 /// and the third-party servers faultline starts itself (etcd, ZooKeeper and its Java runtime:
 /// VMs have no network to fetch them; their services are masked or absent).
-pub const PACKAGES: [&str; 14] = [
+pub const PACKAGES: [&str; 16] = [
     "linux-image-amd64",
     "systemd-sysv",
     "udev",
