@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod campaign;
 mod check;
+mod check_txn;
 mod cluster;
 mod nemesis_args;
 mod report;
