@@ -43,8 +43,8 @@ pub use history::{read_history, read_jsonl, Key, Op, OpType, Process, ReadHistor
 pub use linearizable::{check_linearizable, Limits};
 pub use mutex::check_mutex;
 pub use results::{CheckerResult, Results, RunResults};
-pub use stats::Stats;
 pub use set::check_set;
+pub use stats::Stats;
 pub use verdict::Validity;
 
 use model::{Convention, KvModel, MultiRegisterModel, MutexModel, RegisterModel, Val};
@@ -155,6 +155,7 @@ pub fn check_history(ops: &[Op], options: &CheckOptions) -> Result<Results, Stri
         .unwrap_or_else(|| ops.iter().any(|o| o.f == "add"))
     {
         checkers.push(CheckerResult::Set(check_set(ops)));
+    }
     if options.consistency_model.is_some() || txn::is_txn_history(ops) {
         let txn_options = txn::TxnOptions {
             consistency_model: options
