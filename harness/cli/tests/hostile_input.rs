@@ -145,8 +145,8 @@ fn escape_sequences_and_bidi_overrides_in_keys_do_not_reach_the_terminal_raw() {
     assert!(shown.contains("\\u{202e}"), "{shown}");
 
     // A malformed line's error message quotes the line: escaped too.
-    let bad = format!("{{\"index\":0,\"type\":\"\u{1b}[2J\"}}\n");
-    let file = write(dir.path(), "evil2.jsonl", &bad);
+    let bad = "{\"index\":0,\"type\":\"\u{1b}[2J\"}\n";
+    let file = write(dir.path(), "evil2.jsonl", bad);
     let out = faultline(&["check", "--format", "jsonl", &file]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(!out.stderr.contains(&0x1b), "{}", text(&out));

@@ -107,7 +107,7 @@ impl RecordFile {
 }
 
 /// Splits `bytes` into intact records; returns them and the length of the good prefix.
-fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
+pub fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
     let mut records = Vec::new();
     let mut pos = 0;
     while bytes.len() - pos >= HEADER_BYTES {

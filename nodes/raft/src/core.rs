@@ -415,6 +415,11 @@ impl Raft {
         if m.to != self.cfg.id || m.from == self.cfg.id || !self.cfg.peers.contains(&m.from) {
             return;
         }
+        if let Err(why) = well_formed(&m) {
+            // A message no correct peer sends must not change the log or the durable term.
+            tracing::warn!(from = %m.from, term = m.term, "dropping a malformed peer message: {why}");
+            return;
+        }
         if m.term > self.term {
             match &m.body {
                 Body::Vote { pre, .. } => {
@@ -703,7 +708,15 @@ impl Raft {
             } else {
                 index <= pr.match_index
             };
-            if stale {
+            if hint < pr.match_index {
+                // It lost entries it had acknowledged (its data directory was wiped or
+                // restored from an old copy): start over from what it has, or it would
+                // never be caught up while this leader lasts (next_index never went below
+                // match_index + 1). Lowering a match index only delays commits, so a
+                // delayed old rejection taken this way costs one probe.
+                tracing::warn!(peer = %from, hint, match_index = pr.match_index, "follower lost acknowledged entries; probing again");
+                pr.match_index = hint;
+            } else if stale {
                 return;
             }
             pr.next_index = (pr.match_index + 1).max(index.min(hint + 1));
@@ -952,5 +965,49 @@ impl Raft {
         self.election_elapsed = 0;
         let n = self.cfg.election_ticks.max(1);
         self.randomized_timeout = self.rng.random_range(n..2 * n);
+    }
+}
+
+/// Checks what a correct peer always satisfies: appended entries are numbered on from
+/// `prev_index`, their terms never decrease and none is newer than the message's term; a
+/// snapshot is not newer than its message.
+fn well_formed(m: &Message) -> Result<(), String> {
+    match &m.body {
+        Body::Append {
+            prev_index,
+            prev_term,
+            entries,
+            ..
+        } => {
+            if *prev_term > m.term {
+                return Err(format!(
+                    "prev_term {prev_term} is after the term {}",
+                    m.term
+                ));
+            }
+            let mut term = *prev_term;
+            for (i, e) in entries.iter().enumerate() {
+                let want = prev_index.checked_add(i as u64 + 1);
+                if Some(e.index) != want {
+                    return Err(format!(
+                        "entry {i} has index {} after prev_index {prev_index}",
+                        e.index
+                    ));
+                }
+                if e.term < term || e.term > m.term {
+                    return Err(format!(
+                        "entry {} has term {} out of order",
+                        e.index, e.term
+                    ));
+                }
+                term = e.term;
+            }
+            Ok(())
+        }
+        Body::Snapshot { snapshot, .. } if snapshot.term > m.term => Err(format!(
+            "snapshot term {} is after the term {}",
+            snapshot.term, m.term
+        )),
+        _ => Ok(()),
     }
 }

@@ -127,6 +127,13 @@ impl StateMachine for KvStore {
         };
         Ok(())
     }
+
+    fn check_snapshot(&self, data: &[u8]) -> anyhow::Result<()> {
+        if !data.is_empty() {
+            codec::decode::<KvStore>(data)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

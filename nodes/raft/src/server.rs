@@ -9,6 +9,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use faultline_nodes_common::api::wall_clock_ms;
 use faultline_nodes_common::codec;
 use faultline_nodes_common::transport::{self, Outbox};
@@ -240,7 +241,12 @@ pub fn start<SM: StateMachine>(
     runtime: &tokio::runtime::Handle,
 ) -> anyhow::Result<(Handle<SM>, std::thread::JoinHandle<anyhow::Result<()>>)> {
     let (storage, recovered) = Storage::open(&cfg.data_dir, cfg.no_fsync)?;
-    sm.restore(&recovered.snapshot.data)?;
+    sm.restore(&recovered.snapshot.data).with_context(|| {
+        format!(
+            "restoring the snapshot in {}",
+            cfg.data_dir.join("snapshot.bin").display()
+        )
+    })?;
     let peer_ids: Vec<NodeId> = cfg.peers.iter().map(|(id, _)| id.clone()).collect();
     anyhow::ensure!(
         peer_ids.contains(&cfg.id),
@@ -380,7 +386,20 @@ impl<SM: StateMachine> Loop<SM> {
 
     fn handle(&mut self, ev: Event<SM>) -> Option<oneshot::Sender<()>> {
         match ev {
-            Event::Peer(m) => self.raft.step(m),
+            Event::Peer(m) => {
+                if let Body::Snapshot { snapshot, .. } = &m.body {
+                    if let Err(e) = self.sm.check_snapshot(&snapshot.data) {
+                        tracing::warn!(
+                            from = %m.from,
+                            index = snapshot.index,
+                            bytes = snapshot.data.len(),
+                            "refusing a snapshot that does not restore: {e:#}"
+                        );
+                        return None;
+                    }
+                }
+                self.raft.step(m)
+            }
             Event::Propose {
                 data,
                 early_ack,
@@ -424,9 +443,15 @@ impl<SM: StateMachine> Loop<SM> {
         while self.raft.has_ready() {
             let rd = self.raft.ready();
             if let Some(snap) = &rd.snapshot {
+                // Restored before it is persisted: what cannot be applied never reaches disk.
+                self.sm.restore(&snap.data).with_context(|| {
+                    format!(
+                        "restoring the snapshot at index {} from the leader",
+                        snap.index
+                    )
+                })?;
                 let hs = self.raft.hard_state();
                 self.storage_mut().save_snapshot(snap, &hs, &[])?;
-                self.sm.restore(&snap.data)?;
                 self.applied = snap.index;
                 // Proposals covered by the snapshot may or may not be in it.
                 let covered: Vec<u64> = self

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use crate::core::{Config, Raft, Role};
-use crate::message::{Entry, HardState, Message, NodeId, ReadState, Snapshot};
+use crate::message::{Body, Entry, HardState, Message, NodeId, ReadState, Snapshot};
 
 /// What a node has on disk: exactly what the cores handed out to persist.
 #[derive(Default, Clone)]
@@ -404,6 +404,62 @@ mod tests {
         net.restart(&follower);
         net.tick_all(5);
         assert_eq!(net.applied(&follower), net.applied(&leader));
+    }
+
+    #[test]
+    fn a_follower_that_lost_its_disk_is_caught_up_by_the_same_leader() {
+        let (mut net, leader) = cluster(3, 7);
+        let follower = net.nodes.keys().find(|k| **k != leader).unwrap().clone();
+        for i in 0..20u8 {
+            net.propose(&leader, &[i]);
+        }
+        let term = net.term(&leader);
+        net.crash(&follower);
+        net.nodes.get_mut(&follower).unwrap().disk = Disk::default();
+        net.restart(&follower);
+        net.tick_all(20);
+        assert_eq!(net.leader().as_deref(), Some(leader.as_str()));
+        assert_eq!(net.term(&leader), term, "no election was needed");
+        assert_eq!(net.applied(&follower), net.applied(&leader));
+        assert_eq!(net.applied(&follower).len(), 20);
+    }
+
+    #[test]
+    fn malformed_appends_from_a_peer_change_nothing() {
+        let (mut net, leader) = cluster(3, 8);
+        let follower = net.nodes.keys().find(|k| **k != leader).unwrap().clone();
+        net.propose(&leader, b"a");
+        let term = net.term(&leader);
+        let before = net.raft(&follower).hard_state();
+        let entry = |index, term| Entry {
+            term,
+            index,
+            data: b"evil".to_vec(),
+        };
+        let append = |prev_index, prev_term, entries| Message {
+            from: leader.clone(),
+            to: follower.clone(),
+            term,
+            body: Body::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit: 1_000,
+                read_seq: 0,
+            },
+        };
+        for m in [
+            append(2, term, vec![entry(7, term)]),
+            append(2, term, vec![entry(3, term), entry(3, term)]),
+            append(2, term, vec![entry(3, term + 5)]),
+            append(u64::MAX, term, vec![entry(0, term)]),
+        ] {
+            net.raft(&follower).step(m);
+        }
+        assert_eq!(net.raft(&follower).hard_state(), before);
+        net.tick_all(3);
+        assert_eq!(net.applied(&follower), net.applied(&leader));
+        assert!(net.applied(&follower).iter().all(|d| d != b"evil"));
     }
 
     #[test]

@@ -15,4 +15,9 @@ pub trait StateMachine: Send + 'static {
 
     /// Replaces the whole state by a snapshot.
     fn restore(&mut self, data: &[u8]) -> anyhow::Result<()>;
+
+    /// Whether `restore` would accept `data`, without changing anything. A snapshot from a
+    /// peer is checked with it before the log is replaced, so a node never persists a
+    /// snapshot it cannot restore (a restart would fail on it forever).
+    fn check_snapshot(&self, data: &[u8]) -> anyhow::Result<()>;
 }

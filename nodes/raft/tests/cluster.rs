@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faultline_raft::http::{self, HttpConfig};
-use faultline_raft::kv::KvStore;
+use faultline_raft::kv::{Command, KvStore, Request};
 use faultline_raft::server::{self, Handle, LeaseMode, LinkFilter, ServerConfig};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -230,7 +230,12 @@ impl Cluster {
 
     /// Waits until node `i` has applied at least `index`.
     async fn wait_applied(&self, i: usize, index: u64) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        self.wait_applied_within(i, index, Duration::from_secs(15))
+            .await
+    }
+
+    async fn wait_applied_within(&self, i: usize, index: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if self
                 .status(i)
@@ -461,4 +466,132 @@ async fn bug_ack_before_commit_acknowledges_a_write_that_is_then_lost() {
         assert_eq!(c.read(l3, "k").await, (200, json!({"value": "committed"})));
         c.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_a_snapshot_larger_than_a_frame_catches_up() {
+    use faultline_nodes_common::transport::FRAME_BYTES_MAX;
+    let mut c = Cluster::start(
+        3,
+        Opts {
+            snapshot_entries: Some(20),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let l = c.leader().await;
+    let f = (l + 1) % 3;
+    c.stop_node(f).await;
+    // 90 keys of 1 MB each (proposed directly: the HTTP API caps values at 64 KB): the
+    // state, hence the snapshot, is over the 64 MiB frame limit.
+    let keys = 90;
+    let big = "x".repeat(1024 * 1024);
+    let leader = c.nodes[l].handle.clone().unwrap();
+    for k in 0..keys {
+        let request = Request {
+            request_id: None,
+            command: Command::Put {
+                key: format!("big{k}"),
+                value: serde_json::to_string(&format!("{k}{big}")).unwrap(),
+            },
+        };
+        let data = faultline_nodes_common::codec::encode(&request);
+        assert!(
+            leader.propose(data, false).await.is_ok(),
+            "the leader applies the write"
+        );
+    }
+    let snap_file = c.dir.path().join(&c.nodes[l].id).join("snapshot.bin");
+    let snap_bytes = std::fs::metadata(&snap_file).unwrap().len() as usize;
+    assert!(
+        snap_bytes > FRAME_BYTES_MAX,
+        "snapshot of {snap_bytes} bytes"
+    );
+    c.start_node(f).await;
+    let commit = c.status(l).await.unwrap()["commit_index"].as_u64().unwrap();
+    c.wait_applied_within(f, commit, Duration::from_secs(40))
+        .await;
+    let h = c.nodes[f].handle.clone().unwrap();
+    for k in [0, keys - 1] {
+        let key = format!("big{k}");
+        let v = h.read(true, move |sm| sm.get(&key).cloned()).await.unwrap();
+        let v: String = serde_json::from_str(&v.expect("the key reached the follower")).unwrap();
+        assert_eq!(v, format!("{k}{big}"));
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_data_dir_was_wiped_is_caught_up_by_the_same_leader() {
+    let mut c = Cluster::start(3, Opts::default()).await;
+    let l = c.leader().await;
+    let f = (l + 1) % 3;
+    for v in 0..30 {
+        assert_eq!(c.write(l, &format!("k{}", v % 5), json!(v)).await.0, 200);
+    }
+    let term = c.status(l).await.unwrap()["term"].as_u64().unwrap();
+    c.stop_node(f).await;
+    std::fs::remove_dir_all(c.dir.path().join(&c.nodes[f].id)).unwrap();
+    c.start_node(f).await;
+    assert_eq!(c.write(l, "after", json!(1)).await.0, 200);
+    let commit = c.status(l).await.unwrap()["commit_index"].as_u64().unwrap();
+    c.wait_applied(f, commit).await;
+    let s = c.status(l).await.unwrap();
+    assert_eq!(
+        s["term"].as_u64(),
+        Some(term),
+        "the same leader caught it up"
+    );
+    assert_eq!(s["role"], "leader");
+    let h = c.nodes[f].handle.clone().unwrap();
+    let v = h.read(true, |sm| sm.get("k4").cloned()).await.unwrap();
+    assert_eq!(v.as_deref(), Some("29"));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_does_not_decode_is_refused_before_anything_is_persisted() {
+    use faultline_nodes_common::{codec, transport::Outbox};
+    use faultline_raft::message::{Body, Message, Snapshot};
+    let mut c = Cluster::start(3, Opts::default()).await;
+    let l = c.leader().await;
+    assert_eq!(c.write(l, "k", json!(1)).await.0, 200);
+    let victim = (l + 1) % 3;
+    let liar = (l + 2) % 3;
+    let outbox = Outbox::start(
+        &tokio::runtime::Handle::current(),
+        &[("victim".into(), c.nodes[victim].peer_addr.clone())],
+    );
+    // Well framed, from a member, in a higher term, but its state does not decode (or is
+    // another version's): it must not replace the victim's log.
+    for data in [b"not a snapshot".to_vec(), vec![0xff; 64]] {
+        let m = Message {
+            from: c.nodes[liar].id.clone(),
+            to: c.nodes[victim].id.clone(),
+            term: 1_000,
+            body: Body::Snapshot {
+                snapshot: Snapshot {
+                    index: 1_000_000,
+                    term: 1_000,
+                    data,
+                },
+                read_seq: 0,
+            },
+        };
+        assert!(outbox.send("victim", codec::encode(&m)));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let h = c.nodes[victim].handle.clone().unwrap();
+    let v = h.read(true, |sm| sm.get("k").cloned()).await;
+    assert_eq!(v, Ok(Some("1".to_string())), "the victim's loop still runs");
+    let s = c.status(victim).await.unwrap();
+    assert!(s["term"].as_u64().unwrap() < 1_000, "{s}");
+    // It restarts from its data directory and keeps replicating.
+    c.stop_node(victim).await;
+    c.start_node(victim).await;
+    let l = c.leader().await;
+    assert_eq!(c.write(l, "k", json!(2)).await.0, 200);
+    let commit = c.status(l).await.unwrap()["commit_index"].as_u64().unwrap();
+    c.wait_applied(victim, commit).await;
+    c.shutdown().await;
 }

@@ -206,13 +206,18 @@ impl Db {
         if !proceed {
             return Applied::read(if get { old_reply } else { Frame::Null });
         }
-        let expires_at_ms = match expiry {
+        let deadline = match expiry {
             Expiry::None => None,
-            Expiry::KeepTtl => old.and_then(|e| e.expires_at_ms),
-            Expiry::Ex(s) => Some(now_ms.saturating_add(s.saturating_mul(1000))),
-            Expiry::Px(ms) => Some(now_ms.saturating_add(ms)),
-            Expiry::ExAt(s) => Some(s.saturating_mul(1000)),
-            Expiry::PxAt(ms) => Some(ms),
+            Expiry::KeepTtl => old.and_then(|e| e.expires_at_ms).map(Some),
+            Expiry::Ex(s) => Some(s.checked_mul(1000).and_then(|ms| now_ms.checked_add(ms))),
+            Expiry::Px(ms) => Some(now_ms.checked_add(ms)),
+            Expiry::ExAt(s) => Some(s.checked_mul(1000)),
+            Expiry::PxAt(ms) => Some(Some(ms)),
+        };
+        let expires_at_ms = match deadline.map(valid_deadline) {
+            None => None,
+            Some(Some(t)) => Some(t),
+            Some(None) => return Applied::read(invalid_expire("set")),
         };
         self.map.insert(
             key.to_vec(),
@@ -264,7 +269,10 @@ impl Db {
         match self.live(key, now_ms) {
             None => Applied::read(Frame::Integer(0)),
             Some(e) => {
-                e.expires_at_ms = Some(now_ms.saturating_add(ms));
+                let Some(t) = valid_deadline(now_ms.checked_add(ms)) else {
+                    return Applied::read(invalid_expire("pexpire"));
+                };
+                e.expires_at_ms = Some(t);
                 Applied {
                     reply: Frame::Integer(1),
                     propagate: vec![self.state_of(key)],
@@ -272,6 +280,20 @@ impl Db {
             }
         }
     }
+}
+
+/// The latest deadline a key may have: replicas parse `PXAT` as an i64, as Redis does, so a
+/// larger one (`SET k v EX 10000000000000000` saturated to u64::MAX) was refused by every
+/// replica and blocked the replication stream behind it.
+const DEADLINE_MS_MAX: u64 = i64::MAX as u64;
+
+fn valid_deadline(t: Option<u64>) -> Option<u64> {
+    t.filter(|&t| t <= DEADLINE_MS_MAX)
+}
+
+/// Redis's answer to an expiry that overflows.
+fn invalid_expire(cmd: &str) -> Frame {
+    Frame::error(format!("ERR invalid expire time in '{cmd}' command"))
 }
 
 fn set_frame(key: &[u8], e: &Entry) -> Frame {
@@ -388,6 +410,41 @@ mod tests {
             5001,
         );
         assert!(failed.propagate.is_empty());
+    }
+
+    #[test]
+    fn deadlines_past_i64_are_refused_so_every_propagated_write_applies_on_a_replica() {
+        let mut db = Db::new();
+        let now = 1_700_000_000_000;
+        for parts in [
+            &["SET", "k", "v", "EX", "10000000000000000"][..],
+            &["SET", "k", "v", "PX", &i64::MAX.to_string()][..],
+            &["SET", "k", "v", "EXAT", &i64::MAX.to_string()][..],
+        ] {
+            let cmd = Command::from_frame(Frame::command(parts)).unwrap();
+            let applied = db.apply(&cmd, now);
+            assert!(
+                matches!(&applied.reply, Frame::Error(e) if e.contains("invalid expire time")),
+                "{parts:?}: {:?}",
+                applied.reply
+            );
+            assert!(applied.propagate.is_empty(), "{parts:?}");
+        }
+        run(&mut db, now, &["SET", "k", "v"]);
+        let cmd = Command::from_frame(Frame::command(["PEXPIRE", "k", &i64::MAX.to_string()]));
+        let applied = db.apply(&cmd.unwrap(), now);
+        assert!(
+            matches!(applied.reply, Frame::Error(_)),
+            "{:?}",
+            applied.reply
+        );
+        // The largest deadline accepted still reaches a replica as a command it parses.
+        let cmd = Frame::command(["SET", "k", "v", "PXAT", &i64::MAX.to_string()]);
+        let applied = db.apply(&Command::from_frame(cmd).unwrap(), now);
+        assert_eq!(applied.reply, Frame::ok());
+        for frame in applied.propagate {
+            Command::from_frame(frame).expect("a replica parses what is propagated");
+        }
     }
 
     #[test]

@@ -281,6 +281,11 @@ fn line<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], ProtocolError> {
     let rest = &buf[*pos..];
     let window = &rest[..rest.len().min(LINE_BYTES_MAX)];
     match window.windows(2).position(|w| w == b"\r\n") {
+        // RESP lines cannot carry CR or LF (a reply re-encoded would change); found by
+        // fuzzing.
+        Some(i) if rest[..i].iter().any(|&b| b == b'\r' || b == b'\n') => {
+            Err(invalid("CR or LF inside a line"))
+        }
         Some(i) => {
             *pos += i + 2;
             Ok(&rest[..i])

@@ -78,6 +78,14 @@ impl StateMachine for ZkStateMachine {
         self.applied.send_modify(|_| {});
         Ok(())
     }
+
+    fn check_snapshot(&self, data: &[u8]) -> anyhow::Result<()> {
+        if !data.is_empty() {
+            serde_json::from_slice::<Machine>(data)
+                .map_err(|e| anyhow::anyhow!("the lock snapshot does not decode: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +113,11 @@ mod tests {
             Outcome::Rejected(_)
         ));
         assert!(copy.restore(b"{\"sessions\": 5}").is_err());
+        assert_eq!(sm.machine().held_by(1, "l"), Some(2));
+        // What restore refuses, check_snapshot refuses first, and it changes nothing.
+        assert!(sm.check_snapshot(b"{\"sessions\": 5}").is_err());
+        assert!(sm.check_snapshot(&copy.snapshot()).is_ok());
+        assert!(sm.check_snapshot(b"").is_ok());
         assert_eq!(sm.machine().held_by(1, "l"), Some(2));
     }
 }

@@ -54,11 +54,16 @@ impl Edn {
     }
 }
 
+/// Forms nested inside one another at most (collections and `#_` discards). The reader
+/// recurses per level; 20,000 levels overflowed the stack. Histories nest a few levels.
+pub(crate) const NESTING_DEPTH_MAX: usize = 512;
+
 pub(crate) struct Reader<'a> {
     text: &'a [u8],
     pos: usize,
     line: usize,
     file: &'a str,
+    depth: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -68,6 +73,7 @@ impl<'a> Reader<'a> {
             pos: 0,
             line: first_line,
             file,
+            depth: 0,
         }
     }
 
@@ -155,6 +161,16 @@ impl<'a> Reader<'a> {
 
     /// Reads one form.
     pub fn read(&mut self) -> Result<Edn, HistoryError> {
+        if self.depth >= NESTING_DEPTH_MAX {
+            return Err(self.err(format!("forms nested more than {NESTING_DEPTH_MAX} deep")));
+        }
+        self.depth += 1;
+        let form = self.read_form();
+        self.depth -= 1;
+        form
+    }
+
+    fn read_form(&mut self) -> Result<Edn, HistoryError> {
         self.skip()?;
         let Some(c) = self.peek() else {
             return Err(self.err("expected an EDN value, found the end of the file"));
@@ -411,5 +427,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("y.edn:2:"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_naming_the_line_not_a_stack_overflow() {
+        for (open, close) in [("[", "]"), ("(", ")"), ("{:a ", "}"), ("#_", "")] {
+            let text = format!("\n{}1{}", open.repeat(20_000), close.repeat(20_000));
+            let err = Reader::new(&text, "deep.edn", 1)
+                .read()
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("deep.edn:2:"), "{open}: {err}");
+            assert!(err.contains("nested"), "{open}: {err}");
+        }
+        let text = format!("\n{}1{}", "[".repeat(20_000), "]".repeat(20_000));
+        let err = parse_knossos(&text, "deep.edn").unwrap_err().to_string();
+        assert!(err.starts_with("deep.edn:2:"), "{err}");
+        // Real histories nest a few levels; well below the limit still reads.
+        let text = format!(
+            "[{{:process 1, :type :invoke, :f :read, :value {}1{}}}]",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert_eq!(parse_knossos(&text, "ok.edn").unwrap().len(), 1);
     }
 }
