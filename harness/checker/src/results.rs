@@ -67,8 +67,20 @@ pub struct KeyResult {
 /// Why a key is not linearizable, for a person.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Counterexample {
-    /// A smallest set of ops found that cannot be linearized on its own.
+    /// The core: a set of ops that cannot be linearized even under `relaxation`. Empty
+    /// when none was found within the shrinking budget (then `stuck` says where the
+    /// search was).
     pub ops: Vec<OpRef>,
+    /// Whether `ops` is 1-minimal under `relaxation`: with any one of them made optional
+    /// the rest can be linearized.
+    #[serde(default)]
+    pub minimal: bool,
+    /// What the other ops of the key were allowed to do, in words.
+    #[serde(default)]
+    pub relaxation: String,
+    /// The op the key's search could not place next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<OpRef>,
     /// The longest order found, in linearization order.
     pub partial_linearization: Vec<OpRef>,
     /// The model state after `partial_linearization`, where the search got stuck.
@@ -99,6 +111,9 @@ pub struct OpRef {
     pub complete_index: Option<u64>,
     pub invoke_time: u64,
     pub complete_time: Option<u64>,
+    /// The host the client talked to, when the history says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl OpRef {
@@ -127,6 +142,9 @@ impl OpRef {
             complete_index: comp.map(|c| c.index),
             invoke_time: inv.time,
             complete_time: comp.map(|c| c.time),
+            node: comp
+                .and_then(|c| c.node.clone())
+                .or_else(|| inv.node.clone()),
         }
     }
 
