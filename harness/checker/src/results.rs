@@ -151,9 +151,21 @@ pub struct KeyResult {
 /// Why a key is not linearizable, for a person.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Counterexample {
-    /// A smallest set of ops found that cannot be linearized on its own.
+    /// The core: a set of ops that cannot be linearized even under `relaxation`. Empty
+    /// when none was found within the shrinking budget (then `stuck` says where the
+    /// search was).
     #[serde(default)]
     pub ops: Vec<OpRef>,
+    /// Whether `ops` is 1-minimal under `relaxation`: with any one of them made optional
+    /// the rest can be linearized.
+    #[serde(default)]
+    pub minimal: bool,
+    /// What the other ops of the key were allowed to do, in words.
+    #[serde(default)]
+    pub relaxation: String,
+    /// The op the key's search could not place next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<OpRef>,
     /// The longest order found, in linearization order.
     #[serde(default)]
     pub partial_linearization: Vec<OpRef>,
@@ -182,6 +194,9 @@ pub struct OpRef {
     pub invoke_time: u64,
     #[serde(default)]
     pub complete_time: Option<u64>,
+    /// The host the client talked to, when the history says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl OpRef {
@@ -210,6 +225,9 @@ impl OpRef {
             complete_index: comp.map(|c| c.index),
             invoke_time: inv.time,
             complete_time: comp.map(|c| c.time),
+            node: comp
+                .and_then(|c| c.node.clone())
+                .or_else(|| inv.node.clone()),
         }
     }
 

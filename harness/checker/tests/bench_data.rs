@@ -129,6 +129,9 @@ fn a_hard_key_does_not_hide_an_easy_invalid_one() {
         time_limit: Some(Duration::from_secs(2)),
         memory_limit_bytes: 1024 * 1024 * 1024,
         counterexamples: false,
+        // First-invalid mode (what `faultline check` does by default): exhaustive, keys
+        // 1-3 and 5-9 are found invalid too.
+        exhaustive: false,
         ..Limits::default()
     };
     let r = check_linearizable_named(&ops, "kv", None, &one_thread).unwrap();

@@ -1,13 +1,16 @@
 //! Differential test: thousands of small random histories (seeded; 2–5 processes; ok, fail,
 //! info and pending ops) checked by the search and by a brute-force reference that tries
-//! every order. They must agree on every history, and every counterexample's op set must
-//! itself be non-linearizable according to the reference.
+//! every order. They must agree on every history, and every counterexample's core must be
+//! non-linearizable according to the reference, alone and under the relaxation the
+//! checker states (brute-forced here from its definition), and 1-minimal under it: with
+//! any one of its ops made optional, the rest can be ordered.
 
 use faultline_checker::generate::{register_history, Params};
 use faultline_checker::history::{pair_operations, Op, OpType};
 use faultline_checker::model::{
     Convention, KvModel, Model, MutexModel, Prepared, RegisterModel, Val,
 };
+use faultline_checker::results::LinearizableResult;
 use faultline_checker::{check_linearizable, Limits, Validity};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -71,6 +74,142 @@ fn reference<M: Model>(model: &M, ops: &[Op]) -> bool {
         &mut vec![false; entries.len()],
         &model.init(),
     )
+}
+
+/// Above this many states the checker does not summarise the ops before a core's window
+/// (its `START_STATES_MAX`).
+const START_STATES_MAX: usize = 512;
+
+/// Every state reachable from the initial one by `ops` in any order, any number of times;
+/// `None` past `START_STATES_MAX`.
+fn closure<M: Model>(model: &M, ops: &[&M::Op]) -> Option<Vec<M::State>> {
+    let mut states = vec![model.init()];
+    let mut k = 0;
+    while k < states.len() {
+        for op in ops {
+            if let Some(next) = model.step(&states[k], op) {
+                if !states.contains(&next) {
+                    if states.len() >= START_STATES_MAX {
+                        return None;
+                    }
+                    states.push(next);
+                }
+            }
+        }
+        k += 1;
+    }
+    Some(states)
+}
+
+/// An op under the relaxation: must it take effect, and until when may it.
+struct Relaxed<'a, O> {
+    op: &'a O,
+    call: usize,
+    /// `None`: any time after the invoke (info).
+    ret: Option<usize>,
+    mandatory: bool,
+}
+
+/// Tries every order of `ops` in which every mandatory op takes effect within its
+/// interval, every optional op with a completion within its interval or never, every
+/// other optional op after its invoke or never, consistently with real time.
+fn brute_relaxed<M: Model>(
+    model: &M,
+    ops: &[Relaxed<'_, M::Op>],
+    used: &mut Vec<bool>,
+    state: &M::State,
+    last_call: Option<usize>,
+) -> bool {
+    if ops.iter().zip(used.iter()).all(|(o, &u)| u || !o.mandatory) {
+        return true;
+    }
+    let barrier = (0..ops.len())
+        .filter(|&i| !used[i] && ops[i].mandatory)
+        .filter_map(|i| ops[i].ret)
+        .min()
+        .unwrap_or(usize::MAX);
+    for i in 0..ops.len() {
+        if used[i] || ops[i].call > barrier {
+            continue;
+        }
+        // An op placed earlier was invoked after this one completed: too late for it.
+        if let (Some(r), Some(c)) = (ops[i].ret, last_call) {
+            if r < c {
+                continue;
+            }
+        }
+        if let Some(next) = model.step(state, ops[i].op) {
+            used[i] = true;
+            let last = Some(last_call.map_or(ops[i].call, |c| c.max(ops[i].call)));
+            let ok = brute_relaxed(model, ops, used, &next, last);
+            used[i] = false;
+            if ok {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Whether the ops of `core` (positions in `entries`) can be ordered under the relaxation
+/// the checker states, brute-forced from its definition: other ops optional, ops invoked
+/// after the core's last completion left out, and — when the key's states are few enough
+/// to list — the ops that completed before the core's window began (and the info ops
+/// invoked before the first core op completed) taken as any state they could produce, in
+/// any order and any number of times.
+fn relaxed_linearizable<M: Model>(
+    model: &M,
+    entries: &[Entry<M::Op>],
+    core: &[usize],
+    summarise: bool,
+) -> bool {
+    let all_ops: Vec<&M::Op> = entries.iter().map(|e| &e.0).collect();
+    let summarise = summarise && closure(model, &all_ops).is_some();
+    let ret = |i: usize| entries[i].2.unwrap_or(usize::MAX);
+    let cut = core.iter().map(|&i| ret(i)).max().unwrap();
+    let others: Vec<usize> = (0..entries.len())
+        .filter(|i| !core.contains(i) && entries[*i].1 < cut)
+        .collect();
+    // The window's start: no completed op ending after it began before it.
+    let mut start = core.iter().map(|&i| entries[i].1).min().unwrap();
+    loop {
+        let earlier = core
+            .iter()
+            .chain(others.iter().filter(|&&i| entries[i].2.is_some()))
+            .filter(|&&i| ret(i) >= start)
+            .map(|&i| entries[i].1)
+            .min()
+            .unwrap_or(start);
+        if earlier >= start {
+            break;
+        }
+        start = earlier;
+    }
+    let before = |i: usize| entries[i].2.is_some_and(|r| r < start);
+    let first_ret = core.iter().map(|&i| ret(i)).min().unwrap();
+    let inits = if summarise {
+        let early: Vec<&M::Op> = others
+            .iter()
+            .filter(|&&i| before(i) || (entries[i].2.is_none() && entries[i].1 < first_ret))
+            .map(|&i| &entries[i].0)
+            .collect();
+        closure(model, &early).unwrap()
+    } else {
+        vec![model.init()]
+    };
+    let relaxed: Vec<Relaxed<'_, M::Op>> = core
+        .iter()
+        .chain(others.iter().filter(|&&i| !summarise || !before(i)))
+        .map(|&i| Relaxed {
+            op: &entries[i].0,
+            call: entries[i].1,
+            ret: entries[i].2,
+            mandatory: core.contains(&i),
+        })
+        .collect();
+    inits
+        .iter()
+        .any(|s| brute_relaxed(model, &relaxed, &mut vec![false; relaxed.len()], s, None))
 }
 
 /// Wrong reads and flipped cas outcomes, so that many histories are invalid.
@@ -147,6 +286,7 @@ fn compare_with<M: Model, T: Model>(
     );
     agree[usize::from(want)] += 1;
     if !want {
+        check_core(truth, ops, &got, seed);
         // The counterexample's ops, alone, must still be non-linearizable.
         let key = got
             .keys
@@ -167,8 +307,69 @@ fn compare_with<M: Model, T: Model>(
             .collect();
         assert!(
             !reference(&sub),
-            "seed {seed}: counterexample is linearizable"
+            "seed {seed}: counterexample is linearizable alone: {cx:#?}"
         );
+    }
+}
+
+/// The core printed for the invalid key is non-linearizable under the stated relaxation,
+/// and 1-minimal under it.
+fn check_core<T: Model>(truth: &T, ops: &[Op], got: &LinearizableResult, seed: u64) {
+    for key in got.keys.iter().filter(|k| k.valid == Validity::Invalid) {
+        // The brute force works on the key's ops alone (`truth` does not split by key).
+        let key_ops: Vec<Op> = ops
+            .iter()
+            .filter(|o| o.key == key.key || key.key.is_none())
+            .cloned()
+            .collect();
+        let entries = prepare(truth, &key_ops);
+        let cx = key.counterexample.as_ref().unwrap();
+        let core: Vec<usize> = cx
+            .ops
+            .iter()
+            .map(|r| {
+                entries
+                    .iter()
+                    .position(|e| key_ops[e.1].index == r.invoke_index)
+                    .expect("core op is one of the key's ops")
+            })
+            .collect();
+        let show = || {
+            format!(
+                "seed {seed} key {:?}\n{}\n{}",
+                key.key,
+                cx.explanation,
+                key_ops
+                    .iter()
+                    .map(|o| serde_json::to_string(o).unwrap())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        };
+        assert!(!core.is_empty(), "no core: {}", show());
+        assert!(
+            cx.minimal,
+            "a tiny history's core not shown minimal: {}",
+            show()
+        );
+        assert!(!cx.relaxation.is_empty());
+        // The checker says which relaxation it used: with or without the summary.
+        let summarise = cx.relaxation.contains("any number of times");
+        assert!(
+            !relaxed_linearizable(truth, &entries, &core, summarise),
+            "core is linearizable under its relaxation: {}",
+            show()
+        );
+        for k in 0..core.len() {
+            let mut fewer = core.clone();
+            let dropped = fewer.remove(k);
+            assert!(
+                fewer.is_empty() || relaxed_linearizable(truth, &entries, &fewer, summarise),
+                "core is not 1-minimal: without op #{} it is still non-linearizable: {}",
+                key_ops[entries[dropped].1].index,
+                show()
+            );
+        }
     }
 }
 

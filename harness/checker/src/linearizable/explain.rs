@@ -1,193 +1,105 @@
-//! Counterexamples: shrink an invalid key to a small core of ops that cannot be
-//! linearized, and say in words why no order of them works.
-//!
-//! Shrinking does not delete the other ops (deleting the write a read saw would make any
-//! read "invalid" and explain nothing); it makes them optional: each may take effect at
-//! any point after its invoke, or not at all. That only adds behaviours, so a core that is
-//! still non-linearizable this way is a real contradiction among its own ops.
+//! Counterexamples in words: the core's ops, the relaxation it is minimal under, the
+//! longest order of them that works and why each op left over cannot come next.
 
-use super::search::{search, Budget, Entry, Outcome, View};
+use super::core::{Core, Relaxer};
+use super::search::{search_from, Budget, Entry, Outcome};
 use crate::model::Model;
 use crate::results::OpRef;
+use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-/// Wall time one shrinking candidate may take.
-const CANDIDATE_TIME_LIMIT: Duration = Duration::from_millis(100);
+/// A core with more ops than this is not listed whole: the stuck op and its nearest
+/// neighbours are (the whole set is in results.json).
+const LISTED_OPS_MAX: usize = 30;
+/// Neighbours listed beside the stuck op when a core is too large to list.
+const NEIGHBOURS_LISTED: usize = 10;
 
-pub(crate) struct Minimal {
-    /// Positions in the key's entries, in invoke order: the core.
-    pub ops: Vec<u32>,
-    /// Ops invoked after this position play no part.
-    pub cut: u64,
-    /// Whether shrinking ran to the end (every single op was tried for removal).
-    pub complete: bool,
-}
-
-/// The key's ops invoked up to `cut`, with those outside `core` made optional. Ops
-/// invoked after the cut cannot matter: every core op completed before it.
-fn relaxed<'a, O>(entries: &'a [Entry<O>], core: &[u32], cut: u64) -> Vec<View<'a, O>> {
-    let mut in_core = vec![false; entries.len()];
-    for &i in core {
-        in_core[i as usize] = true;
-    }
-    entries
-        .iter()
-        .zip(in_core)
-        .map(|(e, keep)| View {
-            op: &e.op,
-            call: e.call,
-            ret: if keep { e.ret } else { None },
-        })
-        .map(|v| {
-            if v.call <= cut {
-                v
-            } else {
-                View { ret: None, ..v }
-            }
-        })
-        .collect()
-}
-
-fn invalid<M: Model>(
-    model: &M,
-    views: &[View<'_, M::Op>],
-    main: &Budget,
-    deadline: Instant,
-) -> bool {
-    let budget = Budget::new(
-        main.limit_bytes / 2,
-        Some(deadline.min(Instant::now() + CANDIDATE_TIME_LIMIT)),
+/// The relaxation, in words, for `others` ops outside the core.
+pub(crate) fn relaxation_text(others: usize, summarised: bool) -> String {
+    let mut text = format!(
+        "each of the other {others} operations of this key may take effect at one moment between its invoke and its completion (an info one: at any moment after its invoke), or never"
     );
-    matches!(search(model, views, &budget), Outcome::Illegal { .. })
+    if summarised {
+        text.push_str(
+            "; those that completed before the first of these began, and the info ones invoked before the first of these completed, are taken as any state they could produce in any order, each any number of times",
+        );
+    }
+    text
 }
 
-/// The shortest prefix of the key that is already non-linearizable, as the time of its
-/// last completion (non-linearizability only grows with the prefix, so binary search).
-fn shortest_prefix<M: Model>(
-    model: &M,
-    entries: &[Entry<M::Op>],
-    main: &Budget,
-    deadline: Instant,
-) -> u64 {
-    let mut returns: Vec<u64> = entries.iter().filter_map(|e| e.ret).collect();
-    returns.sort_unstable();
-    let (mut lo, mut hi) = (0, returns.len());
-    while lo < hi && Instant::now() < deadline {
-        let mid = (lo + hi) / 2;
-        let cut = returns[mid];
-        let core: Vec<u32> = (0..entries.len() as u32)
-            .filter(|&i| entries[i as usize].ret.is_some_and(|r| r <= cut))
-            .collect();
-        if invalid(model, &relaxed(entries, &core, cut), main, deadline) {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    returns.get(lo).copied().unwrap_or(u64::MAX)
+pub(crate) struct Explained {
+    pub text: String,
+    pub relaxation: String,
 }
 
-/// Delta debugging: drop chunks of ops from the core (halves, quarters, … single ops)
-/// while the history stays non-linearizable. Bounded by `deadline`; what is left then is
-/// still a contradiction, only perhaps not minimal.
-pub(crate) fn shrink<M: Model>(
-    model: &M,
-    entries: &[Entry<M::Op>],
-    main: &Budget,
-    deadline: Instant,
-) -> Minimal {
-    let deadline = main.deadline.map_or(deadline, |d| d.min(deadline));
-    let cut = shortest_prefix(model, entries, main, deadline);
-    // Ops of unknown outcome are optional already; only determinate ones form the core.
-    let mut current: Vec<u32> = (0..entries.len() as u32)
-        .filter(|&i| entries[i as usize].ret.is_some_and(|r| r <= cut))
-        .collect();
-    let mut chunk = current.len().div_ceil(2);
-    while chunk >= 1 {
-        let mut start = 0;
-        while start < current.len() {
-            if Instant::now() >= deadline {
-                return Minimal {
-                    ops: current,
-                    cut,
-                    complete: false,
-                };
-            }
-            let end = (start + chunk).min(current.len());
-            let candidate: Vec<u32> = current[..start]
-                .iter()
-                .chain(&current[end..])
-                .copied()
-                .collect();
-            // One hard candidate must not eat the whole shrinking time: past its own
-            // limit it counts as "not shown invalid" and its ops stay.
-            if !candidate.is_empty()
-                && invalid(model, &relaxed(entries, &candidate, cut), main, deadline)
-            {
-                current = candidate;
-            } else {
-                start += chunk;
-            }
-        }
-        if chunk == 1 {
-            break;
-        }
-        chunk = chunk.div_ceil(2);
-    }
-    Minimal {
-        ops: current,
-        cut,
-        complete: true,
-    }
-}
-
-/// Text for a person: the core ops, the longest order that works, and why each core op
-/// left over cannot come next.
+/// Text for a person about `core`, a set of the key's `entries` (described by `refs`).
 pub(crate) fn explain<M: Model>(
     model: &M,
     entries: &[Entry<M::Op>],
     refs: &[OpRef],
-    minimal: &Minimal,
-    main: &Budget,
-) -> String {
-    use std::fmt::Write;
+    relaxer: &mut Relaxer<'_, M>,
+    core: &Core,
+    memory_limit_bytes: usize,
+) -> Explained {
+    let problem = relaxer.problem(&core.ops);
+    let others = problem.views.len() - core.ops.len() + problem.summarised;
+    let relaxation = relaxation_text(others, problem.summary);
     let mut text = String::new();
-    let others = entries.iter().filter(|e| e.call <= minimal.cut).count() - minimal.ops.len();
     let _ = writeln!(
         text,
-        "No order of these {} operations agrees with both real time and the {} model (starting from {}){}{}:",
-        minimal.ops.len(),
+        "No order of these {} operations agrees with both real time and the {} model (starting from {}), even if {}.{}",
+        core.ops.len(),
         model.name(),
         model.state_json(&model.init()),
-        if others > 0 {
-            format!(", even if each of the other {others} operations took effect at any point after its invoke, or not at all")
+        relaxation,
+        if core.minimal {
+            " Each of them is needed: with any one of them optional the rest could be ordered."
         } else {
-            String::new()
-        },
-        if minimal.complete {
-            ""
-        } else {
-            " [shrinking stopped at its time limit; the set may not be minimal]"
+            " [shrinking stopped at its time limit: the set may not be minimal]"
         }
     );
-    for &i in &minimal.ops {
-        let _ = writeln!(text, "  - {}", refs[i as usize].describe());
+    let listed = listed_ops(entries, core);
+    if listed.len() < core.ops.len() {
+        let _ = writeln!(
+            text,
+            "The set is large; the op the search could not place and its {} nearest neighbours (all {} are in results.json):",
+            listed.len().saturating_sub(1),
+            core.ops.len()
+        );
+    }
+    for &i in &listed {
+        let mark = if Some(i) == core.stuck {
+            "  <- stuck here"
+        } else {
+            ""
+        };
+        let _ = writeln!(text, "  - {}{mark}", refs[i as usize].describe());
     }
     let budget = Budget::new(
-        main.limit_bytes / 2,
-        Some(Instant::now() + Duration::from_secs(1)),
+        memory_limit_bytes / 2,
+        Some(Instant::now() + Duration::from_millis(500)),
     );
-    let views = relaxed(entries, &minimal.ops, minimal.cut);
-    let Outcome::Illegal { longest, state } = search(model, &views, &budget) else {
-        return text;
+    let Outcome::Illegal { longest, state } =
+        search_from(model, &problem.views, &problem.inits, &budget, u64::MAX)
+    else {
+        return Explained { text, relaxation };
     };
+    // Back to positions in the key's entries.
+    let longest: Vec<u32> = longest
+        .iter()
+        .map(|&v| problem.positions[v as usize])
+        .collect();
     if longest.is_empty() {
         let _ = writeln!(text, "Not one of them can go first:");
     } else {
         let _ = writeln!(text, "The longest order that works:");
-        let core: std::collections::HashSet<u32> = minimal.ops.iter().copied().collect();
+        let in_core: std::collections::HashSet<u32> = core.ops.iter().copied().collect();
         for (n, &i) in longest.iter().enumerate() {
-            let tag = if core.contains(&i) { "" } else { "(optional) " };
+            let tag = if in_core.contains(&i) {
+                ""
+            } else {
+                "(optional) "
+            };
             let _ = writeln!(text, "  {}. {tag}{}", n + 1, refs[i as usize].describe());
         }
         let _ = writeln!(
@@ -198,18 +110,20 @@ pub(crate) fn explain<M: Model>(
     }
     let placed: std::collections::HashSet<u32> = longest.iter().copied().collect();
     // The earliest completion among core ops not placed: nothing invoked after it can go next.
-    let first_open_return = minimal
+    let first_open_return = core
         .ops
         .iter()
         .filter(|p| !placed.contains(p))
-        .filter_map(|&p| views[p as usize].ret.map(|r| (r, p)))
+        .filter_map(|&p| entries[p as usize].ret.map(|r| (r, p)))
         .min();
-    for &i in &minimal.ops {
-        if placed.contains(&i) {
+    let mut why_listed = 0;
+    for &i in &listed {
+        if placed.contains(&i) || why_listed >= LISTED_OPS_MAX {
             continue;
         }
+        why_listed += 1;
         let why = match first_open_return {
-            Some((r, q)) if views[i as usize].call > r => format!(
+            Some((r, q)) if entries[i as usize].call > r => format!(
                 "it was invoked after [{}] had completed, and that op is not placed yet",
                 refs[q as usize].describe()
             ),
@@ -221,5 +135,24 @@ pub(crate) fn explain<M: Model>(
         };
         let _ = writeln!(text, "  - {}: {why}", refs[i as usize].describe());
     }
-    text
+    Explained { text, relaxation }
+}
+
+/// The core's ops to list: all of them, or when there are too many, the stuck op and the
+/// ops nearest to it in time.
+fn listed_ops<O>(entries: &[Entry<O>], core: &Core) -> Vec<u32> {
+    if core.ops.len() <= LISTED_OPS_MAX {
+        return core.ops.clone();
+    }
+    let centre = core
+        .stuck
+        .filter(|s| core.ops.contains(s))
+        .unwrap_or(core.ops[core.ops.len() - 1]);
+    let t = entries[centre as usize].call;
+    let mut near: Vec<u32> = core.ops.iter().copied().filter(|&i| i != centre).collect();
+    near.sort_unstable_by_key(|&i| entries[i as usize].call.abs_diff(t));
+    near.truncate(NEIGHBOURS_LISTED);
+    near.push(centre);
+    near.sort_unstable();
+    near
 }

@@ -1,6 +1,7 @@
 //! The linearizability checker: splits a history by key, runs the search on every key in
 //! parallel under shared time and memory limits, and explains each invalid key.
 
+mod core;
 mod explain;
 pub(crate) mod search;
 
@@ -8,6 +9,7 @@ use crate::history::{pair_operations, Key, Op, Operation};
 use crate::model::{Model, Prepared};
 use crate::results::{Counterexample, KeyResult, LinearizableResult, OpRef};
 use crate::verdict::Validity;
+use core::Relaxer;
 use search::{Budget, Entry, Outcome};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -22,14 +24,15 @@ pub struct Limits {
     pub memory_limit_bytes: usize,
     /// Worker threads; `None`: one per core.
     pub threads: Option<usize>,
-    /// Wall time for shrinking each invalid key's counterexample.
+    /// Wall time for finding and shrinking each invalid key's counterexample.
     pub shrink_time_limit: Duration,
     /// Build counterexamples for invalid keys (shrinking and explanation); off, an invalid
     /// key only gets the longest partial linearization and its state.
     pub counterexamples: bool,
-    /// Decide every key even after one is found non-linearizable. Off (the default, as in
-    /// Porcupine), the check stops at the first invalid key and keys not decided by then
-    /// are `unknown` — the verdict is `false` either way.
+    /// Decide every key even after one is found non-linearizable (the default: what
+    /// `run`, `report` and `campaign` do). Off (what `faultline check` does unless told
+    /// `--exhaustive`, as Porcupine does), the check stops at the first invalid key and
+    /// keys not decided by then are `unknown` — the verdict is `false` either way.
     pub exhaustive: bool,
 }
 
@@ -39,9 +42,9 @@ impl Default for Limits {
             time_limit: Some(Duration::from_secs(60)),
             memory_limit_bytes: 2048 * 1024 * 1024,
             threads: None,
-            shrink_time_limit: Duration::from_secs(2),
+            shrink_time_limit: Duration::from_millis(400),
             counterexamples: true,
-            exhaustive: false,
+            exhaustive: true,
         }
     }
 }
@@ -113,46 +116,41 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+impl KeyResult {
+    fn unknown(key: Option<Key>, ops: usize, reason: String) -> Self {
+        KeyResult {
+            key,
+            valid: Validity::Unknown,
+            ops,
+            duration_ms: 0.0,
+            reason: Some(reason),
+            counterexample: None,
+        }
+    }
+}
+
 /// Checks `ops` (a whole history, nemesis events included) for linearizability under
 /// `model`, one search per key, in parallel.
 pub fn check_linearizable<M: Model>(model: &M, ops: &[Op], limits: &Limits) -> LinearizableResult {
     let started = Instant::now();
-    // An empty history most likely means the test never ran: nothing was shown to hold.
-    let pairs = match pair_operations(ops) {
-        Ok(_) if ops.is_empty() => Err("the history is empty: nothing to check".to_string()),
-        other => other,
+    let finish = |keys: Vec<KeyResult>| LinearizableResult {
+        model: model.name(),
+        valid: keys
+            .iter()
+            .fold(Validity::Valid, |acc, k| acc.combine(k.valid)),
+        duration_ms: ms(started.elapsed()),
+        keys,
     };
-    let pairs = match pairs {
+    // An empty history most likely means the test never ran: nothing was shown to hold.
+    if ops.is_empty() {
+        let reason = "the history is empty: nothing to check".to_string();
+        return finish(vec![KeyResult::unknown(None, 0, reason)]);
+    }
+    let pairs = match pair_operations(ops) {
         Ok(p) => p,
-        Err(e) if ops.is_empty() => {
-            return LinearizableResult {
-                model: model.name(),
-                valid: Validity::Unknown,
-                duration_ms: ms(started.elapsed()),
-                keys: vec![KeyResult {
-                    key: None,
-                    valid: Validity::Unknown,
-                    ops: 0,
-                    duration_ms: 0.0,
-                    reason: Some(e),
-                    counterexample: None,
-                }],
-            }
-        }
         Err(e) => {
-            return LinearizableResult {
-                model: model.name(),
-                valid: Validity::Unknown,
-                duration_ms: ms(started.elapsed()),
-                keys: vec![KeyResult {
-                    key: None,
-                    valid: Validity::Unknown,
-                    ops: 0,
-                    duration_ms: 0.0,
-                    reason: Some(format!("malformed history: {e}")),
-                    counterexample: None,
-                }],
-            }
+            let reason = format!("malformed history: {e}");
+            return finish(vec![KeyResult::unknown(None, 0, reason)]);
         }
     };
     let groups = group_history(model, ops, &pairs);
@@ -161,15 +159,23 @@ pub fn check_linearizable<M: Model>(model: &M, ops: &[Op], limits: &Limits) -> L
         // A limit past what the clock can represent (`--time-limit 1e19`) is no limit.
         limits.time_limit.and_then(|t| started.checked_add(t)),
     );
+    finish(check_groups(model, ops, &groups, &budget, limits))
+}
 
-    // Biggest keys first, so one large key does not start last and run alone.
-    let mut order: Vec<usize> = (0..groups.len()).collect();
-    order.sort_by_key(|&g| std::cmp::Reverse(groups[g].entries.len()));
+/// Below this many ops (all keys together) a check runs on one thread.
+const PARALLEL_MIN_OPS: usize = 1000;
+
+/// Steps each key gets in the first pass when there are more keys than threads: about
+/// 10–30 ms of search, more than any key of the bench data that has a verdict needs.
+const FIRST_PASS_STEPS: u64 = 1 << 16;
+
+/// Worker threads for these groups.
+fn thread_count<O>(groups: &[Group<O>], limits: &Limits) -> usize {
     // A small history is checked on the calling thread alone: starting and joining a
     // thread costs more than its keys take (kv c01: 0.04 ms alone, 0.5 ms with a helper
     // on the busy development machine).
     let total_ops: usize = groups.iter().map(|g| g.entries.len()).sum();
-    let threads = limits
+    limits
         .threads
         .unwrap_or_else(|| {
             if total_ops < PARALLEL_MIN_OPS {
@@ -178,7 +184,21 @@ pub fn check_linearizable<M: Model>(model: &M, ops: &[Op], limits: &Limits) -> L
                 cores()
             }
         })
-        .clamp(1, groups.len().max(1));
+        .clamp(1, groups.len().max(1))
+}
+
+/// Decides every group (or, not exhaustive, until one is invalid): results in key order.
+fn check_groups<M: Model>(
+    model: &M,
+    ops: &[Op],
+    groups: &[Group<M::Op>],
+    budget: &Budget,
+    limits: &Limits,
+) -> Vec<KeyResult> {
+    // Biggest keys first, so one large key does not start last and run alone.
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by_key(|&g| std::cmp::Reverse(groups[g].entries.len()));
+    let threads = thread_count(groups, limits);
     // With more keys than threads, a first pass gives each key a bounded number of steps,
     // so that one hard key cannot hold a thread while an easy invalid key waits behind it
     // (the check stops at the first invalid key: kv c50-bad on one thread took 7 s, its
@@ -196,17 +216,11 @@ pub fn check_linearizable<M: Model>(model: &M, ops: &[Op], limits: &Limits) -> L
         let work = || loop {
             let k = next.fetch_add(1, Ordering::Relaxed);
             let Some(&g) = order.get(k) else { break };
+            let group = &groups[g];
             let r = if budget.cancel.load(Ordering::Relaxed) {
-                KeyResult {
-                    key: groups[g].key.clone(),
-                    valid: Validity::Unknown,
-                    ops: groups[g].entries.len(),
-                    duration_ms: 0.0,
-                    reason: Some(STOPPED.into()),
-                    counterexample: None,
-                }
+                KeyResult::unknown(group.key.clone(), group.entries.len(), STOPPED.into())
             } else {
-                match check_group(model, ops, &groups[g], &budget, limits, max_steps) {
+                match check_group(model, ops, group, budget, limits, max_steps) {
                     Some(r) => r,
                     None => {
                         deferred.lock().unwrap_or_else(|e| e.into_inner()).push(g);
@@ -236,29 +250,84 @@ pub fn check_linearizable<M: Model>(model: &M, ops: &[Op], limits: &Limits) -> L
     let mut again = std::mem::take(&mut *deferred.lock().unwrap_or_else(|e| e.into_inner()));
     again.sort_by_key(|&g| std::cmp::Reverse(groups[g].entries.len()));
     run_pass(&again, u64::MAX);
-    let keys: Vec<KeyResult> = results
+    results
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
         .into_iter()
         .flatten()
-        .collect();
-    let valid = keys
-        .iter()
-        .fold(Validity::Valid, |acc, k| acc.combine(k.valid));
-    LinearizableResult {
-        model: model.name(),
-        valid,
-        duration_ms: ms(started.elapsed()),
-        keys,
-    }
+        .collect()
 }
 
-/// Below this many ops (all keys together) a check runs on one thread.
-const PARALLEL_MIN_OPS: usize = 1000;
+/// Steps of the first search of a key before a window around where it is stuck is tried;
+/// each later round gets `STEPS_GROWTH` times more.
+const ROUND_STEPS_FIRST: u64 = 1 << 16;
+const STEPS_GROWTH: u64 = 4;
 
-/// Steps each key gets in the first pass when there are more keys than threads: about
-/// 10–30 ms of search, more than any key of the bench data that has a verdict needs.
-const FIRST_PASS_STEPS: u64 = 1 << 16;
+/// Wall time a window around a stuck search may take to show the key invalid.
+const WINDOW_TIME_LIMIT: Duration = Duration::from_millis(100);
+
+/// How a key's search ended.
+enum Decided<S> {
+    Valid,
+    /// The search found no order (`longest`, `state`: where it got furthest).
+    Illegal {
+        longest: Vec<u32>,
+        state: S,
+    },
+    /// A window around where the search was stuck is non-linearizable on its own.
+    Window {
+        longest: Vec<u32>,
+        window: Vec<u32>,
+    },
+    Unknown(String),
+    Panicked,
+    OutOfSteps,
+}
+
+/// Searches one key in rounds of growing step allowances; between rounds, a window around
+/// where the search is stuck is checked on its own, so that one impossible op in a long
+/// key is found without exploring every order of the ops before it.
+fn decide<M: Model>(
+    model: &M,
+    group: &Group<M::Op>,
+    budget: &Budget,
+    limits: &Limits,
+    max_steps: u64,
+) -> Decided<M::State> {
+    let all: Vec<search::View<'_, M::Op>> = group.entries.iter().map(Entry::view).collect();
+    let mut relaxer: Option<Relaxer<'_, M>> = None;
+    let mut tried_stuck = None;
+    let mut allowance = ROUND_STEPS_FIRST.min(max_steps);
+    loop {
+        // A panicking user model must give `unknown`, not take the whole check down.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            search::search_steps(model, &all, budget, allowance)
+        }));
+        let longest = match outcome {
+            Err(_) => return Decided::Panicked,
+            Ok(Outcome::Linearizable) => return Decided::Valid,
+            Ok(Outcome::Illegal { longest, state }) => return Decided::Illegal { longest, state },
+            Ok(Outcome::Unknown(reason)) => return Decided::Unknown(reason),
+            Ok(Outcome::OutOfSteps { longest }) => longest,
+        };
+        let relaxer = relaxer.get_or_insert_with(|| {
+            Relaxer::new(model, &group.entries, limits.memory_limit_bytes, true)
+        });
+        let stuck = relaxer.stuck_op(&longest);
+        if stuck.is_some() && stuck != tried_stuck {
+            tried_stuck = stuck;
+            let deadline = Instant::now() + WINDOW_TIME_LIMIT;
+            let deadline = budget.deadline.map_or(deadline, |d| d.min(deadline));
+            if let Some(window) = relaxer.window(&longest, deadline) {
+                return Decided::Window { longest, window };
+            }
+        }
+        if allowance >= max_steps {
+            return Decided::OutOfSteps;
+        }
+        allowance = allowance.saturating_mul(STEPS_GROWTH).min(max_steps);
+    }
+}
 
 /// Decides one key; `None` when `max_steps` ran out first.
 fn check_group<M: Model>(
@@ -270,57 +339,115 @@ fn check_group<M: Model>(
     max_steps: u64,
 ) -> Option<KeyResult> {
     let started = Instant::now();
-    let mut result = KeyResult {
-        key: group.key.clone(),
-        valid: Validity::Unknown,
-        ops: group.entries.len(),
-        duration_ms: 0.0,
-        reason: None,
-        counterexample: None,
-    };
+    let mut result = KeyResult::unknown(group.key.clone(), group.entries.len(), String::new());
     if let Some(e) = &group.error {
         result.reason = Some(e.clone());
         return Some(result);
     }
-    let all: Vec<search::View<'_, M::Op>> = group.entries.iter().map(Entry::view).collect();
-    // A panicking user model must give `unknown`, not take the whole check down.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        search::search_steps(model, &all, budget, max_steps)
-    }));
-    match outcome {
-        Err(_) => result.reason = Some("the model panicked".into()),
-        Ok(Outcome::OutOfSteps) => return None,
-        Ok(Outcome::Linearizable) => result.valid = Validity::Valid,
-        Ok(Outcome::Unknown(_)) if budget.cancel.load(Ordering::Relaxed) => {
-            result.reason = Some(STOPPED.into())
+    let (longest, state, window) = match decide(model, group, budget, limits, max_steps) {
+        Decided::OutOfSteps => return None,
+        Decided::Panicked => {
+            result.reason = Some("the model panicked".into());
+            return Some(finished(result, started));
         }
-        Ok(Outcome::Unknown(reason)) => {
+        Decided::Valid => {
+            result.valid = Validity::Valid;
+            result.reason = None;
+            return Some(finished(result, started));
+        }
+        Decided::Unknown(_) if budget.cancel.load(Ordering::Relaxed) => {
+            result.reason = Some(STOPPED.into());
+            return Some(finished(result, started));
+        }
+        Decided::Unknown(reason) => {
             result.reason = Some(format!(
                 "{reason} after {:.1} s",
                 started.elapsed().as_secs_f64()
-            ))
+            ));
+            return Some(finished(result, started));
         }
-        Ok(Outcome::Illegal { longest, state }) => {
-            result.valid = Validity::Invalid;
-            let shrink_deadline = Instant::now() + limits.shrink_time_limit;
-            let refs: Vec<OpRef> = group.sources.iter().map(|&s| OpRef::new(ops, s)).collect();
-            let (minimal, text) = if limits.counterexamples {
-                let minimal = explain::shrink(model, &group.entries, budget, shrink_deadline);
-                let text = explain::explain(model, &group.entries, &refs, &minimal, budget);
-                (minimal.ops, text)
-            } else {
-                (Vec::new(), String::new())
-            };
-            result.counterexample = Some(Counterexample {
-                ops: minimal.iter().map(|&i| refs[i as usize].clone()).collect(),
-                partial_linearization: longest.iter().map(|&i| refs[i as usize].clone()).collect(),
-                state: model.state_json(&state),
-                explanation: text,
-            });
-        }
-    }
+        Decided::Illegal { longest, state } => (longest, Some(state), None),
+        Decided::Window { longest, window } => (longest, None, Some(window)),
+    };
+    result.valid = Validity::Invalid;
+    result.reason = None;
+    result.counterexample = Some(counterexample(
+        model, ops, group, limits, budget, longest, state, window,
+    ));
+    Some(finished(result, started))
+}
+
+fn finished(mut result: KeyResult, started: Instant) -> KeyResult {
     result.duration_ms = ms(started.elapsed());
-    Some(result)
+    result
+}
+
+/// The counterexample of an invalid key: its core (found from where the search got stuck,
+/// or from the `window` that decided it), shrunk within the shrinking budget, explained.
+#[allow(clippy::too_many_arguments)]
+fn counterexample<M: Model>(
+    model: &M,
+    ops: &[Op],
+    group: &Group<M::Op>,
+    limits: &Limits,
+    budget: &Budget,
+    longest: Vec<u32>,
+    state: Option<M::State>,
+    window: Option<Vec<u32>>,
+) -> Counterexample {
+    let refs: Vec<OpRef> = group.sources.iter().map(|&s| OpRef::new(ops, s)).collect();
+    let mut relaxer = Relaxer::new(model, &group.entries, limits.memory_limit_bytes, true);
+    let stuck = relaxer.stuck_op(&longest);
+    let mut cx = Counterexample {
+        ops: Vec::new(),
+        minimal: false,
+        relaxation: String::new(),
+        stuck: stuck.map(|i| refs[i as usize].clone()),
+        partial_linearization: longest.iter().map(|&i| refs[i as usize].clone()).collect(),
+        state: state.map_or(serde_json::Value::Null, |s| model.state_json(&s)),
+        explanation: String::new(),
+    };
+    if !limits.counterexamples {
+        // Verdict only: the window that decided the key, if one did, unshrunk.
+        cx.ops = window
+            .unwrap_or_default()
+            .iter()
+            .map(|&i| refs[i as usize].clone())
+            .collect();
+        return cx;
+    }
+    let deadline = Instant::now() + limits.shrink_time_limit;
+    let deadline = budget.deadline.map_or(deadline, |d| d.min(deadline));
+    let mut core = match window {
+        Some(set) => Some(relaxer.shrunk(set, stuck, deadline)),
+        None => relaxer.core(&longest, deadline),
+    };
+    if core.is_none() && relaxer.summarises() {
+        relaxer = Relaxer::new(model, &group.entries, limits.memory_limit_bytes, false);
+        core = relaxer.core(&longest, deadline);
+    }
+    let Some(core) = core else {
+        cx.explanation = format!(
+            "No set of ops smaller than the whole key was shown non-linearizable within the {:.0} ms shrinking budget. The search could not place {} after {} ops.",
+            ms(limits.shrink_time_limit),
+            cx.stuck.as_ref().map_or("any op".into(), |o| format!("[{}]", o.describe())),
+            longest.len()
+        );
+        return cx;
+    };
+    cx.ops = core.ops.iter().map(|&i| refs[i as usize].clone()).collect();
+    cx.minimal = core.minimal;
+    let e = explain::explain(
+        model,
+        &group.entries,
+        &refs,
+        &mut relaxer,
+        &core,
+        limits.memory_limit_bytes,
+    );
+    cx.explanation = e.text;
+    cx.relaxation = e.relaxation;
+    cx
 }
 
 #[cfg(test)]

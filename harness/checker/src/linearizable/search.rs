@@ -19,6 +19,12 @@
 //! same reason an indeterminate op that leaves the state unchanged is never linearized.
 //! Without this, every subset of the pending `info` ops would be a configuration of its own.
 //!
+//! Counterexample searches also have optional ops *with* a completion (`View::optional`):
+//! such an op may take effect between its invoke and its completion, or never, so it
+//! expires once an op invoked after its completion is linearized. The same dominance holds
+//! (fewer optional ops linearized means an earlier latest invoke, so fewer expired), and
+//! the search may start from several initial states (`search_from`).
+//!
 //! Look-ahead (for models that implement `Model::may_become_legal`, e.g. kv): entering a
 //! configuration with a new state, the search asks whether each of the nearest ops that
 //! must still be linearized can still become legal, given only the reset ops (puts) that
@@ -44,12 +50,15 @@ pub(crate) struct Entry<O> {
 }
 
 /// An op as one search sees it: the same op may be searched as determinate in one search
-/// and as optional (`ret: None`) in another (counterexample shrinking).
+/// and as optional in another (counterexample shrinking).
 #[derive(Debug)]
 pub(crate) struct View<'a, O> {
     pub op: &'a O,
     pub call: u64,
+    /// `None`: it may take effect at any point after its invoke, or never (`info`).
     pub ret: Option<u64>,
+    /// With `ret`: it may take effect between its invoke and `ret`, or never.
+    pub optional: bool,
 }
 
 impl<O> Entry<O> {
@@ -58,6 +67,7 @@ impl<O> Entry<O> {
             op: &self.op,
             call: self.call,
             ret: self.ret,
+            optional: false,
         }
     }
 }
@@ -132,8 +142,11 @@ pub(crate) enum Outcome<S> {
         state: S,
     },
     Unknown(String),
-    /// The step allowance of `search_steps` ran out before a verdict.
-    OutOfSteps,
+    /// The step allowance of `search_steps` ran out before a verdict; `longest` as for
+    /// `Illegal`, so far.
+    OutOfSteps {
+        longest: Vec<u32>,
+    },
 }
 
 const NIL: u32 = u32::MAX;
@@ -438,383 +451,627 @@ impl LookAhead {
     }
 }
 
-/// Checks whether `entries` (one sub-history) is linearizable under `model`.
-pub(crate) fn search<M: Model>(
-    model: &M,
-    entries: &[View<'_, M::Op>],
-    budget: &Budget,
-) -> Outcome<M::State> {
-    search_steps(model, entries, budget, u64::MAX)
-}
-
-/// `search` that gives up with `OutOfSteps` after `max_steps` steps.
+/// Checks whether `entries` (one sub-history) is linearizable under `model`, giving up
+/// with `OutOfSteps` after `max_steps` steps.
 pub(crate) fn search_steps<M: Model>(
     model: &M,
     entries: &[View<'_, M::Op>],
     budget: &Budget,
     max_steps: u64,
 ) -> Outcome<M::State> {
-    let n = entries.len();
-    let ops: Vec<&M::Op> = entries.iter().map(|e| e.op).collect();
-    const DET_HEAD: u32 = 0;
-    const INFO_HEAD: u32 = 1;
+    search_from(model, entries, &[model.init()], budget, max_steps)
+}
 
-    // Determinate events sorted by time (calls and returns); indeterminate calls apart.
-    let mut det_events: Vec<(u64, u8, u32)> = Vec::with_capacity(2 * n);
-    let mut info_calls: Vec<(u64, u32)> = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        match e.ret {
-            Some(r) => {
-                det_events.push((e.call, 0, i as u32));
-                det_events.push((r, 1, i as u32));
-            }
-            None => info_calls.push((e.call, i as u32)),
-        }
-    }
-    det_events.sort_unstable();
-    info_calls.sort_unstable();
+/// `search_steps` that may start from any of `inits`: linearizable when some order works
+/// from some initial state. The starts share one cache, since a configuration reached
+/// from two starts is the same configuration.
+pub(crate) fn search_from<M: Model>(
+    model: &M,
+    entries: &[View<'_, M::Op>],
+    inits: &[M::State],
+    budget: &Budget,
+    max_steps: u64,
+) -> Outcome<M::State> {
+    let lists = EventLists::new(entries);
+    let signatures = Signatures::new(entries, &lists.info_order);
+    let look_ahead = LookAhead::for_entries(model, entries);
+    let mut walk = Walk::new(model, entries, budget, lists, signatures, look_ahead);
+    walk.run(inits, max_steps)
+}
 
-    let nodes = 2 + det_events.len() + info_calls.len();
-    let mut next = vec![NIL; nodes];
-    let mut prev = vec![NIL; nodes];
-    let mut node_op = vec![0u32; nodes];
-    let mut node_time = vec![u64::MAX; nodes];
-    let mut node_is_call = vec![false; nodes];
-    let mut ret_node = vec![NIL; n];
-    let mut link =
-        |list_head: u32, items: &mut dyn Iterator<Item = (u64, bool, u32)>, first: usize| {
-            let mut last = list_head;
-            for (k, (time, is_call, i)) in items.enumerate() {
-                let node = (first + k) as u32;
-                node_op[node as usize] = i;
-                node_time[node as usize] = time;
-                node_is_call[node as usize] = is_call;
-                if !is_call {
-                    ret_node[i as usize] = node;
+const DET_HEAD: u32 = 0;
+const INFO_HEAD: u32 = 1;
+
+/// The call and return events as two doubly linked lists: determinate calls and returns
+/// in time order from `DET_HEAD`, optional ops' calls in time order from `INFO_HEAD`.
+struct EventLists {
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    node_op: Vec<u32>,
+    node_time: Vec<u64>,
+    node_is_call: Vec<bool>,
+    ret_node: Vec<u32>,
+    /// Optional ops in call order.
+    info_order: Vec<u32>,
+    determinate_ops: usize,
+}
+
+impl EventLists {
+    fn new<O>(entries: &[View<'_, O>]) -> Self {
+        let n = entries.len();
+        let mut det_events: Vec<(u64, u8, u32)> = Vec::with_capacity(2 * n);
+        let mut info_calls: Vec<(u64, u32)> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            match e.ret {
+                Some(r) if !e.optional => {
+                    det_events.push((e.call, 0, i as u32));
+                    det_events.push((r, 1, i as u32));
                 }
-                prev[node as usize] = last;
-                next[last as usize] = node;
-                last = node;
+                _ => info_calls.push((e.call, i as u32)),
             }
+        }
+        det_events.sort_unstable();
+        info_calls.sort_unstable();
+        let nodes = 2 + det_events.len() + info_calls.len();
+        let mut l = EventLists {
+            next: vec![NIL; nodes],
+            prev: vec![NIL; nodes],
+            node_op: vec![0u32; nodes],
+            node_time: vec![u64::MAX; nodes],
+            node_is_call: vec![false; nodes],
+            ret_node: vec![NIL; n],
+            info_order: info_calls.iter().map(|&(_, i)| i).collect(),
+            determinate_ops: det_events.len() / 2,
         };
-    link(
-        DET_HEAD,
-        &mut det_events.iter().map(|&(t, r, i)| (t, r == 0, i)),
-        2,
-    );
-    link(
-        INFO_HEAD,
-        &mut info_calls.iter().map(|&(t, i)| (t, true, i)),
-        2 + det_events.len(),
-    );
-
-    // Optional ops get a bit of the dominance mask (up to 64 of them); every other op is
-    // part of the exact signature.
-    let mut seed = 0x005E_ED0F_FA17_u64;
-    let mut mask_bit = vec![0u64; n];
-    for (slot, &(_, i)) in info_calls.iter().take(64).enumerate() {
-        mask_bit[i as usize] = 1 << slot;
+        l.link(
+            DET_HEAD,
+            det_events.iter().map(|&(t, r, i)| (t, r == 0, i)),
+            2,
+        );
+        l.link(
+            INFO_HEAD,
+            info_calls.iter().map(|&(t, i)| (t, true, i)),
+            2 + det_events.len(),
+        );
+        l
     }
-    let exact_ops = n - info_calls.len().min(64);
-    let mut exact_slot = 0;
-    let zobrist: Vec<u128> = (0..n)
-        .map(|i| {
-            if mask_bit[i] != 0 {
-                0
-            } else if exact_ops <= 128 {
-                exact_slot += 1;
-                1u128 << (exact_slot - 1)
-            } else {
-                (u128::from(splitmix(&mut seed)) << 64) | u128::from(splitmix(&mut seed))
-            }
-        })
-        .collect();
-    let determinate: Vec<bool> = entries.iter().map(|e| e.ret.is_some()).collect();
-    let resets: Vec<bool> = ops.iter().map(|o| model.resets(o)).collect();
-    // Only determinate ops must be linearized, so only they can doom a configuration.
-    let bounds: Vec<bool> = entries
-        .iter()
-        .map(|e| e.ret.is_some() && model.bounds_future(e.op))
-        .collect();
-    let look_ahead = bounds.iter().any(|&b| b);
-    let mut la = LookAhead::new(
-        n,
-        if look_ahead {
-            let mut events = Vec::new();
-            for (i, e) in entries.iter().enumerate() {
-                if resets[i] {
-                    events.push((e.call, i as u32, true));
-                }
-                if let (true, Some(r)) = (bounds[i], e.ret) {
-                    events.push((r, i as u32, false));
-                }
-            }
-            events
-        } else {
-            Vec::new()
-        },
-    );
-    let mut seen_resets: Vec<&M::Op> = Vec::new();
-    // Set when a configuration is entered with a new state or with fewer reset ops left:
-    // the only changes that can doom it (linearizing a read only removes constraints).
-    let mut check_doomed = look_ahead;
-    let mut remaining = det_events.len() / 2;
 
-    let mut s = Search {
-        model,
-        budget,
-        states: Vec::new(),
-        state_index: FxHashMap::default(),
-        state_chain: Vec::new(),
-        state_bytes: 0,
-        memo: FxHashMap::default(),
-        cache: Cache {
-            heads: FxHashMap::default(),
-            masks: Vec::new(),
-        },
-        accounted: 0,
-    };
-    let mut state = s.intern(model.init());
-    let mut exact: u128 = 0;
-    let mut mask: u64 = 0;
-    // Frames: (node linearized, state before it, barrier it was tried under, forced: it
-    // was a legal read-only op, so no other candidate of that configuration needs a try).
-    let mut stack: Vec<(u32, u32, u64, bool)> = Vec::with_capacity(n);
-    let read_only: Vec<bool> = entries
-        .iter()
-        .map(|e| e.ret.is_some() && model.is_read_only(e.op))
-        .collect();
-    // Set when a configuration is entered, so its forced read (if any) is looked for once.
-    let mut fresh = true;
-    let mut longest: Vec<u32> = Vec::new();
-    let mut longest_state = state;
-    let mut steps: u64 = 0;
-    let debug = std::env::var_os("FAULTLINE_DEBUG_STEPS").is_some();
+    fn link(&mut self, head: u32, items: impl Iterator<Item = (u64, bool, u32)>, first: usize) {
+        let mut last = head;
+        for (k, (time, is_call, i)) in items.enumerate() {
+            let node = (first + k) as u32;
+            self.node_op[node as usize] = i;
+            self.node_time[node as usize] = time;
+            self.node_is_call[node as usize] = is_call;
+            if !is_call {
+                self.ret_node[i as usize] = node;
+            }
+            self.prev[node as usize] = last;
+            self.next[last as usize] = node;
+            last = node;
+        }
+    }
 
-    let mut cursor = Cursor::Det(next[DET_HEAD as usize]);
-    loop {
-        if remaining == 0 {
-            if debug {
-                eprintln!(
-                    "{n} ops: linearizable, steps {steps} states {} cache {}",
-                    s.states.len(),
-                    s.cache.len()
-                );
-            }
-            return Outcome::Linearizable;
+    #[inline]
+    fn lift(&mut self, x: u32) {
+        let (p, nx) = (self.prev[x as usize], self.next[x as usize]);
+        self.next[p as usize] = nx;
+        if nx != NIL {
+            self.prev[nx as usize] = p;
         }
-        steps += 1;
-        if steps > max_steps {
-            return Outcome::OutOfSteps;
+    }
+
+    #[inline]
+    fn unlift(&mut self, x: u32) {
+        let (p, nx) = (self.prev[x as usize], self.next[x as usize]);
+        self.next[p as usize] = x;
+        if nx != NIL {
+            self.prev[nx as usize] = x;
         }
-        if steps.is_multiple_of(CHECK_EVERY_STEPS) {
-            s.resync();
-            if let Some(reason) = budget.stop_reason() {
-                if debug {
-                    eprintln!(
-                        "{n} ops: {reason}, steps {steps} states {} cache {}",
-                        s.states.len(),
-                        s.cache.len()
-                    );
+    }
+}
+
+/// How a set of linearized ops is named in the cache: optional ops get a bit of the
+/// dominance mask (up to 64 of them); every other op is part of the exact signature.
+struct Signatures {
+    zobrist: Vec<u128>,
+    mask_bit: Vec<u64>,
+}
+
+impl Signatures {
+    fn new<O>(entries: &[View<'_, O>], info_order: &[u32]) -> Self {
+        let n = entries.len();
+        let mut seed = 0x005E_ED0F_FA17_u64;
+        let mut mask_bit = vec![0u64; n];
+        for (slot, &i) in info_order.iter().take(64).enumerate() {
+            mask_bit[i as usize] = 1 << slot;
+        }
+        let exact_ops = n - info_order.len().min(64);
+        let mut exact_slot = 0;
+        let zobrist = (0..n)
+            .map(|i| {
+                if mask_bit[i] != 0 {
+                    0
+                } else if exact_ops <= 128 {
+                    exact_slot += 1;
+                    1u128 << (exact_slot - 1)
+                } else {
+                    (u128::from(splitmix(&mut seed)) << 64) | u128::from(splitmix(&mut seed))
                 }
-                return Outcome::Unknown(reason);
+            })
+            .collect();
+        Signatures { zobrist, mask_bit }
+    }
+}
+
+impl LookAhead {
+    /// The look-ahead lists of a sub-history; `None` when the model never prunes on it.
+    fn for_entries<M: Model>(model: &M, entries: &[View<'_, M::Op>]) -> Option<Self> {
+        // Only determinate ops must be linearized, so only they can doom a configuration.
+        let bounds: Vec<bool> = entries
+            .iter()
+            .map(|e| e.ret.is_some() && !e.optional && model.bounds_future(e.op))
+            .collect();
+        if !bounds.iter().any(|&b| b) {
+            return None;
+        }
+        let mut events = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if model.resets(e.op) {
+                events.push((e.call, i as u32, true));
+            }
+            if let (true, Some(r)) = (bounds[i], e.ret) {
+                events.push((r, i as u32, false));
             }
         }
-        if fresh {
-            fresh = false;
-            if check_doomed {
-                check_doomed = false;
-                if la.doomed(model, &s.states[state as usize], &ops, &mut seen_resets) {
-                    // Cached already: it stays dead, so nothing is lost.
-                    cursor = Cursor::Info(NIL, 0);
-                    continue;
-                }
+        Some(LookAhead::new(entries.len(), events))
+    }
+}
+
+/// One linearized op on the search stack.
+#[derive(Clone, Copy)]
+struct Frame {
+    node: u32,
+    /// The state before it.
+    state: u32,
+    /// The barrier it was tried under.
+    barrier: u64,
+    /// It was a legal read-only op, so no other candidate of that configuration needs a try.
+    forced: bool,
+    /// The latest call among the ops linearized before it.
+    max_call: u64,
+}
+
+/// What entering a configuration decided.
+enum Entered {
+    /// Go on scanning candidates.
+    Scan,
+    /// A forced read was linearized: enter the next configuration.
+    Descended,
+    /// The configuration is dead (doomed or seen): backtrack.
+    Dead,
+    OutOfMemory,
+}
+
+/// The depth-first walk over configurations, with everything it changes and undoes.
+struct Walk<'a, 'v, M: Model> {
+    model: &'a M,
+    budget: &'a Budget,
+    ops: Vec<&'v M::Op>,
+    lists: EventLists,
+    signatures: Signatures,
+    la: Option<LookAhead>,
+    s: Search<'a, M>,
+    determinate: Vec<bool>,
+    resets: Vec<bool>,
+    read_only: Vec<bool>,
+    /// Per op: an optional op with a known completion can only be linearized while every
+    /// linearized op was invoked before that completion; `u64::MAX` for the others.
+    expires: Vec<u64>,
+    calls: Vec<u64>,
+    /// Forced reads are only safe when no optional op expires (see `enter`).
+    force_reads: bool,
+    seen_resets: Vec<&'v M::Op>,
+    // The configuration.
+    state: u32,
+    exact: u128,
+    mask: u64,
+    max_call: u64,
+    remaining: usize,
+    stack: Vec<Frame>,
+    /// Set when a configuration is entered with a new state or with fewer reset ops left:
+    /// the only changes that can doom it (linearizing a read only removes constraints).
+    check_doomed: bool,
+    longest: Vec<u32>,
+    longest_state: u32,
+}
+
+impl<'a, 'v, M: Model> Walk<'a, 'v, M> {
+    fn new(
+        model: &'a M,
+        entries: &[View<'v, M::Op>],
+        budget: &'a Budget,
+        lists: EventLists,
+        signatures: Signatures,
+        la: Option<LookAhead>,
+    ) -> Self {
+        let n = entries.len();
+        let expires: Vec<u64> = entries
+            .iter()
+            .map(|e| match e.ret {
+                Some(r) if e.optional => r,
+                _ => u64::MAX,
+            })
+            .collect();
+        let force_reads = expires.iter().all(|&x| x == u64::MAX);
+        Walk {
+            model,
+            budget,
+            ops: entries.iter().map(|e| e.op).collect(),
+            remaining: lists.determinate_ops,
+            lists,
+            signatures,
+            la,
+            s: Search {
+                model,
+                budget,
+                states: Vec::new(),
+                state_index: FxHashMap::default(),
+                state_chain: Vec::new(),
+                state_bytes: 0,
+                memo: FxHashMap::default(),
+                cache: Cache {
+                    heads: FxHashMap::default(),
+                    masks: Vec::new(),
+                },
+                accounted: 0,
+            },
+            determinate: entries
+                .iter()
+                .map(|e| e.ret.is_some() && !e.optional)
+                .collect(),
+            resets: entries.iter().map(|e| model.resets(e.op)).collect(),
+            read_only: entries
+                .iter()
+                .map(|e| e.ret.is_some() && !e.optional && model.is_read_only(e.op))
+                .collect(),
+            expires,
+            calls: entries.iter().map(|e| e.call).collect(),
+            force_reads,
+            seen_resets: Vec::new(),
+            state: 0,
+            exact: 0,
+            mask: 0,
+            max_call: 0,
+            stack: Vec::with_capacity(n),
+            check_doomed: false,
+            longest: Vec::new(),
+            longest_state: 0,
+        }
+    }
+
+    fn out_of_memory(&mut self) -> Outcome<M::State> {
+        self.s.resync();
+        Outcome::Unknown(format!(
+            "memory limit of {} MB reached",
+            self.budget.limit_bytes / (1024 * 1024)
+        ))
+    }
+
+    fn debug_line(&self, what: &str, steps: u64) {
+        if std::env::var_os("FAULTLINE_DEBUG_STEPS").is_some() {
+            eprintln!(
+                "{} ops: {what}, steps {steps} states {} cache {}",
+                self.ops.len(),
+                self.s.states.len(),
+                self.s.cache.len()
+            );
+        }
+    }
+
+    fn run(&mut self, inits: &[M::State], max_steps: u64) -> Outcome<M::State> {
+        let mut inits = inits.iter();
+        let Some(first) = inits.next() else {
+            return Outcome::Illegal {
+                longest: Vec::new(),
+                state: self.model.init(),
+            };
+        };
+        self.start(first.clone());
+        // Set when a configuration is entered, so its forced read (if any) is looked for once.
+        let mut fresh = true;
+        let mut steps: u64 = 0;
+        let mut cursor = Cursor::Det(self.lists.next[DET_HEAD as usize]);
+        loop {
+            if self.remaining == 0 {
+                self.debug_line("linearizable", steps);
+                return Outcome::Linearizable;
             }
-            // A legal read-only candidate goes first and alone (see `Model::is_read_only`).
-            let mut c = next[DET_HEAD as usize];
-            let mut forced = NIL;
-            while c != NIL && node_is_call[c as usize] {
-                let i = node_op[c as usize];
-                if read_only[i as usize] && s.transition(state, i, &ops) == state {
-                    forced = c;
-                    break;
-                }
-                c = next[c as usize];
-            }
-            if forced != NIL {
-                let i = node_op[forced as usize];
-                let new_exact = exact ^ zobrist[i as usize];
-                let key = CacheKey {
-                    lo: new_exact as u64,
-                    hi: (new_exact >> 64) as u64,
-                    state,
+            steps += 1;
+            if steps > max_steps {
+                return Outcome::OutOfSteps {
+                    longest: self.longest.clone(),
                 };
-                if !s.room_for_cache_growth() {
-                    s.resync();
-                    return Outcome::Unknown(format!(
-                        "memory limit of {} MB reached",
-                        budget.limit_bytes / (1024 * 1024)
-                    ));
+            }
+            if steps.is_multiple_of(CHECK_EVERY_STEPS) {
+                self.s.resync();
+                if let Some(reason) = self.budget.stop_reason() {
+                    self.debug_line(&reason, steps);
+                    return Outcome::Unknown(reason);
                 }
-                if s.cache.insert(key, mask) {
-                    stack.push((forced, state, 0, true));
-                    la.remove(i);
-                    exact = new_exact;
-                    let r = ret_node[i as usize];
-                    for x in [forced, r] {
-                        let (p, nx) = (prev[x as usize], next[x as usize]);
-                        next[p as usize] = nx;
-                        if nx != NIL {
-                            prev[nx as usize] = p;
-                        }
+            }
+            if fresh {
+                fresh = false;
+                match self.enter() {
+                    Entered::Scan => {}
+                    Entered::Descended => {
+                        cursor = Cursor::Det(self.lists.next[DET_HEAD as usize]);
+                        fresh = true;
+                        continue;
                     }
-                    remaining -= 1;
-                    if stack.len() > longest.len() {
-                        longest.clear();
-                        longest.extend(stack.iter().map(|&(e, _, _, _)| node_op[e as usize]));
-                        longest_state = state;
+                    Entered::Dead => {
+                        cursor = Cursor::Info(NIL, 0);
+                        continue;
                     }
-                    cursor = Cursor::Det(next[DET_HEAD as usize]);
-                    fresh = true;
-                    continue;
+                    Entered::OutOfMemory => return self.out_of_memory(),
                 }
-                // Seen before, and it failed then: so does this configuration.
-                cursor = Cursor::Info(NIL, 0);
+            }
+            let Some((node, barrier)) = self.candidate(&mut cursor) else {
+                continue;
+            };
+            if node != NIL {
+                match self.try_linearize(node, barrier) {
+                    Some(true) => {
+                        cursor = Cursor::Det(self.lists.next[DET_HEAD as usize]);
+                        fresh = true;
+                    }
+                    Some(false) => {
+                        let i = self.lists.node_op[node as usize];
+                        cursor = if self.determinate[i as usize] {
+                            Cursor::Det(self.lists.next[node as usize])
+                        } else {
+                            Cursor::Info(self.lists.next[node as usize], barrier)
+                        };
+                    }
+                    None => return self.out_of_memory(),
+                }
                 continue;
             }
+            // No candidate left in this configuration: backtrack, or start over from the
+            // next initial state.
+            match self.backtrack() {
+                Some(c) => cursor = c,
+                None => match inits.next() {
+                    Some(init) => {
+                        self.start(init.clone());
+                        cursor = Cursor::Det(self.lists.next[DET_HEAD as usize]);
+                        fresh = true;
+                    }
+                    None => {
+                        self.debug_line("illegal", steps);
+                        return Outcome::Illegal {
+                            longest: std::mem::take(&mut self.longest),
+                            state: self.s.states[self.longest_state as usize].clone(),
+                        };
+                    }
+                },
+            }
         }
-        // The candidate to try now, if any, and the barrier it is tried under.
-        let (node, barrier) = match cursor {
+    }
+
+    /// Enters the root configuration from `init`.
+    fn start(&mut self, init: M::State) {
+        self.state = self.s.intern(init);
+        if self.longest.is_empty() {
+            self.longest_state = self.state;
+        }
+        self.check_doomed = self.la.is_some();
+    }
+
+    /// On entering a configuration: abandon it if the look-ahead dooms it, and linearize a
+    /// legal read-only candidate at once if there is one. That is safe (any order that
+    /// works can be changed to put the read first) unless an optional op expires: moving
+    /// the read before it would then rule the optional op out, so with such ops present
+    /// reads are tried like any other op.
+    fn enter(&mut self) -> Entered {
+        if self.check_doomed {
+            self.check_doomed = false;
+            if let Some(la) = &self.la {
+                if la.doomed(
+                    self.model,
+                    &self.s.states[self.state as usize],
+                    &self.ops,
+                    &mut self.seen_resets,
+                ) {
+                    // Cached already: it stays dead, so nothing is lost.
+                    return Entered::Dead;
+                }
+            }
+        }
+        if !self.force_reads {
+            return Entered::Scan;
+        }
+        let mut c = self.lists.next[DET_HEAD as usize];
+        let mut forced = NIL;
+        while c != NIL && self.lists.node_is_call[c as usize] {
+            let i = self.lists.node_op[c as usize];
+            if self.read_only[i as usize]
+                && self.s.transition(self.state, i, &self.ops) == self.state
+            {
+                forced = c;
+                break;
+            }
+            c = self.lists.next[c as usize];
+        }
+        if forced == NIL {
+            return Entered::Scan;
+        }
+        let i = self.lists.node_op[forced as usize];
+        let new_exact = self.exact ^ self.signatures.zobrist[i as usize];
+        let key = CacheKey {
+            lo: new_exact as u64,
+            hi: (new_exact >> 64) as u64,
+            state: self.state,
+        };
+        if !self.s.room_for_cache_growth() {
+            return Entered::OutOfMemory;
+        }
+        if !self.s.cache.insert(key, self.mask) {
+            // Seen before, and it failed then: so does this configuration.
+            return Entered::Dead;
+        }
+        self.push(
+            forced, self.state, 0, true, new_exact, self.mask, self.state,
+        );
+        Entered::Descended
+    }
+
+    /// The candidate to try now under `cursor`, and its barrier; `Some((NIL, _))` when
+    /// none is left; `None` when the cursor moved on to the optional ops (scan again).
+    #[inline]
+    fn candidate(&mut self, cursor: &mut Cursor) -> Option<(u32, u64)> {
+        let l = &self.lists;
+        match *cursor {
             Cursor::Det(mut node) => {
                 // Legal reads were forced on entry, so reads left here are illegal: skip
                 // them without a step each. (The transition is still asked, memoised, so a
                 // model whose "read-only" op does change the state is not skipped wrongly.)
                 while node != NIL
-                    && node_is_call[node as usize]
-                    && read_only[node_op[node as usize] as usize]
-                    && s.transition(state, node_op[node as usize], &ops) == ILLEGAL
+                    && l.node_is_call[node as usize]
+                    && self.read_only[l.node_op[node as usize] as usize]
+                    && self
+                        .s
+                        .transition(self.state, l.node_op[node as usize], &self.ops)
+                        == ILLEGAL
                 {
-                    node = next[node as usize];
+                    node = l.next[node as usize];
                 }
-                if node != NIL && node_is_call[node as usize] {
-                    (node, 0)
+                if node != NIL && l.node_is_call[node as usize] {
+                    Some((node, 0))
                 } else {
                     let barrier = if node == NIL {
                         u64::MAX
                     } else {
-                        node_time[node as usize]
+                        l.node_time[node as usize]
                     };
-                    cursor = Cursor::Info(next[INFO_HEAD as usize], barrier);
-                    continue;
+                    *cursor = Cursor::Info(l.next[INFO_HEAD as usize], barrier);
+                    None
                 }
             }
-            Cursor::Info(node, barrier) => {
-                if node != NIL && node_time[node as usize] < barrier {
-                    (node, barrier)
+            Cursor::Info(mut node, barrier) => {
+                // An optional op whose completion came before a linearized op's invoke
+                // can no longer take effect.
+                while node != NIL
+                    && l.node_time[node as usize] < barrier
+                    && self.expires[l.node_op[node as usize] as usize] <= self.max_call
+                {
+                    node = l.next[node as usize];
+                }
+                if node != NIL && l.node_time[node as usize] < barrier {
+                    Some((node, barrier))
                 } else {
-                    (NIL, barrier)
+                    Some((NIL, barrier))
                 }
-            }
-        };
-        if node != NIL {
-            let i = node_op[node as usize];
-            let det = determinate[i as usize];
-            let t = s.transition(state, i, &ops);
-            // An optional op that changes nothing is dominated by leaving it out.
-            let useful = t != ILLEGAL && (det || t != state);
-            if useful {
-                let new_exact = exact ^ zobrist[i as usize];
-                let new_mask = mask | mask_bit[i as usize];
-                let key = CacheKey {
-                    lo: new_exact as u64,
-                    hi: (new_exact >> 64) as u64,
-                    state: t,
-                };
-                if !s.room_for_cache_growth() {
-                    s.resync();
-                    return Outcome::Unknown(format!(
-                        "memory limit of {} MB reached",
-                        budget.limit_bytes / (1024 * 1024)
-                    ));
-                }
-                if s.cache.insert(key, new_mask) {
-                    check_doomed = look_ahead && (t != state || resets[i as usize]);
-                    stack.push((node, state, barrier, false));
-                    la.remove(i);
-                    exact = new_exact;
-                    mask = new_mask;
-                    state = t;
-                    let r = if det { ret_node[i as usize] } else { NIL };
-                    for x in [node, r] {
-                        if x == NIL {
-                            continue;
-                        }
-                        let (p, nx) = (prev[x as usize], next[x as usize]);
-                        next[p as usize] = nx;
-                        if nx != NIL {
-                            prev[nx as usize] = p;
-                        }
-                    }
-                    if det {
-                        remaining -= 1;
-                    }
-                    if stack.len() > longest.len() {
-                        longest.clear();
-                        longest.extend(stack.iter().map(|&(e, _, _, _)| node_op[e as usize]));
-                        longest_state = state;
-                    }
-                    cursor = Cursor::Det(next[DET_HEAD as usize]);
-                    fresh = true;
-                    continue;
-                }
-            }
-            cursor = if det {
-                Cursor::Det(next[node as usize])
-            } else {
-                Cursor::Info(next[node as usize], barrier)
-            };
-            continue;
-        }
-        // No candidate left in this configuration: backtrack.
-        let Some((e, st, b, forced)) = stack.pop() else {
-            if debug {
-                eprintln!(
-                    "{n} ops: illegal, steps {steps} states {} cache {}",
-                    s.states.len(),
-                    s.cache.len()
-                );
-            }
-            return Outcome::Illegal {
-                longest,
-                state: s.states[longest_state as usize].clone(),
-            };
-        };
-        let i = node_op[e as usize];
-        let det = determinate[i as usize];
-        la.restore(i);
-        exact ^= zobrist[i as usize];
-        mask &= !mask_bit[i as usize];
-        state = st;
-        let r = if det { ret_node[i as usize] } else { NIL };
-        for x in [r, e] {
-            if x == NIL {
-                continue;
-            }
-            let (p, nx) = (prev[x as usize], next[x as usize]);
-            next[p as usize] = x;
-            if nx != NIL {
-                prev[nx as usize] = x;
             }
         }
+    }
+
+    /// Tries to linearize the op at `node` next: true when it was (a new configuration),
+    /// false when it is illegal, useless or leads to a configuration seen before; `None`
+    /// when the cache may not grow.
+    #[inline]
+    fn try_linearize(&mut self, node: u32, barrier: u64) -> Option<bool> {
+        let i = self.lists.node_op[node as usize];
+        let det = self.determinate[i as usize];
+        let t = self.s.transition(self.state, i, &self.ops);
+        // An optional op that changes nothing is dominated by leaving it out.
+        if t == ILLEGAL || (!det && t == self.state) {
+            return Some(false);
+        }
+        let new_exact = self.exact ^ self.signatures.zobrist[i as usize];
+        let new_mask = self.mask | self.signatures.mask_bit[i as usize];
+        let key = CacheKey {
+            lo: new_exact as u64,
+            hi: (new_exact >> 64) as u64,
+            state: t,
+        };
+        if !self.s.room_for_cache_growth() {
+            return None;
+        }
+        if !self.s.cache.insert(key, new_mask) {
+            return Some(false);
+        }
+        self.check_doomed = self.la.is_some() && (t != self.state || self.resets[i as usize]);
+        self.push(node, self.state, barrier, false, new_exact, new_mask, t);
+        Some(true)
+    }
+
+    /// Linearizes the op at `node`: lifts its events out of the lists.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn push(
+        &mut self,
+        node: u32,
+        before: u32,
+        barrier: u64,
+        forced: bool,
+        exact: u128,
+        mask: u64,
+        after: u32,
+    ) {
+        let i = self.lists.node_op[node as usize];
+        self.stack.push(Frame {
+            node,
+            state: before,
+            barrier,
+            forced,
+            max_call: self.max_call,
+        });
+        if let Some(la) = &mut self.la {
+            la.remove(i);
+        }
+        self.exact = exact;
+        self.mask = mask;
+        self.state = after;
+        self.max_call = self.max_call.max(self.calls[i as usize]);
+        self.lists.lift(node);
+        if self.determinate[i as usize] {
+            self.lists.lift(self.lists.ret_node[i as usize]);
+            self.remaining -= 1;
+        }
+        if self.stack.len() > self.longest.len() {
+            self.longest.clear();
+            let l = &self.lists;
+            self.longest
+                .extend(self.stack.iter().map(|f| l.node_op[f.node as usize]));
+            self.longest_state = self.state;
+        }
+    }
+
+    /// Undoes the last linearization; the cursor to go on with, or `None` at the root.
+    #[inline]
+    fn backtrack(&mut self) -> Option<Cursor> {
+        let f = self.stack.pop()?;
+        let i = self.lists.node_op[f.node as usize];
+        let det = self.determinate[i as usize];
+        if let Some(la) = &mut self.la {
+            la.restore(i);
+        }
+        self.exact ^= self.signatures.zobrist[i as usize];
+        self.mask &= !self.signatures.mask_bit[i as usize];
+        self.state = f.state;
+        self.max_call = f.max_call;
         if det {
-            remaining += 1;
+            self.lists.unlift(self.lists.ret_node[i as usize]);
+            self.remaining += 1;
         }
-        cursor = if forced {
+        self.lists.unlift(f.node);
+        Some(if f.forced {
             Cursor::Info(NIL, 0)
         } else if det {
-            Cursor::Det(next[e as usize])
+            Cursor::Det(self.lists.next[f.node as usize])
         } else {
-            Cursor::Info(next[e as usize], b)
-        };
+            Cursor::Info(self.lists.next[f.node as usize], f.barrier)
+        })
     }
 }
