@@ -219,6 +219,7 @@ fn checkers_section(out: &mut String, results: Option<&RunResults>) {
             CheckerResult::Linearizable(l) => (l.model.as_str(), Some(l.duration_ms)),
             CheckerResult::Mutex(m) => ("", Some(m.duration_ms)),
             CheckerResult::Set(s) => ("", Some(s.duration_ms)),
+            CheckerResult::Txn(t) => ("", Some(t.duration_ms)),
             CheckerResult::Other => ("", None),
         };
         let dur = dur.map(|d| format!("{d:.1} ms")).unwrap_or_default();
