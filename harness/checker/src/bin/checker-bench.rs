@@ -63,6 +63,8 @@ fn verdict_only() -> Limits {
         time_limit: Some(Duration::from_secs(60)),
         counterexamples: false,
         threads,
+        // First invalid key, as Porcupine and `faultline check` do.
+        exhaustive: false,
         ..Limits::default()
     }
 }

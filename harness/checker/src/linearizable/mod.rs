@@ -156,7 +156,8 @@ pub fn check_linearizable<M: Model>(model: &M, ops: &[Op], limits: &Limits) -> L
     let groups = group_history(model, ops, &pairs);
     let budget = Budget::new(
         limits.memory_limit_bytes,
-        limits.time_limit.map(|t| started + t),
+        // A limit past what the clock can represent (`--time-limit 1e19`) is no limit.
+        limits.time_limit.and_then(|t| started.checked_add(t)),
     );
     finish(check_groups(model, ops, &groups, &budget, limits))
 }
@@ -395,8 +396,7 @@ fn counterexample<M: Model>(
     window: Option<Vec<u32>>,
 ) -> Counterexample {
     let refs: Vec<OpRef> = group.sources.iter().map(|&s| OpRef::new(ops, s)).collect();
-    let mut relaxer = Relaxer::new(model, &group.entries, limits.memory_limit_bytes, true);
-    let stuck = relaxer.stuck_op(&longest);
+    let stuck = search::stuck_op(&group.entries, &longest);
     let mut cx = Counterexample {
         ops: Vec::new(),
         minimal: false,
@@ -417,6 +417,7 @@ fn counterexample<M: Model>(
     }
     let deadline = Instant::now() + limits.shrink_time_limit;
     let deadline = budget.deadline.map_or(deadline, |d| d.min(deadline));
+    let mut relaxer = Relaxer::new(model, &group.entries, limits.memory_limit_bytes, true);
     let mut core = match window {
         Some(set) => Some(relaxer.shrunk(set, stuck, deadline)),
         None => relaxer.core(&longest, deadline),
@@ -447,4 +448,36 @@ fn counterexample<M: Model>(
     cx.explanation = e.text;
     cx.relaxation = e.relaxation;
     cx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::{parse, Format};
+    use crate::model::{Convention, RegisterModel};
+
+    #[test]
+    fn a_time_limit_past_the_clocks_range_is_no_limit() {
+        let text = concat!(
+            r#"{"index":0,"time":1,"type":"invoke","process":0,"f":"write","value":1}"#,
+            "\n",
+            r#"{"index":1,"time":2,"type":"ok","process":0,"f":"write","value":1}"#,
+            "\n",
+        );
+        let ops = parse(text, Format::Jsonl, "h.jsonl").unwrap();
+        let limits = Limits {
+            time_limit: Some(Duration::MAX),
+            ..Limits::default()
+        };
+        let result = check_linearizable(
+            &RegisterModel::new(
+                false,
+                Convention::Faultline,
+                (&serde_json::Value::Null).into(),
+            ),
+            &ops,
+            &limits,
+        );
+        assert_eq!(result.valid, Validity::Valid, "{:?}", result.keys);
+    }
 }
