@@ -1258,7 +1258,10 @@ mod tests {
         let unknown = render_report(&RunData::load(dir.path()).unwrap());
         assert!(unknown.contains("<header class=\"verdict unknown\">"));
         // Undecided keys are one line, not a box each.
-        assert!(unknown.contains("linearizable: 1 key undecided"), "{unknown}");
+        assert!(
+            unknown.contains("linearizable: 1 key undecided"),
+            "{unknown}"
+        );
         assert!(unknown.contains("time limit &lt;60 s&gt; reached"));
     }
 

@@ -14,7 +14,7 @@
 //! histories with 20–70 processes, 300–5000 ops, some `info`, and one stale read planted
 //! (seeded); and a 2,000,000-op history over 1,000 keys with one impossible read.
 
-use faultline_checker::bench_data::{default_dir, read_manifest};
+use faultline_checker::bench_data::{default_dir, load_average, median, read_manifest};
 use faultline_checker::history::{write_jsonl, Key, Op, OpType, Process};
 use faultline_checker::import::Format;
 use faultline_checker::results::LinearizableResult;
@@ -22,20 +22,6 @@ use faultline_checker::{check_linearizable_named, generate, import, Limits, Vali
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// Peak RSS in MB of the largest child waited for so far.
 fn children_peak_mb() -> f64 {
