@@ -90,3 +90,20 @@ pub fn read_manifest(dir: &Path) -> Result<Vec<Row>, String> {
     }
     Ok(rows)
 }
+
+/// The load average (1, 5, 15 min) as /proc/loadavg says, printed beside every benchmark:
+/// the development machine is shared.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The median of some timings (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}

@@ -37,7 +37,9 @@ pub struct CheckArgs {
     /// Print results as JSON (results.json's shape) instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Decide every key even after one is found non-linearizable.
+    /// Decide every key even after one is found non-linearizable (by default the check
+    /// stops at the first invalid key, as Porcupine does; `run`, `report` and `campaign`
+    /// always decide every key).
     #[arg(long)]
     pub exhaustive: bool,
     /// Check transactions against this consistency model: read-uncommitted,
@@ -178,12 +180,16 @@ fn key_row(k: &KeyResult) -> KeyRow {
 
 fn render_linearizable(out: &mut String, r: &LinearizableResult) {
     use std::fmt::Write;
+    let count = |v: Validity| r.keys.iter().filter(|k| k.valid == v).count();
     let _ = writeln!(
         out,
-        "linearizability ({}): {} in {:.1} ms",
+        "linearizability ({}): {} in {:.1} ms — {} of {} keys invalid, {} undecided",
         r.model,
         verdict(r.valid),
-        r.duration_ms
+        r.duration_ms,
+        count(Validity::Invalid),
+        r.keys.len(),
+        count(Validity::Unknown)
     );
     let shown: Vec<&KeyResult> = if r.keys.len() <= KEY_ROWS_MAX {
         r.keys.iter().collect()

@@ -11,6 +11,7 @@ use crate::faults::{fault_periods, short_value, FaultPeriod};
 use crate::index::CSP;
 use crate::model::{key_text, Verdict};
 use crate::run::{RunData, HISTORY_JSONL, LOG_FILE, NODES_DIR, RESULTS_JSON, TEST_JSON};
+use crate::violations;
 use faultline_checker::history::{
     pair_ops, Key, Op, OpType, Operation as Pair, Outcome, Paired, Process,
 };
@@ -90,9 +91,19 @@ pub fn render_report(run: &RunData) -> String {
     let mut body = String::new();
     header(&mut body, run, verdict, end_ns, &stats);
     nav(&mut body, verdict, !locks.is_empty());
+    // The violations come first, before any table: they are what the reader came for.
+    let faults = violations::Faults::new(ops, &nemesis, &periods);
+    violations::section(
+        &mut body,
+        run.results.as_ref(),
+        ops,
+        &faults,
+        &|out, key, cx, bands| counterexample(out, run, &pairs, key, cx, bands),
+        &|out, checker, key, holds, v| violation(out, checker, key, holds, v),
+    );
     checkers_section(&mut body, run.results.as_ref());
     if verdict != Verdict::Valid {
-        why_section(&mut body, run, &pairs);
+        why_section(&mut body, run);
     }
     crate::txn::section(&mut body, run.results.as_ref());
     let _ = write!(
@@ -420,7 +431,7 @@ fn opref_text(o: &OpRef) -> String {
     )
 }
 
-fn why_section(out: &mut String, run: &RunData, pairs: &[Pair]) {
+fn why_section(out: &mut String, run: &RunData) {
     out.push_str("<section id=\"why\"><h2>Why</h2>");
     let Some(results) = &run.results else {
         out.push_str("<p>The run left no results.json.</p></section>\n");
@@ -439,8 +450,32 @@ fn why_section(out: &mut String, run: &RunData, pairs: &[Pair]) {
             CheckerResult::Linearizable(l) => Some(l.model.as_str()),
             _ => None,
         };
+        // Undecided keys in one line: their reasons, each with how many keys gave it.
+        let mut undecided: BTreeMap<&str, usize> = BTreeMap::new();
+        for k in c.keys().iter().filter(|k| k.valid == Validity::Unknown) {
+            *undecided
+                .entry(k.reason.as_deref().unwrap_or("no reason given"))
+                .or_default() += 1;
+        }
+        if !undecided.is_empty() {
+            any = true;
+            let n: usize = undecided.values().sum();
+            let reasons: Vec<String> = undecided
+                .iter()
+                .map(|(r, k)| format!("{k} × {r}"))
+                .collect();
+            let _ = write!(
+                out,
+                "<p class=\"undecided\">{name}: {n} key{s} undecided — {why}</p>",
+                name = html(c.name()),
+                s = if n == 1 { "" } else { "s" },
+                why = html(&reasons.join("; ")),
+            );
+        }
         for k in c.keys() {
-            if k.valid == Validity::Valid {
+            // Unknown keys are the line above; invalid ones with a counterexample lead the
+            // page (the violations section).
+            if k.valid != Validity::Invalid || k.counterexample.is_some() {
                 continue;
             }
             any = true;
@@ -455,17 +490,10 @@ fn why_section(out: &mut String, run: &RunData, pairs: &[Pair]) {
             if let Some(reason) = &k.reason {
                 let _ = write!(out, "<p class=\"explanation\">{}</p>", html(reason));
             }
-            if let Some(cx) = &k.counterexample {
-                counterexample(out, run, pairs, &k.key, cx);
-            }
             out.push_str("</div>");
         }
-        for l in c.locks() {
-            for v in &l.violations {
-                any = true;
-                violation(out, c.name(), &l.key, &l.holds, v);
-            }
-        }
+        any |= c.locks().iter().any(|l| !l.violations.is_empty())
+            || c.keys().iter().any(|k| k.counterexample.is_some());
         if c.valid() != Validity::Valid
             && c.keys().is_empty()
             && c.locks().is_empty()
@@ -504,12 +532,15 @@ fn served_by_section(out: &mut String, run: &RunData, cx: &Counterexample) {
     }
 }
 
+/// One key's counterexample: the checker's words, its ops on their time axis with the
+/// other ops of the key around them and `bands` (the faults) shaded, the longest order.
 fn counterexample(
     out: &mut String,
     run: &RunData,
     pairs: &[Pair],
     key: &Option<Key>,
     cx: &Counterexample,
+    bands: &[(u64, u64, String)],
 ) {
     let ops = &run.history;
     let _ = write!(
@@ -567,8 +598,8 @@ fn counterexample(
     }
     if !bars.is_empty() {
         out.push_str("<div class=\"figure\">");
-        out.push_str(&svg_bars(&bars, &[]));
-        out.push_str("<div class=\"caption\">Bold: the ops that cannot be linearized together, with their values. Faded: other ops on this key at the same time. Bars run from invoke to completion.</div></div>");
+        out.push_str(&svg_bars(&bars, bands));
+        out.push_str("<div class=\"caption\">Bold: the ops that cannot be linearized together, with their values. Faded: other ops on this key at the same time. Bars run from invoke to completion; shaded: the faults in effect.</div></div>");
     }
     out.push_str("<h4>The ops that cannot be linearized</h4><ol class=\"ops\">");
     for o in &cx.ops {
@@ -1199,7 +1230,8 @@ mod tests {
         let (_dir, data) = load(&run);
         let page = render_report(&data);
         assert!(page.contains("<header class=\"verdict invalid\">"));
-        let why = &page[page.find("<section id=\"why\">").unwrap()..];
+        // The counterexample leads the page, in the violations section.
+        let why = &page[page.find("<section id=\"violations\">").unwrap()..];
         let why = &why[..why.find("</section>").unwrap()];
         assert!(why.matches("<g class=\"op ").count() >= 3);
         assert_eq!(why.matches(" hl").count(), 3, "three highlighted ops");
@@ -1257,7 +1289,11 @@ mod tests {
         .unwrap();
         let unknown = render_report(&RunData::load(dir.path()).unwrap());
         assert!(unknown.contains("<header class=\"verdict unknown\">"));
-        assert!(unknown.contains("key k9 is unknown"));
+        // Undecided keys are one line, not a box each.
+        assert!(
+            unknown.contains("linearizable: 1 key undecided"),
+            "{unknown}"
+        );
         assert!(unknown.contains("time limit &lt;60 s&gt; reached"));
     }
 

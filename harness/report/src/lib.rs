@@ -28,6 +28,7 @@ pub mod served;
 pub mod summary;
 pub mod synth;
 pub mod txn;
+mod violations;
 
 pub use faultline_checker::{RunResults, Stats};
 pub use html::render_report;

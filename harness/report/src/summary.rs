@@ -169,6 +169,7 @@ pub fn summary_for(history: &[Op], results: Option<&RunResults>, report: Option<
     let verdict = Verdict::from_results(results);
     let mut out = b.build().with(Style::rounded()).to_string();
     out.push_str(&format!("\nverdict: {}", verdict.as_str().to_uppercase()));
+    out.push_str(&key_tally(results));
     if verdict != Verdict::Valid {
         for line in explain(results).lines() {
             out.push_str("\n  ");
@@ -185,6 +186,27 @@ pub fn summary_for(history: &[Op], results: Option<&RunResults>, report: Option<
     out.push('\n');
     // Keys and explanations come from the history: they must not drive the terminal.
     crate::escape::terminal(&out)
+}
+
+/// "  (2 of 5 keys invalid, 1 undecided)" for each checker that decides keys, after the
+/// verdict: how much of the run is broken, not just that some of it is.
+fn key_tally(results: Option<&RunResults>) -> String {
+    let mut out = String::new();
+    for c in results.iter().flat_map(|r| &r.checkers) {
+        let keys = c.keys();
+        if keys.is_empty() {
+            continue;
+        }
+        let n = |v: Validity| keys.iter().filter(|k| k.valid == v).count();
+        out.push_str(&format!(
+            "\n  {}: {} of {} keys invalid, {} undecided",
+            c.name(),
+            n(Validity::Invalid),
+            keys.len(),
+            n(Validity::Unknown)
+        ));
+    }
+    out
 }
 
 /// [`summary_for`] with the checker crate's own results (what `faultline check` holds).

@@ -138,6 +138,14 @@ fn reports_render_in_chromium_without_network_or_script_injection() {
         "counterexample not drawn: {}",
         i.check
     );
+    // The violation leads the page: right under the verdict, before every table and chart,
+    // naming the node that served each op and the faults in effect.
+    let at = |s: &str| i.dom.find(s).unwrap_or_else(|| panic!("{s} missing"));
+    assert!(at("<section id=\"violations\">") < at("<section id=\"timeline\">"));
+    assert!(at("<section id=\"violations\">") < at("<table"));
+    assert!(at("<header class=\"verdict invalid\">") < at("<section id=\"violations\">"));
+    assert!(i.dom.contains("served by n"), "the node is named");
+    assert!(i.dom.contains("<th>faults in effect</th>"));
 
     let l = page("lock");
     assert!(l.check["verdict"].as_str().unwrap().starts_with("INVALID"));
@@ -151,6 +159,12 @@ fn reports_render_in_chromium_without_network_or_script_injection() {
         "the overlap band is labelled"
     );
     assert!(l.dom.contains("two holders at once"));
+    let at = |s: &str| l.dom.find(s).unwrap_or_else(|| panic!("{s} missing"));
+    assert!(at("<section id=\"violations\">") < at("<section id=\"locks\">"));
+    assert!(
+        l.dom.contains("granted the lock") && l.dom.contains(" by n"),
+        "the granting node is named"
+    );
 
     let x = page("xss");
     assert_drawn("xss", &x.check, &["timeline", "latency", "throughput"]);

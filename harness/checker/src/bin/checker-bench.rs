@@ -6,7 +6,7 @@
 //! times one history file of any format.
 //! The big cases run in child processes (`--case NAME`) so each one's peak RSS is its own.
 
-use faultline_checker::bench_data::{default_dir, read_manifest, Row};
+use faultline_checker::bench_data::{default_dir, load_average, median, read_manifest, Row};
 use faultline_checker::{check_linearizable_named, generate, import, Limits, Validity};
 use std::time::{Duration, Instant};
 
@@ -29,20 +29,6 @@ fn cpu_s() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn verdict_name(v: Validity) -> &'static str {
     match v {
         Validity::Valid => "linearizable",
@@ -63,6 +49,8 @@ fn verdict_only() -> Limits {
         time_limit: Some(Duration::from_secs(60)),
         counterexamples: false,
         threads,
+        // First invalid key, as Porcupine and `faultline check` do.
+        exhaustive: false,
         ..Limits::default()
     }
 }

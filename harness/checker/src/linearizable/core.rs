@@ -244,15 +244,7 @@ impl<'e, M: Model> Relaxer<'e, M> {
     /// The determinate op the search could not place after `longest`: the one whose
     /// completion comes first among those not placed.
     pub fn stuck_op(&self, longest: &[u32]) -> Option<u32> {
-        let mut placed = vec![false; self.entries.len()];
-        for &i in longest {
-            placed[i as usize] = true;
-        }
-        (0..self.entries.len() as u32)
-            .filter(|&i| !placed[i as usize])
-            .filter_map(|i| self.entries[i as usize].ret.map(|r| (r, i)))
-            .min()
-            .map(|(_, i)| i)
+        super::search::stuck_op(self.entries, longest)
     }
 
     /// A non-linearizable window around the stuck point after `longest`, grown from a few

@@ -396,8 +396,7 @@ fn counterexample<M: Model>(
     window: Option<Vec<u32>>,
 ) -> Counterexample {
     let refs: Vec<OpRef> = group.sources.iter().map(|&s| OpRef::new(ops, s)).collect();
-    let mut relaxer = Relaxer::new(model, &group.entries, limits.memory_limit_bytes, true);
-    let stuck = relaxer.stuck_op(&longest);
+    let stuck = search::stuck_op(&group.entries, &longest);
     let mut cx = Counterexample {
         ops: Vec::new(),
         minimal: false,
@@ -418,6 +417,7 @@ fn counterexample<M: Model>(
     }
     let deadline = Instant::now() + limits.shrink_time_limit;
     let deadline = budget.deadline.map_or(deadline, |d| d.min(deadline));
+    let mut relaxer = Relaxer::new(model, &group.entries, limits.memory_limit_bytes, true);
     let mut core = match window {
         Some(set) => Some(relaxer.shrunk(set, stuck, deadline)),
         None => relaxer.core(&longest, deadline),

@@ -451,6 +451,20 @@ impl LookAhead {
     }
 }
 
+/// The determinate op a search could not place after `longest`: the one whose completion
+/// comes first among those not placed.
+pub(crate) fn stuck_op<O>(entries: &[Entry<O>], longest: &[u32]) -> Option<u32> {
+    let mut placed = vec![false; entries.len()];
+    for &i in longest {
+        placed[i as usize] = true;
+    }
+    (0..entries.len() as u32)
+        .filter(|&i| !placed[i as usize])
+        .filter_map(|i| entries[i as usize].ret.map(|r| (r, i)))
+        .min()
+        .map(|(_, i)| i)
+}
+
 /// Checks whether `entries` (one sub-history) is linearizable under `model`, giving up
 /// with `OutOfSteps` after `max_steps` steps.
 pub(crate) fn search_steps<M: Model>(
