@@ -79,9 +79,8 @@ pub fn guess_model(ops: &[Op]) -> Option<&'static str> {
         ops.iter()
             .any(|o| matches!(o.process, Process::Client(_)) && o.f == f)
     };
-    if client("acquire") || client("release") || client("add") {
-        None
-    } else if txn::is_txn_history(ops) {
+    // Lock, set and transactional histories have checkers of their own.
+    if client("acquire") || client("release") || client("add") || txn::is_txn_history(ops) {
         None
     } else if client("txn") {
         Some("multi-register")

@@ -9,8 +9,11 @@ use faultline_checker::import::{self, Format};
 use faultline_nodes_common::{api, codec, records};
 use faultline_redis_lock::{cmd::Command, db::Db, resp};
 
+/// One fuzz target: it must never panic, whatever the bytes.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as the fuzz/ binaries and the corpus folders are named.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("history_jsonl", history_jsonl),
     ("knossos_edn", knossos_edn),
     ("porcupine", porcupine),

@@ -3,6 +3,7 @@
 use crate::model::{key_text, TestConfig, Verdict};
 use anyhow::Context;
 use faultline_checker::history::{Op, ReadSummary};
+use faultline_checker::results::CheckerResult;
 use faultline_checker::stats::{self, Stats};
 use faultline_checker::RunResults;
 use std::io::{Read, Seek, SeekFrom};
@@ -179,8 +180,10 @@ pub fn explain(results: Option<&RunResults>) -> String {
                 ));
             }
         }
-        for a in c.anomalies.iter().filter(|a| a.forbidden).take(3) {
-            parts.push(format!("{} {}: {}", c.name, a.kind, a.explanation));
+        if let CheckerResult::Txn(t) = c {
+            for a in t.anomalies.iter().filter(|a| a.forbidden).take(3) {
+                parts.push(format!("{} {}: {}", c.name(), a.kind, a.explanation));
+            }
         }
         if parts.len() == before {
             let why = c.error().unwrap_or("no explanation given");
