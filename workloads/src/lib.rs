@@ -8,7 +8,8 @@
 //! - `lock`: the lock workload's generator and the zk-lock and redis-lock clients.
 //! - `lock_db`: the `redis-lock` system (single, replica, Redlock) and its failover fault.
 //! - `binary`: finding or building the `faultline-node` binary to upload.
-//! - `systems`: `--db` / `--workload` names to a runnable `Test`.
+//! - `system`: the `System` and `Workload` traits and the `Registry` of both.
+//! - `systems`: the stock systems (raft, paxos, zk-lock, redis-lock) and workloads.
 
 pub mod binary;
 pub mod http;
@@ -16,4 +17,5 @@ pub mod lock;
 pub mod lock_db;
 pub mod node_db;
 pub mod register;
+pub mod system;
 pub mod systems;

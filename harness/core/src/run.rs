@@ -2,6 +2,7 @@
 //! phase, teardown, logs, check, results.json — with the clean-up steps run on every path
 //! (error, panic, interrupt).
 
+use crate::check::{BuiltIn, Checker};
 use crate::client::ClientFactory;
 use crate::db::{Db, DbContext};
 use crate::generator::{KeyPlan, OpGenerator};
@@ -62,6 +63,9 @@ pub struct RunOptions {
     pub test_fields: Map<String, Value>,
     /// Mirror the run's log to stderr from this level on.
     pub stderr_log: Option<tracing::Level>,
+    /// Environment of the system's processes (`DbContext::env`): libfaketime's for clock
+    /// faults on local hosts.
+    pub db_env: Vec<(String, String)>,
 }
 
 impl Default for RunOptions {
@@ -82,17 +86,55 @@ impl Default for RunOptions {
             check: CheckOptions::default(),
             test_fields: Map::new(),
             stderr_log: None,
+            db_env: Vec::new(),
         }
     }
 }
 
-/// A test: the system, its client and generator, and the nemesis.
+/// A test: the system, its client and generator, the nemesis, and how its history is
+/// checked.
 pub struct Test {
     pub options: RunOptions,
     pub db: Arc<dyn Db>,
     pub client: Arc<dyn ClientFactory>,
     pub generator: Arc<dyn OpGenerator>,
     pub nemesis: Arc<dyn Nemesis>,
+    /// Checkers run on the history after `options.check`'s built-in ones (see
+    /// [`Test::built_in_check`]); their verdicts combine into the run's.
+    pub checkers: Vec<Arc<dyn Checker>>,
+    /// Whether the built-in checks of `options.check` run; off for a test whose own
+    /// `checkers` say everything (a user's model on a history the built-ins would misread).
+    pub built_in_check: bool,
+}
+
+impl Test {
+    /// A test without faults, checked by `options.check`'s built-in checks.
+    pub fn new(
+        options: RunOptions,
+        db: Arc<dyn Db>,
+        client: Arc<dyn ClientFactory>,
+        generator: Arc<dyn OpGenerator>,
+    ) -> Test {
+        Test {
+            options,
+            db,
+            client,
+            generator,
+            nemesis: Arc::new(crate::nemesis::NoNemesis),
+            checkers: Vec::new(),
+            built_in_check: true,
+        }
+    }
+
+    /// Every checker of the run, built-in first.
+    pub fn all_checkers(&self) -> Vec<Arc<dyn Checker>> {
+        let mut all: Vec<Arc<dyn Checker>> = Vec::new();
+        if self.built_in_check {
+            all.push(Arc::new(BuiltIn(self.options.check.clone())));
+        }
+        all.extend(self.checkers.iter().cloned());
+        all
+    }
 }
 
 /// How a run ended.
@@ -259,7 +301,7 @@ async fn run_in(
         }
     };
     let history = checkable.then_some(history_path.as_path());
-    finish(&dir, history, &test.options.check, errors).await
+    finish(&dir, history, test.all_checkers(), errors).await
 }
 
 fn panic_text(what: &str, join: tokio::task::JoinError) -> String {
@@ -317,6 +359,7 @@ async fn main_phases(
     let db_cx = DbContext {
         remotes,
         run_dir: dir.clone(),
+        env: options.db_env.clone(),
     };
     lock(&shared).db_cx = Some(db_cx.clone());
 
@@ -539,7 +582,7 @@ async fn download(
 async fn finish(
     dir: &Path,
     history_path: Option<&Path>,
-    check: &CheckOptions,
+    checkers: Vec<Arc<dyn Checker>>,
     mut errors: Vec<String>,
 ) -> RunOutcome {
     let mut outcome = RunOutcome {
@@ -556,15 +599,18 @@ async fn finish(
     };
     if let Some(path) = history_path {
         let path = path.to_owned();
-        let options = check.clone();
         info!("checking {}", path.display());
         let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let ops = faultline_checker::read_jsonl(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let stats = stats::compute(&ops);
-            let results = faultline_checker::check_history(&ops, &options)
-                .map_err(|e| anyhow::anyhow!("checking the history: {e}"))?;
-            Ok((stats, results))
+            let mut results = Vec::new();
+            for checker in &checkers {
+                results.extend(checker.check(&ops).map_err(|e| {
+                    anyhow::anyhow!("checking the history ({}): {e}", checker.name())
+                })?);
+            }
+            Ok((stats, faultline_checker::Results::new(results)))
         })
         .await;
         match checked {

@@ -148,6 +148,8 @@ fn test(
         client: Arc::new(MemoryFactory(registers)),
         generator: Arc::new(Registers),
         nemesis,
+        checkers: Vec::new(),
+        built_in_check: true,
     }
 }
 
