@@ -10,8 +10,10 @@
 //! - `binary`: finding or building the `faultline-node` binary to upload.
 //! - `system`: the `System` and `Workload` traits and the `Registry` of both.
 //! - `systems`: the stock systems (raft, paxos, zk-lock, redis-lock) and workloads.
+//! - `external`: a system described by a TOML file, its client a program speaking NDJSON.
 
 pub mod binary;
+pub mod external;
 pub mod http;
 pub mod lock;
 pub mod lock_db;

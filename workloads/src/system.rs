@@ -294,15 +294,20 @@ impl Registry {
         &self.workloads
     }
 
-    /// The system `--db name` means.
+    /// The system `--db name` means; `external:FILE.toml` loads an external system.
     pub fn system(&self, name: &str) -> anyhow::Result<Arc<dyn System>> {
+        if let Some(path) = name.strip_prefix("external:") {
+            return Ok(Arc::new(crate::external::ExternalSystem::load(
+                std::path::Path::new(path),
+            )?));
+        }
         self.systems
             .iter()
             .find(|s| s.name() == name)
             .cloned()
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "unknown --db {name:?}; registered systems: {}; \
+                    "unknown --db {name:?}; registered systems: {} (or external:FILE.toml); \
                      `faultline systems` lists what each serves",
                     self.names().join(", ")
                 )
