@@ -31,7 +31,9 @@ fn program(dir: &std::path::Path, body: &str) -> ProgramClientFactory {
          def say(m):\n    sys.stdout.write(json.dumps(m) + '\\n'); sys.stdout.flush()\n\
          n = 0\n\
          for line in sys.stdin:\n    op = json.loads(line); n += 1\n{}\n",
-        body.lines().map(|l| format!("    {l}\n")).collect::<String>()
+        body.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
     );
     std::fs::write(dir.join("client.py"), script).unwrap();
     ProgramClientFactory::new(
@@ -96,10 +98,18 @@ async fn garbage_exit_and_silence_give_info_and_a_fresh_program() {
         let started = Instant::now();
         let done = c.invoke(&op(bad)).await;
         assert_eq!(done.kind, OpType::Info, "{bad}: {done:?}");
-        assert!(started.elapsed() < Duration::from_secs(6), "{bad}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{bad}: {:?}",
+            started.elapsed()
+        );
         let after = c.invoke(&op("b")).await;
         assert_eq!(after.kind, OpType::Ok, "after {bad}: {after:?}");
-        assert_ne!(pid(&after), pid(&first), "after {bad} a new program answers");
+        assert_ne!(
+            pid(&after),
+            pid(&first),
+            "after {bad} a new program answers"
+        );
     }
 }
 
@@ -144,7 +154,10 @@ async fn a_run_through_a_misbehaving_program_keeps_every_op() {
     assert!(infos >= 2, "{infos} info of {invokes}");
     let log = std::fs::read_to_string(outcome.dir.join("faultline.log")).unwrap();
     assert!(log.contains("is not an answer"), "garbage is logged");
-    assert!(log.contains("client program started (instance 2)"), "restarted");
+    assert!(
+        log.contains("client program started (instance 2)"),
+        "restarted"
+    );
     assert!(log.contains("it exited"), "the exit is logged");
     let values: Vec<&Value> = ops.iter().map(|o| &o.value).collect();
     assert!(!values.is_empty());

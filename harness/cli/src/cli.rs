@@ -42,7 +42,15 @@ enum Command {
 /// binary passes `Registry::stock()`, a user's own binary adds its systems, e.g.
 /// `faultline::cli::main_with(Registry::stock().with(MySystem))`.
 pub fn main_with(registry: Registry) -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error, which DESIGN §3 gives to an unknown verdict: CI with
+    // `--fail-on unknown` would misread a typo. A usage error is the harness failing: 3.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 3 } else { 0 });
+        }
+    };
     let outcome = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Cluster(args) => cluster::run(args),
@@ -56,7 +64,9 @@ pub fn main_with(registry: Registry) -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("faultline: error: {err:#}");
+            // Errors quote files and hosts: they must not drive the terminal.
+            let err = faultline_report::escape::terminal(&format!("{err:#}"));
+            eprintln!("faultline: error: {err}");
             ExitCode::from(3)
         }
     }

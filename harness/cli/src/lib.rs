@@ -16,6 +16,7 @@ pub mod cli;
 
 mod campaign;
 mod check;
+mod check_txn;
 mod cluster;
 mod nemesis_args;
 mod report;

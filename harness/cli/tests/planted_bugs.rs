@@ -2,7 +2,7 @@
 //! runs them (needs root): a seeded 30 s run of each bug must be invalid (lease-unsafe: one of
 //! two seeds, see its test), and raft with the correct lease under every fault family at once
 //! must be valid. The settings are those of `workloads/campaigns/bugs.toml`, and each seed is
-//! one the campaign caught (README, "Faults (nemesis)"). Cluster ids 16–18, one per test.
+//! one the campaign caught (docs/performance.md, "Planted bugs caught"). Cluster ids 16–18, one per test.
 
 mod common;
 
@@ -133,7 +133,7 @@ fn stale_read_is_caught_under_partitions() {
     });
 }
 
-/// The campaign catches lease-unsafe in 9 of 10 seeded runs (README, "Faults (nemesis)"), so
+/// The campaign catches lease-unsafe in 9 of 10 seeded runs (docs/performance.md, "Planted bugs caught"), so
 /// one seeded run alone would fail about one CI run in ten for no fault of the code: a
 /// second seed runs only when the first stays valid, and one of the two must be invalid.
 /// bugs.toml's timing: faults every 2 s, clients that give up after 300 ms, 15 of them.

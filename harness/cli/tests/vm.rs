@@ -134,7 +134,7 @@ fn lease_unsafe_on_vms() -> Vec<&'static str> {
 
 /// Seeds tried for lease-unsafe, until one is caught. Timing, not the seed, decides whether
 /// a run is caught (the same seed is caught in one run and not in the next): measured here,
-/// 2026-11-26, about 3 runs in 5 are (README, "Real VMs"), so six misses in a row happen
+/// 2026-11-26, about 3 runs in 5 are (docs/performance.md, "VMs"), so six misses in a row happen
 /// about once in 200 suites.
 const LEASE_UNSAFE_SEEDS: [u64; 6] = [1, 2, 3, 4, 5, 6];
 

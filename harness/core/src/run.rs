@@ -2,18 +2,17 @@
 //! phase, teardown, logs, check, results.json — with the clean-up steps run on every path
 //! (error, panic, interrupt).
 
-use crate::check::{BuiltIn, Checker};
+use crate::check::Checker;
 use crate::client::ClientFactory;
 use crate::db::{Db, DbContext};
 use crate::generator::{KeyPlan, OpGenerator};
 use crate::history::{History, HistoryWriter};
 use crate::nemesis::{Nemesis, NemesisContext};
 use crate::runlog;
-use crate::stats::{self, Stats};
-use crate::store::{self, RunResults};
+use crate::store;
 use crate::worker::{ClientPool, WorkerConfig};
 use anyhow::Context;
-use faultline_checker::{CheckOptions, Validity};
+use faultline_checker::{CheckOptions, RunResults, Stats, Validity};
 use faultline_control::{Control, HostSpec, SshConfig};
 use serde_json::{json, Map, Value};
 use std::future::Future;
@@ -100,7 +99,8 @@ pub struct Test {
     pub generator: Arc<dyn OpGenerator>,
     pub nemesis: Arc<dyn Nemesis>,
     /// Checkers run on the history after `options.check`'s built-in ones (see
-    /// [`Test::built_in_check`]); their verdicts combine into the run's.
+    /// `built_in_check`); their verdicts combine into the run's. `faultline report`
+    /// re-checks with the built-in ones only.
     pub checkers: Vec<Arc<dyn Checker>>,
     /// Whether the built-in checks of `options.check` run; off for a test whose own
     /// `checkers` say everything (a user's model on a history the built-ins would misread).
@@ -124,16 +124,6 @@ impl Test {
             checkers: Vec::new(),
             built_in_check: true,
         }
-    }
-
-    /// Every checker of the run, built-in first.
-    pub fn all_checkers(&self) -> Vec<Arc<dyn Checker>> {
-        let mut all: Vec<Arc<dyn Checker>> = Vec::new();
-        if self.built_in_check {
-            all.push(Arc::new(BuiltIn(self.options.check.clone())));
-        }
-        all.extend(self.checkers.iter().cloned());
-        all
     }
 }
 
@@ -195,6 +185,10 @@ fn test_json(options: &RunOptions, start_wall: SystemTime, nemesis: &[String]) -
         ("leave_db_running", json!(options.leave_db_running)),
     ] {
         fields.insert(k.into(), v);
+    }
+    // `faultline report` re-checks with the model the run used.
+    if let Some(model) = &options.check.model {
+        fields.insert("model".into(), json!(model));
     }
     for (k, v) in &options.test_fields {
         fields.insert(k.clone(), v.clone());
@@ -301,7 +295,15 @@ async fn run_in(
         }
     };
     let history = checkable.then_some(history_path.as_path());
-    finish(&dir, history, test.all_checkers(), errors).await
+    finish(
+        &dir,
+        history,
+        &test.options.check,
+        test.built_in_check,
+        test.checkers.clone(),
+        errors,
+    )
+    .await
 }
 
 fn panic_text(what: &str, join: tokio::task::JoinError) -> String {
@@ -578,11 +580,14 @@ async fn download(
     .await
 }
 
-/// Checks the history (when there is one), writes results.json and the `latest` link.
+/// Analyses the history (when there is one) as `faultline report` does, writes
+/// results.json and the `latest` link.
 async fn finish(
     dir: &Path,
     history_path: Option<&Path>,
-    checkers: Vec<Arc<dyn Checker>>,
+    check: &CheckOptions,
+    built_in: bool,
+    extra: Vec<Arc<dyn Checker>>,
     mut errors: Vec<String>,
 ) -> RunOutcome {
     let mut outcome = RunOutcome {
@@ -594,35 +599,45 @@ async fn finish(
     let mut results = RunResults {
         valid: Validity::Unknown,
         checkers: Vec::new(),
-        stats: Stats::default(),
+        stats: None,
         error: None,
+        warnings: Vec::new(),
     };
     if let Some(path) = history_path {
         let path = path.to_owned();
+        let options = check.clone();
         info!("checking {}", path.display());
-        let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let ops = faultline_checker::read_jsonl(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let stats = stats::compute(&ops);
-            let mut results = Vec::new();
-            for checker in &checkers {
-                results.extend(checker.check(&ops).map_err(|e| {
-                    anyhow::anyhow!("checking the history ({}): {e}", checker.name())
-                })?);
+        let analysed = tokio::task::spawn_blocking(move || {
+            let mut analysis = faultline_checker::analyze(&path, &options)?;
+            // The test's own checkers (e.g. a user's model) judge the same history; with
+            // `built_in_check` off, theirs are the only verdicts.
+            if !built_in || !extra.is_empty() {
+                if !built_in {
+                    analysis.results.checkers.clear();
+                }
+                for checker in &extra {
+                    let found = checker
+                        .check(&analysis.history.ops)
+                        .map_err(|e| format!("checking the history ({}): {e}", checker.name()))?;
+                    analysis.results.checkers.extend(found);
+                }
+                analysis.results.valid =
+                    faultline_checker::Results::new(analysis.results.checkers.clone()).valid;
             }
-            Ok((stats, faultline_checker::Results::new(results)))
+            Ok::<_, String>(analysis)
         })
         .await;
-        match checked {
-            Ok(Ok((stats, checked))) => {
-                info!("verdict: {:?}", checked.valid);
-                outcome.valid = Some(checked.valid);
-                outcome.stats = stats.clone();
-                results.valid = checked.valid;
-                results.checkers = checked.checkers;
-                results.stats = stats;
+        match analysed {
+            Ok(Ok(analysis)) => {
+                info!("verdict: {:?}", analysis.results.valid);
+                for warning in &analysis.results.warnings {
+                    warn!("{warning}");
+                }
+                outcome.valid = Some(analysis.results.valid);
+                outcome.stats = analysis.results.stats.clone().unwrap_or_default();
+                results = analysis.results;
             }
-            Ok(Err(err)) => errors.push(format!("{err:#}")),
+            Ok(Err(err)) => errors.push(err),
             Err(join) => errors.push(panic_text("the checker", join)),
         }
     }
