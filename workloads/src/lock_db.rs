@@ -2,7 +2,7 @@
 //! independent servers) and its `failover` fault; `zk-lock` runs through `node_db`.
 
 use crate::lock::LockMode;
-use crate::node_db::{Detached, REMOTE_BINARY, SIGNAL_SCRIPT};
+use crate::node_db::{Detached, REMOTE_BINARY};
 use anyhow::Context;
 use async_trait::async_trait;
 use faultline_checker::history::{OpType, Process};
@@ -37,6 +37,7 @@ fn files() -> Detached {
         pid_file: PID_FILE.into(),
         launch_pid_file: LAUNCH_PID_FILE.into(),
         stdout_file: STDOUT_FILE.into(),
+        exe: "faultline-node",
     }
 }
 
@@ -141,7 +142,8 @@ impl RedisLockDb {
             // Nothing runs there in this mode: the fault has nothing to hit.
             return Ok(());
         }
-        node.exec(&["sh", "-c", SIGNAL_SCRIPT, "sh", PID_FILE, signal])
+        files()
+            .signal(node, signal)
             .await
             .with_context(|| format!("sending {signal} to redis-lock on {}", node.name()))?;
         Ok(())

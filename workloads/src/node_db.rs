@@ -31,6 +31,9 @@ pub(crate) struct Detached {
     pub launch_pid_file: String,
     /// Its stdout and stderr, appended to.
     pub stdout_file: String,
+    /// A word of its command line (`/proc/PID/cmdline`), checked before it is signalled,
+    /// since PIDs are reused.
+    pub exe: &'static str,
 }
 
 impl Detached {
@@ -71,10 +74,25 @@ impl Detached {
     /// Stops the process by its PID file and the launcher's; `what` names it in the error.
     pub async fn stop(&self, node: &Remote, what: &str) -> anyhow::Result<()> {
         for file in [&self.pid_file, &self.launch_pid_file] {
-            node.exec(&["sh", "-c", STOP_SCRIPT, "sh", file])
+            node.exec(&["sh", "-c", STOP_SCRIPT, "sh", file, self.exe])
                 .await
                 .with_context(|| format!("stopping {what}"))?;
         }
+        Ok(())
+    }
+
+    /// Sends `signal` to the process of the PID file, if it is still ours.
+    pub async fn signal(&self, node: &Remote, signal: &str) -> anyhow::Result<()> {
+        node.exec(&[
+            "sh",
+            "-c",
+            SIGNAL_SCRIPT,
+            "sh",
+            &self.pid_file,
+            signal,
+            self.exe,
+        ])
+        .await?;
         Ok(())
     }
 }
@@ -119,15 +137,15 @@ pub struct NodeStatus {
     pub leader: Option<String>,
 }
 
-/// The stop script: signals the PID in the file (after checking the PID is still a
-/// faultline-node, since PIDs are reused), waits for it to die (zombies count as dead),
+/// The stop script: signals the PID in the file (after checking the PID is still the
+/// program named by $2, since PIDs are reused), waits for it to die (zombies count as dead),
 /// escalates to SIGKILL, and removes the file.
-const STOP_SCRIPT: &str = r#"f=$1
+const STOP_SCRIPT: &str = r#"f=$1; exe=$2
 [ -f "$f" ] || exit 0
 read -r p < "$f" || { rm -f "$f"; exit 0; }
 case $p in ''|*[!0-9]*) rm -f "$f"; exit 0;; esac
 alive() { [ -r /proc/$p/stat ] && [ "$(sed 's/.*) //' /proc/$p/stat | cut -c1)" != Z ]; }
-ours() { tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q faultline-node; }
+ours() { tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q -- "$exe"; }
 if alive && ours; then
   kill -CONT "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null
   i=0; while alive && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
@@ -140,11 +158,11 @@ fi
 rm -f "$f"
 exit 0"#;
 
-/// Sends one signal to the PID in a file, if it is a live faultline-node.
-pub(crate) const SIGNAL_SCRIPT: &str = r#"f=$1; sig=$2
+/// Sends one signal to the PID in a file, if it is a live process of the program $3.
+const SIGNAL_SCRIPT: &str = r#"f=$1; sig=$2; exe=$3
 read -r p < "$f" || { echo "no PID file $f" >&2; exit 1; }
 case $p in ''|*[!0-9]*) echo "bad PID file $f" >&2; exit 1;; esac
-tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q faultline-node || { echo "$p is not a faultline-node" >&2; exit 1; }
+tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q -- "$exe" || { echo "$p is not a $exe" >&2; exit 1; }
 kill -s "$sig" "$p""#;
 
 impl NodeDb {
@@ -182,6 +200,7 @@ impl NodeDb {
             pid_file: self.pid_file(),
             launch_pid_file: self.launch_pid_file(),
             stdout_file: self.stdout_file(),
+            exe: "faultline-node",
         }
     }
 
@@ -249,7 +268,8 @@ impl NodeDb {
     }
 
     async fn signal(&self, node: &Remote, signal: &str) -> anyhow::Result<()> {
-        node.exec(&["sh", "-c", SIGNAL_SCRIPT, "sh", &self.pid_file(), signal])
+        self.files()
+            .signal(node, signal)
             .await
             .with_context(|| format!("sending {signal} to the node of {}", node.name()))?;
         Ok(())
