@@ -19,12 +19,14 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod redis;
+
 /// Systems `--db` accepts now.
-pub const DBS: [&str; 4] = ["raft", "paxos", "zk-lock", "redis-lock"];
+pub const DBS: [&str; 5] = ["raft", "paxos", "zk-lock", "redis-lock", "redis"];
 /// Workloads `--workload` accepts now.
 pub const WORKLOADS: [&str; 2] = ["register", "lock"];
 /// Systems planned but not built yet, named in the error so users know.
-const DBS_LATER: [&str; 3] = ["etcd", "redis", "zookeeper"];
+const DBS_LATER: [&str; 2] = ["etcd", "zookeeper"];
 /// The lock services: the only systems of the `lock` workload, which they alone serve.
 const LOCK_DBS: [&str; 2] = ["zk-lock", "redis-lock"];
 /// Default lease of a grant: zk-lock's session timeout, redis-lock's TTL.
@@ -62,6 +64,8 @@ pub struct SystemSpec {
     pub failover_interval: Option<Duration>,
     /// The register workload draws values from `0..register_values`.
     pub register_values: u64,
+    /// `--db redis`'s deployment and persistence.
+    pub redis: redis::RedisOptions,
 }
 
 impl Default for SystemSpec {
@@ -79,6 +83,7 @@ impl Default for SystemSpec {
             lock_ttl_ms: None,
             register_values: crate::register::DEFAULT_VALUES,
             failover_interval: None,
+            redis: redis::RedisOptions::default(),
         }
     }
 }
@@ -99,6 +104,13 @@ pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
             DBS.join(", ")
         );
     }
+    if spec.db == "redis" {
+        return redis::validate(spec);
+    }
+    anyhow::ensure!(
+        !spec.redis.any(),
+        "--redis-mode, --redis-appendonly and --redis-appendfsync are for --db redis only"
+    );
     anyhow::ensure!(
         WORKLOADS.contains(&spec.workload.as_str()),
         "unknown --workload {:?}; expected one of {}",
@@ -195,6 +207,9 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         "{} needs hosts to run on",
         spec.db
     );
+    if spec.db == "redis" {
+        return redis::build_test(spec, options);
+    }
     let binary = find_node_binary(spec.node_binary.as_deref())?;
     if spec.workload == "lock" {
         return build_lock_test(spec, options, binary);

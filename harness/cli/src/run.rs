@@ -16,10 +16,10 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The system under test: raft, paxos, zk-lock or redis-lock.
+    /// The system under test: raft, paxos, zk-lock, redis-lock or redis (Debian's Redis 7).
     #[arg(long, default_value = "raft")]
     pub db: String,
-    /// The workload: register (raft, paxos) or lock (zk-lock, redis-lock).
+    /// The workload: register (raft, paxos, redis) or lock (zk-lock, redis-lock, redis).
     #[arg(long, default_value = "register")]
     pub workload: String,
     /// Start the nodes with a planted bug (repeatable), e.g. stale-read.
@@ -35,6 +35,16 @@ pub struct RunArgs {
     /// redis-lock's deployment: single, replica (primary + async replica) or redlock.
     #[arg(long, value_name = "MODE")]
     pub lock_mode: Option<String>,
+    /// --db redis: single, replica (primary + async replicas), sentinel (the same with a
+    /// Sentinel per host) or redlock (independent servers).
+    #[arg(long, value_name = "MODE")]
+    pub redis_mode: Option<String>,
+    /// --db redis: `appendonly` (yes or no; Debian's default is no).
+    #[arg(long, value_name = "YES|NO")]
+    pub redis_appendonly: Option<String>,
+    /// --db redis: `appendfsync` (always, everysec or no; Debian's default is everysec).
+    #[arg(long, value_name = "POLICY")]
+    pub redis_appendfsync: Option<String>,
     /// A lock grant's lease in ms: zk-lock's session timeout (default 3000), redis-lock's
     /// TTL (default 1000).
     #[arg(long, value_name = "MS")]
@@ -235,6 +245,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         lock_mode: args.lock_mode.clone(),
         lock_ttl_ms: args.lock_ttl_ms,
         register_values: args.register_values,
+        redis: systems::redis::RedisOptions {
+            mode: args.redis_mode.clone(),
+            appendonly: args.redis_appendonly.clone(),
+            appendfsync: args.redis_appendfsync.clone(),
+        },
         failover_interval: failover.then(|| Duration::from_secs_f64(args.nemesis.nemesis_interval)),
         db: args.db.clone(),
         workload: args.workload.clone(),
@@ -342,7 +357,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         if let Some(nemesis) = nemesis {
             let scheduled: std::sync::Arc<dyn faultline_core::nemesis::Nemesis> =
                 std::sync::Arc::new(nemesis);
-            test.nemesis = if failover {
+            // Failover and Redis's role watcher run beside the scheduled faults.
+            test.nemesis = if failover || spec.db == "redis" {
                 std::sync::Arc::new(faultline_workloads::lock_db::BothNemeses(
                     scheduled,
                     test.nemesis.clone(),
@@ -427,9 +443,15 @@ fn clock_skewable(db: &str, nemesis: &NemesisArgs) -> Result<(), String> {
              (Go reads the kernel clock directly; the JVM's is not covered either); use VMs with \
              --clock-strategy system"
         )),
+        // Measured with libfaketime 0.9.10 and Redis 7.0.15 (docs/redis.md): libfaketime's
+        // first clock_gettime runs its init, whose dlsym fails and mallocs; jemalloc starts
+        // on that malloc, calls clock_gettime, re-enters libfaketime and waits for its own
+        // init lock for ever. No FAKETIME_* or MALLOC_CONF setting or preload order avoids it.
         ("redis", ClockStrategy::Faketime) if wants_clock => Err(
-            "redis-server hangs at start under libfaketime (jemalloc); use VMs with \
-             --clock-strategy system"
+            "redis-server hangs at start under libfaketime (its jemalloc re-enters \
+             libfaketime's init and deadlocks); clock faults on Redis need VMs: \
+             `faultline cluster up --vm`, then run with its --nodes-file (--clock-strategy \
+             system)"
                 .into(),
         ),
         _ => Ok(()),
