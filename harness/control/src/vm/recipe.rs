@@ -17,8 +17,9 @@ pub const DISK_SIZE: &str = "3G";
 
 /// Packages on top of `minbase`: a kernel to boot directly, sshd to be reached, the tools the
 /// nemesis uses (iptables, tc, kill by PID, libfaketime), what systemd needs to boot, and
-/// QEMU's guest agent (vagrant-libvirt asks it for a VM's address when there is no DHCP).
-pub const PACKAGES: [&str; 12] = [
+/// QEMU's guest agent (vagrant-libvirt asks it for a VM's address when there is no DHCP), and
+/// Redis for `--db redis` (its services are masked: faultline starts its own).
+pub const PACKAGES: [&str; 14] = [
     "linux-image-amd64",
     "systemd-sysv",
     "udev",
@@ -31,6 +32,8 @@ pub const PACKAGES: [&str; 12] = [
     "libfaketime",
     "faketime",
     "qemu-guest-agent",
+    "redis-server",
+    "redis-sentinel",
 ];
 
 /// Runs in the guest before sshd: sets hostname, address, `/etc/hosts`, root's key and host
@@ -117,7 +120,7 @@ mkdir -p "$root/etc/ssh/sshd_config.d"
 printf '%s' "$4" > "$root/etc/ssh/sshd_config.d/faultline.conf"
 rm -f "$root"/etc/ssh/ssh_host_*
 printf '/dev/vda / ext4 rw,noatime 0 1\n' > "$root/etc/fstab"
-for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer systemd-timesyncd.service getty-static.service; do
+for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer systemd-timesyncd.service getty-static.service redis-server.service redis-sentinel.service; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 install -d -m 755 "$root/opt/faultline"
