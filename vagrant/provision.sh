@@ -14,10 +14,20 @@ for pair in iptables:iptables tc:iproute2 faketime:faketime ps:procps killall:ps
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]] || missing+=(libfaketime)
+# --db redis: faultline starts redis-server and redis-sentinel itself, never Debian's services.
+for pkg in redis-server redis-sentinel; do
+    command -v "$pkg" >/dev/null || missing+=("$pkg")
+done
 if ((${#missing[@]})); then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
+    rm -f /usr/sbin/policy-rc.d
 fi
+for unit in redis-server redis-sentinel; do
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+done
 
 install -d -m 700 /root/.ssh
 touch /root/.ssh/authorized_keys
