@@ -19,11 +19,15 @@ for pkg in redis-server redis-sentinel; do
     command -v "$pkg" >/dev/null || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
+    policy=
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy=ours
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
-    rm -f /usr/sbin/policy-rc.d
+    if [[ $policy == ours ]]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 for unit in redis-server redis-sentinel; do
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
