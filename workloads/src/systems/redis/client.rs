@@ -12,7 +12,6 @@ use faultline_checker::history::Key;
 use faultline_core::client::{Client, ClientFactory, Completion};
 use faultline_core::generator::Invocation;
 use redis::aio::MultiplexedConnection;
-use redis::sentinel::{SentinelClient, SentinelServerType};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -28,8 +27,8 @@ const UNLOCK_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
 pub enum Route {
     /// Always this server: `(host, "ip:port")`.
     Fixed(String, String),
-    /// Ask the Sentinels (`"ip:port"` each, in this order) for the current primary on every
-    /// new connection; `hosts` maps a server's address back to its host name.
+    /// Ask the Sentinels (`"ip:port"` each, first answer wins) for the current primary
+    /// before every command; `hosts` maps a server's address back to its host name.
     Sentinel {
         sentinels: Vec<String>,
         hosts: Vec<(String, String)>,
@@ -41,47 +40,90 @@ pub enum Route {
 struct Connection {
     route: Route,
     timeout: Duration,
+    /// `(host, connection)` to the server commands go to.
     open: Option<(String, MultiplexedConnection)>,
+    /// `(index in the Sentinel list, connection)` to the Sentinel that answered last.
+    sentinel: Option<(usize, MultiplexedConnection)>,
+}
+
+/// A multiplexed connection to `addr` (`"ip:port"`).
+async fn open(addr: &str) -> redis::RedisResult<MultiplexedConnection> {
+    redis::Client::open(format!("redis://{addr}/"))?
+        .get_multiplexed_async_connection()
+        .await
 }
 
 /// An outcome of one command: the value, or how the op ended.
 type Answer<T> = Result<T, Completion>;
 
 impl Connection {
-    async fn connect(&self) -> Result<(String, MultiplexedConnection), String> {
-        let client = match &self.route {
-            Route::Fixed(_, addr) => {
-                redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?
-            }
-            Route::Sentinel { sentinels, .. } => {
-                let urls: Vec<String> = sentinels.iter().map(|a| format!("redis://{a}/")).collect();
-                let mut sentinel = SentinelClient::build(
-                    urls,
-                    SENTINEL_MASTER.to_owned(),
-                    None,
-                    SentinelServerType::Master,
-                )
-                .map_err(|e| e.to_string())?;
-                sentinel
-                    .async_get_client()
-                    .await
-                    .map_err(|e| format!("asking the Sentinels for the primary: {e}"))?
-            }
+    /// The primary this process's Sentinels name now, `"ip:port"`: the first Sentinel (in
+    /// the worker's order) that answers. A Sentinel cut off with the old primary keeps
+    /// naming it, so its clients keep writing there, as application servers on that side
+    /// of a partition do.
+    async fn primary_from_sentinels(&mut self) -> Result<String, String> {
+        let Route::Sentinel { sentinels, .. } = &self.route else {
+            return Err("not a Sentinel route".into());
         };
-        let addr = client.get_connection_info().addr().to_string();
-        let host = match &self.route {
-            Route::Fixed(host, _) => host.clone(),
-            Route::Sentinel { hosts, .. } => hosts
-                .iter()
-                .find(|(_, a)| *a == addr)
-                .map(|(h, _)| h.clone())
-                .unwrap_or_else(|| addr.clone()),
-        };
-        let conn = client
-            .get_multiplexed_async_connection()
+        let mut why = String::from("no Sentinel");
+        for (i, addr) in sentinels.iter().enumerate() {
+            let conn = match &mut self.sentinel {
+                Some((at, conn)) if *at == i => conn,
+                _ => match open(addr).await {
+                    Ok(conn) => &mut self.sentinel.insert((i, conn)).1,
+                    Err(e) => {
+                        why = format!("Sentinel {addr}: {e}");
+                        continue;
+                    }
+                },
+            };
+            let asked = redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(SENTINEL_MASTER)
+                .query_async::<Option<(String, String)>>(conn)
+                .await;
+            match asked {
+                Ok(Some((ip, port))) => return Ok(format!("{ip}:{port}")),
+                Ok(None) => why = format!("Sentinel {addr} knows no primary"),
+                Err(e) => {
+                    self.sentinel = None;
+                    why = format!("Sentinel {addr}: {e}");
+                }
+            }
+        }
+        Err(why)
+    }
+
+    /// The host and address to send the next command to.
+    async fn target(&mut self) -> Result<(String, String), String> {
+        match &self.route {
+            Route::Fixed(host, addr) => Ok((host.clone(), addr.clone())),
+            Route::Sentinel { .. } => {
+                let addr = self.primary_from_sentinels().await?;
+                let Route::Sentinel { hosts, .. } = &self.route else {
+                    unreachable!("matched above");
+                };
+                let host = hosts
+                    .iter()
+                    .find(|(_, a)| *a == addr)
+                    .map(|(h, _)| h.clone())
+                    .unwrap_or_else(|| addr.clone());
+                Ok((host, addr))
+            }
+        }
+    }
+
+    /// A connection to the current primary: the open one if it still goes there.
+    async fn connection(&mut self) -> Result<(), String> {
+        let (host, addr) = self.target().await?;
+        if self.open.as_ref().is_some_and(|(h, _)| *h == host) {
+            return Ok(());
+        }
+        let conn = open(&addr)
             .await
             .map_err(|e| format!("connecting to {host}: {e}"))?;
-        Ok((host, conn))
+        self.open = Some((host, conn));
+        Ok(())
     }
 
     /// Runs one command. Nothing was sent when no connection could be opened, so that is
@@ -92,9 +134,9 @@ impl Connection {
         writes: bool,
         cmd: &redis::Cmd,
     ) -> Answer<T> {
-        if self.open.is_none() {
-            match tokio::time::timeout(self.timeout, self.connect()).await {
-                Ok(Ok(open)) => self.open = Some(open),
+        {
+            match tokio::time::timeout(self.timeout, self.connection()).await {
+                Ok(Ok(())) => {}
                 Ok(Err(why)) => return Err(Completion::fail(why)),
                 Err(_) => {
                     return Err(Completion::fail(format!(
@@ -121,6 +163,11 @@ impl Connection {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(err)) if matches!(err.kind(), redis::ErrorKind::Server(_)) => {
                 // The server refused it (READONLY, a script error, …): it did not happen.
+                // A replica refuses every write: ask the Sentinels again next time, as
+                // clients that follow failovers do.
+                if err.code() == Some("READONLY") {
+                    self.open = None;
+                }
                 Err(Completion::fail(err.to_string()))
             }
             Ok(Err(err)) => {
@@ -189,6 +236,7 @@ impl ClientFactory for RedisClientFactory {
                 route,
                 timeout: self.timeout,
                 open: None,
+                sentinel: None,
             },
             workload: self.workload,
             holding: self.holding.clone(),

@@ -298,10 +298,11 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
             .entry("register_values")
             .or_insert(json!(spec.register_values));
     }
-    let watcher = watch::RoleWatcher {
-        servers: deployment.servers,
-        deployment: json!({"mode": deployment.mode.name(), "description": describe}),
-    };
+    let watcher = watch::RoleWatcher::new(
+        deployment.servers,
+        json!({"mode": deployment.mode.name(), "description": describe}),
+        matches!(deployment.mode, Mode::Replica | Mode::Sentinel),
+    );
     Ok(Test {
         options,
         db: Arc::new(RedisDb::new(deployment)),

@@ -13,12 +13,22 @@ use tokio_util::sync::CancellationToken;
 /// How often every server is asked its role: well under Sentinel's failover time.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long healing waits for replicated servers to settle on one primary: Sentinel
+/// reconfigures a returning old primary only after it has reported itself primary for
+/// 8 s (four hello periods), and the final reads must see what that resync dropped.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Records the deployment once and every change of primaries after it.
 pub struct RoleWatcher {
     /// How many of the first hosts run a server.
     pub servers: usize,
     /// What `deployment` records: mode, version, persistence.
     pub deployment: Value,
+    /// Replicated modes: at heal, wait until exactly one server is primary and every other
+    /// answers as a replica.
+    pub converge: bool,
+    /// The primaries seen last, shared by the polling loop and the heal.
+    masters: tokio::sync::Mutex<Vec<String>>,
 }
 
 /// `redis_version` from `INFO server`, as the server itself reports it.
@@ -44,6 +54,15 @@ fn record(cx: &NemesisContext, kind: OpType, f: &str, value: Value) {
 }
 
 impl RoleWatcher {
+    pub fn new(servers: usize, deployment: Value, converge: bool) -> Self {
+        RoleWatcher {
+            servers,
+            deployment,
+            converge,
+            masters: Default::default(),
+        }
+    }
+
     /// `(masters, replicas, unreachable)` by host name.
     async fn roles(&self, cx: &NemesisContext) -> (Vec<String>, Vec<String>, Vec<String>) {
         let (mut masters, mut replicas, mut down) = (Vec::new(), Vec::new(), Vec::new());
@@ -68,6 +87,31 @@ impl RoleWatcher {
         }
         (masters, replicas, down)
     }
+
+    /// Asks every server its role once and records a `failover` if the primaries changed;
+    /// returns whether one primary leads answering replicas.
+    async fn observe(&self, cx: &NemesisContext) -> bool {
+        let (now, replicas, down) = self.roles(cx).await;
+        let mut masters = self.masters.lock().await;
+        // A server that does not answer (killed, paused) says nothing about roles.
+        let promoted: Vec<&String> = now.iter().filter(|m| !masters.contains(m)).collect();
+        let demoted: Vec<&String> = masters
+            .iter()
+            .filter(|m| !now.contains(m) && !down.contains(m))
+            .collect();
+        if !promoted.is_empty() || !demoted.is_empty() {
+            let value = json!({"promoted": promoted, "demoted": demoted, "primaries": now,
+                               "replicas": replicas, "unreachable": down, "seen_by": "ROLE"});
+            record(cx, OpType::Invoke, "failover", Value::Null);
+            record(cx, OpType::Info, "failover", value);
+            *masters = now
+                .iter()
+                .chain(masters.iter().filter(|m| down.contains(m)))
+                .cloned()
+                .collect();
+        }
+        now.len() == 1 && down.is_empty()
+    }
 }
 
 #[async_trait::async_trait]
@@ -77,7 +121,7 @@ impl Nemesis for RoleWatcher {
     }
 
     async fn run(&self, cx: &NemesisContext, stop: CancellationToken) -> anyhow::Result<()> {
-        let (mut masters, replicas, _) = self.roles(cx).await;
+        let (masters, replicas, _) = self.roles(cx).await;
         let mut deployment = self.deployment.clone();
         let version = match cx.db_cx.remotes.first() {
             Some(first) => server_version(first).await,
@@ -91,6 +135,7 @@ impl Nemesis for RoleWatcher {
             map.insert("primaries".into(), json!(masters));
             map.insert("replicas".into(), json!(replicas));
         }
+        *self.masters.lock().await = masters;
         record(cx, OpType::Invoke, "deployment", Value::Null);
         record(cx, OpType::Info, "deployment", deployment);
         loop {
@@ -98,29 +143,27 @@ impl Nemesis for RoleWatcher {
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
                 _ = stop.cancelled() => return Ok(()),
             }
-            let (now, replicas, down) = self.roles(cx).await;
-            // A server that does not answer (killed, paused) says nothing about roles.
-            let promoted: Vec<&String> = now.iter().filter(|m| !masters.contains(m)).collect();
-            let demoted: Vec<&String> = masters
-                .iter()
-                .filter(|m| !now.contains(m) && !down.contains(m))
-                .collect();
-            if promoted.is_empty() && demoted.is_empty() {
-                continue;
-            }
-            let value = json!({"promoted": promoted, "demoted": demoted, "primaries": now,
-                               "replicas": replicas, "unreachable": down, "seen_by": "ROLE"});
-            record(cx, OpType::Invoke, "failover", Value::Null);
-            record(cx, OpType::Info, "failover", value);
-            masters = now
-                .iter()
-                .chain(masters.iter().filter(|m| down.contains(m)))
-                .cloned()
-                .collect();
+            self.observe(cx).await;
         }
     }
 
-    async fn heal(&self, _cx: &NemesisContext) -> anyhow::Result<()> {
+    /// Waits (bounded) for the servers to settle on one primary, so the final phase reads
+    /// what survived; it changes nothing itself.
+    async fn heal(&self, cx: &NemesisContext) -> anyhow::Result<()> {
+        if !self.converge {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+        while !self.observe(cx).await {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "redis: no single primary {} s after healing; the final reads go on",
+                    CONVERGE_TIMEOUT.as_secs()
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
         Ok(())
     }
 }
