@@ -82,7 +82,7 @@ pub fn render_report(run: &RunData) -> String {
     nav(&mut body, verdict, !locks.is_empty());
     checkers_section(&mut body, run.results.as_ref());
     if verdict != Verdict::Valid {
-        why_section(&mut body, run, &pairs);
+        why_section(&mut body, run, &pairs, &periods);
     }
     let _ = write!(
         body,
@@ -163,6 +163,9 @@ fn header(
     if let Some(bug) = t.bug.as_ref().filter(|b| !b.is_null()) {
         facts.insert(2, ("planted bug", short_value(bug, 80)));
     }
+    if let Some(deployment) = deployment_fact(run) {
+        facts.insert(1, ("deployment", deployment));
+    }
     let _ = write!(
         out,
         "<header class=\"verdict {v}\"><div class=\"test\">{name}</div><div class=\"big\" id=\"verdict\">{headline}</div><dl>",
@@ -186,6 +189,21 @@ fn header(
         );
     }
     out.push_str("</header>\n");
+}
+
+/// What ran, for a third-party system: test.json's `deployment` line, with the version the
+/// server itself reported in the history's `deployment` op (docs/contracts.md).
+fn deployment_fact(run: &RunData) -> Option<String> {
+    let line = run.test_raw.get("deployment")?.as_str()?;
+    let version = run
+        .history
+        .iter()
+        .filter(|op| op.process == Process::Nemesis && op.f == "deployment")
+        .find_map(|op| op.value.get("version")?.as_str());
+    Some(match version {
+        Some(v) => format!("{line} (version {v})"),
+        None => line.to_owned(),
+    })
 }
 
 fn nav(out: &mut String, verdict: Verdict, locks: bool) {
@@ -409,7 +427,7 @@ fn opref_text(o: &OpRef) -> String {
     )
 }
 
-fn why_section(out: &mut String, run: &RunData, pairs: &[Pair]) {
+fn why_section(out: &mut String, run: &RunData, pairs: &[Pair], periods: &[FaultPeriod]) {
     out.push_str("<section id=\"why\"><h2>Why</h2>");
     let Some(results) = &run.results else {
         out.push_str("<p>The run left no results.json.</p></section>\n");
@@ -446,6 +464,8 @@ fn why_section(out: &mut String, run: &RunData, pairs: &[Pair]) {
             }
             if let Some(cx) = &k.counterexample {
                 counterexample(out, run, pairs, &k.key, cx);
+                let times = cx.ops.iter().flat_map(|o| [o.invoke_time, o.complete_time]);
+                context_note(out, run, periods, times, &[]);
             }
             out.push_str("</div>");
         }
@@ -453,6 +473,9 @@ fn why_section(out: &mut String, run: &RunData, pairs: &[Pair]) {
             for v in &l.violations {
                 any = true;
                 violation(out, &c.name, &l.key, &l.holds, v);
+                let times = v.holds.iter().flat_map(|h| [h.start, h.end]);
+                let grants: Vec<u64> = v.holds.iter().filter_map(|h| h.grant_index).collect();
+                context_note(out, run, periods, times, &grants);
             }
         }
         if c.valid != Validity::Valid && c.keys.is_empty() && c.locks.is_empty() {
@@ -470,6 +493,54 @@ fn why_section(out: &mut String, run: &RunData, pairs: &[Pair]) {
         out.push_str("<p>No checker gave details.</p>");
     }
     out.push_str("</section>\n");
+}
+
+/// Beside a violation: which hosts answered its grants (`grants`: event indexes) and the
+/// faults in effect while its ops ran (`times`, ns), e.g. the failover that made a second
+/// primary or the kill that emptied a server.
+fn context_note(
+    out: &mut String,
+    run: &RunData,
+    periods: &[FaultPeriod],
+    times: impl Iterator<Item = Option<u64>>,
+    grants: &[u64],
+) {
+    let times: Vec<u64> = times.flatten().collect();
+    let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
+        return;
+    };
+    let mut parts = Vec::new();
+    let granted: Vec<String> = grants
+        .iter()
+        .filter_map(|&i| run.history.get(i as usize))
+        .filter_map(|op| Some(format!("process {} by {}", op.process, op.node.as_deref()?)))
+        .collect();
+    if !granted.is_empty() {
+        parts.push(format!("granted to {}", granted.join(", ")));
+    }
+    let faults: Vec<String> = periods
+        .iter()
+        .filter(|p| p.start_ns <= hi && p.end_ns >= lo)
+        .map(|p| {
+            let at = |ns: u64| format!("{:.2} s", ns as f64 / 1e9);
+            let when = if p.start_ns == p.end_ns {
+                format!("at {}", at(p.start_ns))
+            } else {
+                format!("{}–{}", at(p.start_ns), at(p.end_ns))
+            };
+            format!("{} {when}", p.label)
+        })
+        .collect();
+    if !faults.is_empty() {
+        parts.push(format!("faults in effect meanwhile: {}", faults.join("; ")));
+    }
+    if !parts.is_empty() {
+        let _ = write!(
+            out,
+            "<p class=\"explanation faults\">{}</p>",
+            html(&parts.join(". "))
+        );
+    }
 }
 
 fn counterexample(
