@@ -516,7 +516,7 @@ fn context_note(
         .filter_map(|op| Some(format!("process {} by {}", op.process, op.node.as_deref()?)))
         .collect();
     if !granted.is_empty() {
-        parts.push(format!("granted to {}", granted.join(", ")));
+        parts.push(format!("Granted to {}", granted.join(", ")));
     }
     let faults: Vec<String> = periods
         .iter()
@@ -532,7 +532,7 @@ fn context_note(
         })
         .collect();
     if !faults.is_empty() {
-        parts.push(format!("faults in effect meanwhile: {}", faults.join("; ")));
+        parts.push(format!("Faults in effect meanwhile: {}", faults.join("; ")));
     }
     if !parts.is_empty() {
         let _ = write!(
