@@ -6,6 +6,7 @@ FAULTLINE_DEBS=(
     iptables iproute2               # partitions, packet faults, namespaces, bridges
     libfaketime faketime            # clock faults on local hosts
     etcd-server etcd-client         # the third-party etcd, also the raft benchmark's yardstick
+    protobuf-compiler libprotobuf-dev  # protoc and its well-known .proto files: etcd-client's build
     redis-tools                     # redis-cli against our redis-lock server
     redis-server redis-sentinel     # --db redis (Debian's services are never used)
     chromium                        # headless browser tests of report.html
@@ -19,19 +20,20 @@ for pkg in "${FAULTLINE_DEBS[@]}"; do
 done
 if ((${#faultline_missing[@]})); then
     echo "installing Debian packages: ${faultline_missing[*]}" >&2
-    # Packages with services (redis-server, etcd-server) must not start them: faultline
-    # starts its own daemons. A policy-rc.d that refuses, removed again if it was ours.
-    faultline_policy=
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
-        faultline_policy=1
-    fi
     apt-get update -qq
+    # faultline starts every server itself: a policy-rc.d keeps the packages' own services
+    # (etcd's, Redis's, ZooKeeper's) from starting while they are installed.
+    faultline_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+        faultline_policy=/usr/sbin/policy-rc.d
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${faultline_missing[@]}" >/dev/null
-    [[ -n $faultline_policy ]] && rm -f /usr/sbin/policy-rc.d
-    if command -v systemctl >/dev/null; then
-        systemctl disable --now redis-server redis-sentinel >/dev/null 2>&1 || true
+    [ -n "$faultline_policy" ] && rm -f "$faultline_policy"
+    # Where systemd runs, the units stay disabled too.
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl disable --now etcd.service redis-server.service redis-sentinel.service >/dev/null 2>&1 || true
     fi
     unset faultline_policy
 fi

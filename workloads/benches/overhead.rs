@@ -95,7 +95,7 @@ fn raft_runs(
         let test = build_test(&spec, options)?;
         let outcome = runtime.block_on(run(test, std::future::pending()))?;
         let stats = &outcome.stats;
-        let p50 = |f: &str| stats.by_f.get(f).map_or(0.0, |s| s.p50_ms);
+        let p50 = |f: &str| stats.by_f.get(f).and_then(|s| s.p50_ms).unwrap_or(0.0);
         println!(
             "raft, 3 local hosts, concurrency {concurrency:>2}: {:>7.0} ops/s ({} ops: {} ok, {} fail, {} info; p50 read {:.2} ms, write {:.2} ms, cas {:.2} ms; verdict {:?}{})",
             stats.ops as f64 / seconds,

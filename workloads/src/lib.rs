@@ -6,6 +6,8 @@
 //! - `node_db`: the `raft`, `paxos` and `zk-lock` systems' lifecycle on the hosts
 //!   (`faultline-node`).
 //! - `lock`: the lock workload's generator and the zk-lock and redis-lock clients.
+//! - `lock_set`: the lock-set workload (a lock-guarded read-modify-write of a set),
+//!   generic over lock services through its `GuardedSet` trait.
 //! - `lock_db`: the `redis-lock` system (single, replica, Redlock) and its failover fault.
 //! - `binary`: finding or building the `faultline-node` binary to upload.
 //! - `systems`: `--db` / `--workload` names to a runnable `Test`.
@@ -14,6 +16,7 @@ pub mod binary;
 pub mod http;
 pub mod lock;
 pub mod lock_db;
+pub mod lock_set;
 pub mod node_db;
 pub mod register;
 pub mod systems;

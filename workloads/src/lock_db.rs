@@ -2,10 +2,11 @@
 //! independent servers) and its `failover` fault; `zk-lock` runs through `node_db`.
 
 use crate::lock::LockMode;
-use crate::node_db::{Detached, REMOTE_BINARY};
+use crate::node_db::{NODE_EXECUTABLE, REMOTE_BINARY};
 use anyhow::Context;
 use async_trait::async_trait;
 use faultline_checker::history::{OpType, Process};
+use faultline_control::daemon::{Daemon, PidFileBy, Signal, Start};
 use faultline_control::Remote;
 use faultline_core::db::{Db, DbContext, Kill, LogFiles, Pause, Primaries};
 use faultline_core::history::Event;
@@ -30,15 +31,9 @@ const DATA_DIR: &str = "/opt/faultline/data/redis-lock";
 const LOG_FILE: &str = "/opt/faultline/log/redis-lock.log";
 const STDOUT_FILE: &str = "/opt/faultline/log/redis-lock.stdout";
 const PID_FILE: &str = "/opt/faultline/run/redis-lock.pid";
-const LAUNCH_PID_FILE: &str = "/opt/faultline/run/redis-lock.launch.pid";
 
-fn files() -> Detached {
-    Detached {
-        pid_file: PID_FILE.into(),
-        launch_pid_file: LAUNCH_PID_FILE.into(),
-        stdout_file: STDOUT_FILE.into(),
-        exe: "faultline-node",
-    }
+fn daemon() -> Daemon {
+    Daemon::new(NODE_EXECUTABLE, PID_FILE, STDOUT_FILE)
 }
 
 /// redis-lock on the hosts of a run. Which host serves depends on the mode; in replica
@@ -104,10 +99,6 @@ impl RedisLockDb {
 
     async fn start_node(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
         let mut argv: Vec<String> = Vec::new();
-        if !self.env.is_empty() {
-            argv.push("env".into());
-            argv.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
-        }
         argv.extend(
             [
                 REMOTE_BINARY,
@@ -126,27 +117,31 @@ impl RedisLockDb {
         if let Some(primary) = self.replica_of(cx, node) {
             argv.extend(["--replica-of".into(), Self::addr(primary)]);
         }
-        files()
-            .launch(node, &argv, &format!("redis-lock on {}", node.name()))
+        let start = Start::new(argv)
+            .envs(self.env.iter().cloned())
+            .pid_file_by(PidFileBy::Program);
+        daemon()
+            .start(node, &start)
             .await
+            .with_context(|| format!("starting redis-lock on {}", node.name()))
     }
 
     async fn stop_node(&self, node: &Remote) -> anyhow::Result<()> {
-        files()
-            .stop(node, &format!("redis-lock on {}", node.name()))
+        daemon()
+            .stop(node)
             .await
+            .with_context(|| format!("stopping redis-lock on {}", node.name()))
     }
 
-    async fn signal(&self, cx: &DbContext, node: &Remote, signal: &str) -> anyhow::Result<()> {
+    async fn signal(&self, cx: &DbContext, node: &Remote, signal: Signal) -> anyhow::Result<()> {
         if !self.serves(cx, node) {
             // Nothing runs there in this mode: the fault has nothing to hit.
             return Ok(());
         }
-        files()
+        daemon()
             .signal(node, signal)
             .await
-            .with_context(|| format!("sending {signal} to redis-lock on {}", node.name()))?;
-        Ok(())
+            .with_context(|| format!("sending {signal} to redis-lock on {}", node.name()))
     }
 
     async fn call(addr: &str, args: &[&str]) -> Result<String, String> {
@@ -258,7 +253,7 @@ impl Db for RedisLockDb {
 #[async_trait]
 impl Kill for RedisLockDb {
     async fn kill(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        self.signal(cx, node, "KILL").await
+        self.signal(cx, node, Signal::Kill).await
     }
     /// A restarted server has forgotten every lock (no persistence, as configured Redis);
     /// a former primary comes back as a replica of the current one.
@@ -274,10 +269,10 @@ impl Kill for RedisLockDb {
 #[async_trait]
 impl Pause for RedisLockDb {
     async fn pause(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        self.signal(cx, node, "STOP").await
+        self.signal(cx, node, Signal::Stop).await
     }
     async fn resume(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        self.signal(cx, node, "CONT").await
+        self.signal(cx, node, Signal::Cont).await
     }
 }
 

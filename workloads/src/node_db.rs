@@ -4,7 +4,8 @@
 use crate::http::NodeEndpoint;
 use anyhow::Context;
 use async_trait::async_trait;
-use faultline_control::{shell_join, Remote};
+use faultline_control::daemon::{Daemon, PidFileBy, Signal, Start};
+use faultline_control::Remote;
 use faultline_core::db::{Db, DbContext, Kill, LogFiles, Pause, Primaries};
 use serde::Deserialize;
 use serde_json::json;
@@ -23,79 +24,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of one readiness probe.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// The files of a process that faultline starts detached on a host and stops by PID file.
-pub(crate) struct Detached {
-    /// Written by the process itself once it serves.
-    pub pid_file: String,
-    /// The launcher's own record of the PID, for a process that dies before writing its file.
-    pub launch_pid_file: String,
-    /// Its stdout and stderr, appended to.
-    pub stdout_file: String,
-    /// A word of its command line (`/proc/PID/cmdline`), checked before it is signalled,
-    /// since PIDs are reused.
-    pub exe: &'static str,
-}
-
-impl Detached {
-    /// Starts `argv` detached (new session, no terminal, stdio to a file) so the SSH command
-    /// returns at once, then waits for its PID file. `label` names it in the error.
-    pub async fn launch(&self, node: &Remote, argv: &[String], label: &str) -> anyhow::Result<()> {
-        let words: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let script = format!(
-            "setsid {} </dev/null >>{} 2>&1 & echo $! > {}",
-            shell_join(&words),
-            faultline_control::shell_escape(&self.stdout_file),
-            faultline_control::shell_escape(&self.launch_pid_file),
-        );
-        node.exec(&["sh", "-c", &script]).await?;
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        loop {
-            let probe = node
-                .exec_status(&["sh", "-c", "test -s \"$1\"", "sh", &self.pid_file])
-                .await?;
-            if probe.status == 0 {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let tail = node
-                    .exec_status(&["tail", "-n", "20", &self.stdout_file])
-                    .await
-                    .map(|o| o.stdout)
-                    .unwrap_or_default();
-                anyhow::bail!(
-                    "{label} did not write its PID file within {} s; its output ends with:\n{tail}",
-                    START_TIMEOUT.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Stops the process by its PID file and the launcher's; `what` names it in the error.
-    pub async fn stop(&self, node: &Remote, what: &str) -> anyhow::Result<()> {
-        for file in [&self.pid_file, &self.launch_pid_file] {
-            node.exec(&["sh", "-c", STOP_SCRIPT, "sh", file, self.exe])
-                .await
-                .with_context(|| format!("stopping {what}"))?;
-        }
-        Ok(())
-    }
-
-    /// Sends `signal` to the process of the PID file, if it is still ours.
-    pub async fn signal(&self, node: &Remote, signal: &str) -> anyhow::Result<()> {
-        node.exec(&[
-            "sh",
-            "-c",
-            SIGNAL_SCRIPT,
-            "sh",
-            &self.pid_file,
-            signal,
-            self.exe,
-        ])
-        .await?;
-        Ok(())
-    }
-}
+/// The executable name every PID file of a faultline-node must point at.
+pub const NODE_EXECUTABLE: &str = "faultline-node";
 
 /// Which of our systems, and how to start it.
 #[derive(Debug, Clone)]
@@ -137,34 +67,6 @@ pub struct NodeStatus {
     pub leader: Option<String>,
 }
 
-/// The stop script: signals the PID in the file (after checking the PID is still the
-/// program named by $2, since PIDs are reused), waits for it to die (zombies count as dead),
-/// escalates to SIGKILL, and removes the file.
-const STOP_SCRIPT: &str = r#"f=$1; exe=$2
-[ -f "$f" ] || exit 0
-read -r p < "$f" || { rm -f "$f"; exit 0; }
-case $p in ''|*[!0-9]*) rm -f "$f"; exit 0;; esac
-alive() { [ -r /proc/$p/stat ] && [ "$(sed 's/.*) //' /proc/$p/stat | cut -c1)" != Z ]; }
-ours() { tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q -- "$exe"; }
-if alive && ours; then
-  kill -CONT "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null
-  i=0; while alive && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-  if alive; then
-    kill -KILL "$p" 2>/dev/null
-    i=0; while alive && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-  fi
-  if alive; then echo "process $p survived SIGKILL" >&2; exit 1; fi
-fi
-rm -f "$f"
-exit 0"#;
-
-/// Sends one signal to the PID in a file, if it is a live process of the program $3.
-const SIGNAL_SCRIPT: &str = r#"f=$1; sig=$2; exe=$3
-read -r p < "$f" || { echo "no PID file $f" >&2; exit 1; }
-case $p in ''|*[!0-9]*) echo "bad PID file $f" >&2; exit 1;; esac
-tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -q -- "$exe" || { echo "$p is not a $exe" >&2; exit 1; }
-kill -s "$sig" "$p""#;
-
 impl NodeDb {
     pub fn new(config: NodeDbConfig) -> anyhow::Result<NodeDb> {
         anyhow::ensure!(
@@ -191,17 +93,8 @@ impl NodeDb {
     fn pid_file(&self) -> String {
         format!("/opt/faultline/run/{}.pid", self.config.system)
     }
-    /// The launcher's own record of the PID, for a node that dies before writing its file.
-    fn launch_pid_file(&self) -> String {
-        format!("/opt/faultline/run/{}.launch.pid", self.config.system)
-    }
-    fn files(&self) -> Detached {
-        Detached {
-            pid_file: self.pid_file(),
-            launch_pid_file: self.launch_pid_file(),
-            stdout_file: self.stdout_file(),
-            exe: "faultline-node",
-        }
+    fn daemon(&self) -> Daemon {
+        Daemon::new(NODE_EXECUTABLE, self.pid_file(), self.stdout_file())
     }
 
     /// The client endpoints of every host, for the workload's client.
@@ -250,29 +143,33 @@ impl NodeDb {
         argv
     }
 
-    /// Starts the node detached (new session, no terminal, stdio to a file) so the SSH
-    /// command returns at once, then waits for its PID file.
+    /// Starts the node detached and waits for the PID file it writes once it serves.
     async fn start_node(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        let mut argv = self.node_argv(cx, node);
-        if !self.config.env.is_empty() {
-            let assignments = self.config.env.iter().map(|(k, v)| format!("{k}={v}"));
-            argv.splice(0..0, std::iter::once("env".to_owned()).chain(assignments));
-        }
-        self.files().launch(node, &argv, node.name()).await
+        let start = Start::new(self.node_argv(cx, node))
+            .envs(self.config.env.iter().cloned())
+            .pid_file_by(PidFileBy::Program)
+            .timeout(START_TIMEOUT);
+        self.daemon().start(node, &start).await.with_context(|| {
+            format!(
+                "starting the {} node of {}",
+                self.config.system,
+                node.name()
+            )
+        })
     }
 
     async fn stop_node(&self, node: &Remote) -> anyhow::Result<()> {
-        self.files()
-            .stop(node, &format!("the node of {}", node.name()))
+        self.daemon()
+            .stop(node)
             .await
+            .with_context(|| format!("stopping the node of {}", node.name()))
     }
 
-    async fn signal(&self, node: &Remote, signal: &str) -> anyhow::Result<()> {
-        self.files()
+    async fn signal(&self, node: &Remote, signal: Signal) -> anyhow::Result<()> {
+        self.daemon()
             .signal(node, signal)
             .await
-            .with_context(|| format!("sending {signal} to the node of {}", node.name()))?;
-        Ok(())
+            .with_context(|| format!("sending {signal} to the node of {}", node.name()))
     }
 
     /// The `/status` of one node, `None` when it does not answer.
@@ -407,7 +304,7 @@ impl Db for NodeDb {
 #[async_trait]
 impl Kill for NodeDb {
     async fn kill(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        self.signal(node, "KILL").await
+        self.signal(node, Signal::Kill).await
     }
     async fn start(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
         // Whatever is left of the old process goes first: two nodes never share a data dir.
@@ -419,10 +316,10 @@ impl Kill for NodeDb {
 #[async_trait]
 impl Pause for NodeDb {
     async fn pause(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        self.signal(node, "STOP").await
+        self.signal(node, Signal::Stop).await
     }
     async fn resume(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        self.signal(node, "CONT").await
+        self.signal(node, Signal::Cont).await
     }
 }
 

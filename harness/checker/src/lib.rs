@@ -3,7 +3,9 @@
 //!
 //! Layout:
 //! - `history`: one event (`Op`) exactly as `history.jsonl` stores it (DESIGN §2), the
-//!   streaming reader (`read_jsonl`, `JsonlReader`) and invoke/completion pairing.
+//!   one reader of history.jsonl (`HistoryReader`, `read_history`) and the one
+//!   invoke/completion pairing (`pair_ops`).
+//! - `stats`: the one statistics function (counts, latency quantiles) of every view.
 //! - `import`: Porcupine etcd logs, Porcupine kv logs and Knossos EDN → `Op`s, and format
 //!   guessing.
 //! - `model`: the `Model` trait and the built-in models (register, cas-register, kv,
@@ -11,12 +13,17 @@
 //! - `linearizable`: the Wing–Gong–Lowe search (per key, in parallel, with time and memory
 //!   limits) and counterexample shrinking/explanations.
 //! - `mutex`: the mutual-exclusion and fencing-token checker for lock histories.
+//! - `set`: the lock-set workload's checker: every acknowledged add is in the final read.
+//! - `results`: results.json's one schema (`RunResults`) and the checkers' result types.
+//! - `txn`: the Elle-style transactional checker (list-append, rw-register) and its
+//!   consistency models.
 //! - `results`: result types, serialised exactly as `docs/contracts.md` fixes them.
 //! - `verdict`: `Validity` (true / false / "unknown") and how verdicts combine (DESIGN §3).
 //! - `bench_data`: MANIFEST.tsv of `tests/data` (tests, benchmark).
 //! - `generate`: seeded generators of random histories (tests, benchmarks).
 //!
-//! Entry points: [`check_history`] (what the controller and `faultline check` call),
+//! Entry points: [`analyze`] (a run's history.jsonl to results.json: what `faultline run` and
+//! `faultline report` call), [`check_history`] (what `faultline check` calls),
 //! [`check_linearizable`] (any `Model`), [`check_linearizable_named`] and [`check_mutex`].
 
 pub mod bench_data;
@@ -27,12 +34,17 @@ pub mod linearizable;
 pub mod model;
 pub mod mutex;
 pub mod results;
+pub mod set;
+pub mod stats;
+pub mod txn;
 pub mod verdict;
 
-pub use history::{read_jsonl, Key, Op, OpType, Process};
+pub use history::{read_history, read_jsonl, Key, Op, OpType, Process, ReadHistory};
 pub use linearizable::{check_linearizable, Limits};
 pub use mutex::check_mutex;
-pub use results::{CheckerResult, Results};
+pub use results::{CheckerResult, Results, RunResults};
+pub use set::check_set;
+pub use stats::Stats;
 pub use verdict::Validity;
 
 use model::{Convention, KvModel, MultiRegisterModel, MutexModel, RegisterModel, Val};
@@ -51,16 +63,25 @@ pub struct CheckOptions {
     /// Also run the mutual-exclusion checker on `acquire`/`release` ops; `None`: when the
     /// history has any.
     pub mutex: Option<bool>,
+    /// Also run the set checker on `add`/`read` ops (the lock-set workload); `None`: when
+    /// the history has any `add`.
+    pub set: Option<bool>,
+    /// Check transactions (`txn` ops of `append` / `r` / `w` micro-ops) against this
+    /// consistency model (see [`txn::model::MODELS`]); `None`: strict-serializable, when the
+    /// history has such transactions.
+    pub consistency_model: Option<String>,
 }
 
 /// The model for a history whose model was not named: by the ops' `f`, `None` for lock
-/// histories (they get the mutual-exclusion checker).
+/// histories (they get the mutual-exclusion checker) and set histories (the set checker).
 pub fn guess_model(ops: &[Op]) -> Option<&'static str> {
     let client = |f: &str| {
         ops.iter()
             .any(|o| matches!(o.process, Process::Client(_)) && o.f == f)
     };
-    if client("acquire") || client("release") {
+    if client("acquire") || client("release") || client("add") {
+        None
+    } else if txn::is_txn_history(ops) {
         None
     } else if client("txn") {
         Some("multi-register")
@@ -129,6 +150,22 @@ pub fn check_history(ops: &[Op], options: &CheckOptions) -> Result<Results, Stri
     if options.mutex.unwrap_or(has_locks) {
         checkers.push(CheckerResult::Mutex(check_mutex(ops)));
     }
+    if options
+        .set
+        .unwrap_or_else(|| ops.iter().any(|o| o.f == "add"))
+    {
+        checkers.push(CheckerResult::Set(check_set(ops)));
+    }
+    if options.consistency_model.is_some() || txn::is_txn_history(ops) {
+        let txn_options = txn::TxnOptions {
+            consistency_model: options
+                .consistency_model
+                .clone()
+                .unwrap_or_else(|| txn::model::DEFAULT_MODEL.to_string()),
+            ..txn::TxnOptions::default()
+        };
+        checkers.push(CheckerResult::Txn(txn::check_ops(ops, &txn_options)?));
+    }
     if let Some(model) = model {
         checkers.push(CheckerResult::Linearizable(check_linearizable_named(
             ops,
@@ -138,4 +175,33 @@ pub fn check_history(ops: &[Op], options: &CheckOptions) -> Result<Results, Stri
         )?));
     }
     Ok(Results::new(checkers))
+}
+
+/// A run's history analysed: what results.json holds, and the history it came from.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub results: RunResults,
+    pub history: ReadHistory,
+}
+
+/// The offline analysis of a run (Jepsen's `analyze`): reads `history.jsonl`, pairs and
+/// counts its ops, runs the checkers. `faultline run` and `faultline report` both write
+/// exactly this (plus the run's `error`), so re-analysing a run reproduces its results.json.
+/// A history that cannot be read or checked is an `Err` naming the file and line.
+pub fn analyze(path: &std::path::Path, options: &CheckOptions) -> Result<Analysis, String> {
+    let history = read_history(path).map_err(|e| e.to_string())?;
+    let checked = check_history(&history.ops, options)
+        .map_err(|e| format!("checking {}: {e}", path.display()))?;
+    let results = RunResults {
+        valid: checked.valid,
+        checkers: checked.checkers,
+        stats: Some(stats::compute(&history.ops)),
+        error: None,
+        warnings: history
+            .summary
+            .warning(&path.display().to_string())
+            .into_iter()
+            .collect(),
+    };
+    Ok(Analysis { results, history })
 }

@@ -92,7 +92,8 @@ fn holds_of(ops: &[Op], time: &[u64], pairs: &[Operation]) -> Vec<Hold> {
                 let lease = comp
                     .and_then(|c| lease_of(&c.value))
                     .or_else(|| lease_of(&inv.value));
-                let lease_end = lease.map(|l| time[p.invoke].saturating_add(l * 1_000_000));
+                let lease_end =
+                    lease.map(|l| time[p.invoke].saturating_add(l.saturating_mul(1_000_000)));
                 let hold = Hold {
                     process: inv.process,
                     acquire_index: inv.index,
@@ -372,6 +373,21 @@ mod tests {
             (2, "ok", "acquire", json!({"token": 6})),
         ]);
         assert_eq!(check_mutex(&ops).valid, Validity::Invalid);
+    }
+
+    #[test]
+    fn a_huge_lease_lasts_to_the_end_of_time_instead_of_wrapping() {
+        // 18,446,744,073,710 ms in ns wraps u64 to 0.45 ms: the overlap would vanish.
+        for lease in [18_446_744_073_710u64, u64::MAX] {
+            let ops = history(&[
+                (1, "invoke", "acquire", json!(null)),
+                (1, "ok", "acquire", json!({"token": 5, "lease_ms": lease})),
+                (2, "invoke", "acquire", json!(null)),
+                (2, "ok", "acquire", json!({"token": 6})),
+            ]);
+            let r = check_mutex(&ops);
+            assert_eq!(r.valid, Validity::Invalid, "lease {lease}");
+        }
     }
 
     #[test]

@@ -1,8 +1,38 @@
-//! Result types of the checkers, serialised exactly as `docs/contracts.md` fixes `results.json`.
+//! results.json's one schema (docs/contracts.md): the checkers' result types, and the file
+//! that adds the run's stats and error to them. Every field a past version may not have
+//! written has a serde default, so older files still read.
 
-use crate::history::{Key, Op, OpType, Operation, Process};
+use crate::history::{Key, Op, OpType, Operation, Outcome, Process};
+use crate::stats::Stats;
 use crate::verdict::Validity;
 use serde::{Deserialize, Serialize};
+
+fn certain() -> bool {
+    true
+}
+
+fn unknown() -> Validity {
+    Validity::Unknown
+}
+
+/// results.json: what `faultline run` writes and `faultline report` rewrites, through the
+/// same [`crate::analyze`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResults {
+    #[serde(default = "unknown")]
+    pub valid: Validity,
+    #[serde(default)]
+    pub checkers: Vec<CheckerResult>,
+    /// None only when no history was recorded (the run failed before its workload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+    /// Why the run itself failed (exit 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What reading the history found and skipped (a torn last line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
 
 /// What `check_history` returns: the combined verdict and every checker's result. The
 /// controller adds `stats` and `error` when it writes `results.json`.
@@ -29,6 +59,13 @@ pub enum CheckerResult {
     Linearizable(LinearizableResult),
     #[serde(rename = "mutex")]
     Mutex(MutexResult),
+    #[serde(rename = "set")]
+    Set(crate::set::SetResult),
+    #[serde(rename = "txn")]
+    Txn(crate::txn::TxnResult),
+    /// A checker this version does not know (a newer file): read, shown as undecided.
+    #[serde(other)]
+    Other,
 }
 
 impl CheckerResult {
@@ -36,15 +73,58 @@ impl CheckerResult {
         match self {
             CheckerResult::Linearizable(r) => r.valid,
             CheckerResult::Mutex(r) => r.valid,
+            CheckerResult::Set(r) => r.valid,
+            CheckerResult::Txn(r) => r.valid,
+            CheckerResult::Other => Validity::Unknown,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckerResult::Linearizable(_) => "linearizable",
+            CheckerResult::Mutex(_) => "mutex",
+            CheckerResult::Set(_) => "set",
+            CheckerResult::Txn(_) => "txn",
+            CheckerResult::Other => "other",
+        }
+    }
+
+    /// Per-key verdicts (linearizability), empty for other checkers.
+    pub fn keys(&self) -> &[KeyResult] {
+        match self {
+            CheckerResult::Linearizable(r) => &r.keys,
+            _ => &[],
+        }
+    }
+
+    /// Per-lock verdicts (mutual exclusion), empty for other checkers.
+    pub fn locks(&self) -> &[LockResult] {
+        match self {
+            CheckerResult::Mutex(r) => &r.locks,
+            _ => &[],
+        }
+    }
+
+    /// The checker's own words on the whole history: why it could not decide, or (the set
+    /// checker) why it is not valid.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            CheckerResult::Mutex(r) => r.error.as_deref(),
+            CheckerResult::Set(r) => r.error.as_deref().or(r.explanation.as_deref()),
+            _ => None,
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinearizableResult {
+    #[serde(default)]
     pub model: String,
+    #[serde(default = "unknown")]
     pub valid: Validity,
+    #[serde(default)]
     pub duration_ms: f64,
+    #[serde(default)]
     pub keys: Vec<KeyResult>,
 }
 
@@ -52,10 +132,14 @@ pub struct LinearizableResult {
 /// split by key; then `key` is null).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyResult {
+    #[serde(default)]
     pub key: Option<Key>,
+    #[serde(default = "unknown")]
     pub valid: Validity,
     /// Operations checked (after leaving out those that did not happen).
+    #[serde(default)]
     pub ops: usize,
+    #[serde(default)]
     pub duration_ms: f64,
     /// Why the verdict is unknown (limit reached, bad op); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,22 +152,16 @@ pub struct KeyResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Counterexample {
     /// A smallest set of ops found that cannot be linearized on its own.
+    #[serde(default)]
     pub ops: Vec<OpRef>,
     /// The longest order found, in linearization order.
+    #[serde(default)]
     pub partial_linearization: Vec<OpRef>,
     /// The model state after `partial_linearization`, where the search got stuck.
+    #[serde(default)]
     pub state: serde_json::Value,
+    #[serde(default)]
     pub explanation: String,
-}
-
-/// How an operation ended, as `OpRef.type` says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OpOutcome {
-    Ok,
-    Fail,
-    Info,
-    Pending,
 }
 
 /// One operation (invoke plus completion), pointing back into the history.
@@ -91,13 +169,18 @@ pub enum OpOutcome {
 pub struct OpRef {
     pub process: Process,
     pub f: String,
+    #[serde(default)]
     pub key: Option<Key>,
+    #[serde(default)]
     pub value: serde_json::Value,
     #[serde(rename = "type")]
-    pub outcome: OpOutcome,
+    pub outcome: Outcome,
     pub invoke_index: u64,
+    #[serde(default)]
     pub complete_index: Option<u64>,
+    #[serde(default)]
     pub invoke_time: u64,
+    #[serde(default)]
     pub complete_time: Option<u64>,
 }
 
@@ -108,10 +191,10 @@ impl OpRef {
         let inv = &ops[operation.invoke];
         let comp = operation.complete.map(|c| &ops[c]);
         let outcome = match comp.map(|c| c.kind) {
-            None | Some(OpType::Invoke) => OpOutcome::Pending,
-            Some(OpType::Ok) => OpOutcome::Ok,
-            Some(OpType::Fail) => OpOutcome::Fail,
-            Some(OpType::Info) => OpOutcome::Info,
+            None | Some(OpType::Invoke) => Outcome::Pending,
+            Some(OpType::Ok) => Outcome::Ok,
+            Some(OpType::Fail) => Outcome::Fail,
+            Some(OpType::Info) => Outcome::Info,
         };
         let value = match comp {
             Some(c) if c.kind == OpType::Ok && !c.value.is_null() => c.value.clone(),
@@ -133,10 +216,10 @@ impl OpRef {
     /// `p3 cas [1,2] → fail  [#10..#14]`: one line a person can read.
     pub fn describe(&self) -> String {
         let outcome = match self.outcome {
-            OpOutcome::Ok => "ok",
-            OpOutcome::Fail => "fail",
-            OpOutcome::Info => "info (unknown outcome)",
-            OpOutcome::Pending => "pending (never completed)",
+            Outcome::Ok => "ok",
+            Outcome::Fail => "fail",
+            Outcome::Info => "info (unknown outcome)",
+            Outcome::Pending => "pending (never completed)",
         };
         let end = match self.complete_index {
             Some(c) => format!("#{c}"),
@@ -156,8 +239,11 @@ impl OpRef {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MutexResult {
+    #[serde(default = "unknown")]
     pub valid: Validity,
+    #[serde(default)]
     pub duration_ms: f64,
+    #[serde(default)]
     pub locks: Vec<LockResult>,
     /// Why the history could not be checked (then `valid` is unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,9 +252,13 @@ pub struct MutexResult {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockResult {
+    #[serde(default)]
     pub key: Option<Key>,
+    #[serde(default = "unknown")]
     pub valid: Validity,
+    #[serde(default)]
     pub holds: Vec<Hold>,
+    #[serde(default)]
     pub violations: Vec<Violation>,
 }
 
@@ -176,20 +266,27 @@ pub struct LockResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hold {
     pub process: Process,
+    /// 0 when a file (a hand-written or synthetic one) leaves it out.
+    #[serde(default)]
     pub acquire_index: u64,
     /// Index of the acquire's `ok` (or `info`) completion; null when still pending.
+    #[serde(default)]
     pub grant_index: Option<u64>,
     /// Index of the release's invoke; null when the client never released.
+    #[serde(default)]
     pub release_index: Option<u64>,
     /// Certain holds: when the grant was acknowledged. Uncertain ones: the acquire's invoke.
     pub start: u64,
     /// When the hold certainly ended from the client's side (its release was invoked), or
     /// its lease could have expired; null: possibly held to the end of the history.
+    #[serde(default)]
     pub end: Option<u64>,
+    #[serde(default)]
     pub token: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ms: Option<u64>,
     /// false for a hold whose acquire ended in `info` or never completed.
+    #[serde(default = "certain")]
     pub certain: bool,
 }
 
@@ -198,6 +295,15 @@ pub struct Hold {
 pub enum ViolationKind {
     Overlap,
     Fencing,
+}
+
+impl ViolationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationKind::Overlap => "overlap",
+            ViolationKind::Fencing => "fencing",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

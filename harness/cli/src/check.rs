@@ -6,6 +6,7 @@ use clap::Args;
 use faultline_checker::import::{self, Format};
 use faultline_checker::results::{CheckerResult, KeyResult, LinearizableResult, MutexResult};
 use faultline_checker::{check_history, CheckOptions, Limits, Results, Validity};
+use std::fmt::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 use tabled::{settings::Style, Table, Tabled};
@@ -38,6 +39,12 @@ pub struct CheckArgs {
     /// Decide every key even after one is found non-linearizable.
     #[arg(long)]
     pub exhaustive: bool,
+    /// Check transactions against this consistency model: read-uncommitted,
+    /// read-committed, cursor-stability, repeatable-read, snapshot-isolation, serializable,
+    /// strong-session-snapshot-isolation, strong-snapshot-isolation,
+    /// strong-session-serializable or strict-serializable (the default for txn histories).
+    #[arg(long = "consistency-model")]
+    pub consistency_model: Option<String>,
 }
 
 /// Returns the process exit code (DESIGN §3).
@@ -54,7 +61,16 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if !(args.time_limit_s > 0.0 && args.time_limit_s.is_finite()) {
         anyhow::bail!("--time-limit must be a positive number of seconds");
     }
-    let (format, ops) = import::read_file(&args.file, format)?;
+    // Streamed: a history.jsonl is parsed line by line, never held whole as text.
+    let read = import::read_history_file(&args.file, format)?;
+    if let Some(warning) = read
+        .history
+        .summary
+        .warning(&args.file.display().to_string())
+    {
+        eprintln!("faultline: warning: {warning}");
+    }
+    let (format, ops) = (read.format, read.history.ops);
     let model = args
         .model
         .clone()
@@ -69,12 +85,17 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         model,
         initial,
         limits: Limits {
-            time_limit: Some(Duration::from_secs_f64(args.time_limit_s)),
+            // Past Duration's range (`1e300`) means no limit, not a panic.
+            time_limit: Some(
+                Duration::try_from_secs_f64(args.time_limit_s).unwrap_or(Duration::MAX),
+            ),
             memory_limit_bytes: args.memory_limit_mb.saturating_mul(1024 * 1024),
             exhaustive: args.exhaustive,
             ..Limits::default()
         },
         mutex: None,
+        set: None,
+        consistency_model: args.consistency_model.clone(),
     };
     // A long search shows it is alive (on a terminal only; nothing in CI logs).
     let progress = faultline_report::check_progress(ops.len() as u64, "checking ops");
@@ -85,9 +106,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
+        // Keys and values come from the file: they must not drive the terminal.
         print!(
             "{}",
-            render(&args.file.display().to_string(), format, &results)
+            faultline_report::escape::terminal(&render(
+                &args.file.display().to_string(),
+                format,
+                &results
+            ))
         );
         // faultline's own histories carry times: add the run summary's counts and
         // latencies per checker and key, as at the end of a run.
@@ -221,6 +247,30 @@ fn render_mutex(out: &mut String, r: &MutexResult) {
     }
 }
 
+fn render_set(out: &mut String, r: &faultline_checker::set::SetResult) {
+    let _ = writeln!(
+        out,
+        "set: {} ({} set(s), {:.1} ms)",
+        verdict(r.valid),
+        r.sets.len(),
+        r.duration_ms
+    );
+    for s in &r.sets {
+        let _ = writeln!(
+            out,
+            "  {}: {} — {} acknowledged, {} lost, {} unexpected",
+            s.key.as_ref().map_or("-".into(), |k| k.to_string()),
+            verdict(s.valid),
+            s.acknowledged,
+            s.lost.len(),
+            s.unexpected.len()
+        );
+    }
+    for text in r.error.iter().chain(&r.explanation) {
+        let _ = writeln!(out, "  {text}");
+    }
+}
+
 /// The terminal report of a check.
 fn render(file: &str, format: Format, results: &Results) -> String {
     let mut out = format!("{file} ({})\n", format.name());
@@ -228,6 +278,9 @@ fn render(file: &str, format: Format, results: &Results) -> String {
         match c {
             CheckerResult::Linearizable(r) => render_linearizable(&mut out, r),
             CheckerResult::Mutex(r) => render_mutex(&mut out, r),
+            CheckerResult::Set(r) => render_set(&mut out, r),
+            CheckerResult::Other => {}
+            CheckerResult::Txn(r) => crate::check_txn::render(&mut out, r),
         }
         out.push('\n');
     }
@@ -260,6 +313,7 @@ mod tests {
             memory_limit_mb: 256,
             json: false,
             exhaustive: false,
+            consistency_model: None,
         }
     }
 

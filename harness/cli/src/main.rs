@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod campaign;
 mod check;
+mod check_txn;
 mod cluster;
 mod nemesis_args;
 mod report;
@@ -44,7 +45,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error, which DESIGN §3 gives to an unknown verdict: CI with
+    // `--fail-on unknown` would misread a typo. A usage error is the harness failing: 3.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 3 } else { 0 });
+        }
+    };
     let outcome = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Cluster(args) => cluster::run(args),
@@ -57,7 +66,9 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("faultline: error: {err:#}");
+            // Errors quote files and hosts: they must not drive the terminal.
+            let err = faultline_report::escape::terminal(&format!("{err:#}"));
+            eprintln!("faultline: error: {err}");
             ExitCode::from(3)
         }
     }

@@ -9,10 +9,65 @@ pub const DEFAULT_SSH_PORT: u16 = 22;
 /// One host as the controller reaches it: `name` is how faultline refers to it (`n1`, and
 /// the host's hostname on local hosts), `address` is where SSH connects.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RawHostSpec")]
 pub struct HostSpec {
     pub name: String,
     pub address: String,
     pub port: u16,
+}
+
+/// A host as written in test.json, checked like a typed one before it is used (a replayed
+/// test.json is as untrusted as a nodes file).
+#[derive(serde::Deserialize)]
+struct RawHostSpec {
+    name: String,
+    address: String,
+    port: u16,
+}
+
+impl TryFrom<RawHostSpec> for HostSpec {
+    type Error = anyhow::Error;
+
+    fn try_from(raw: RawHostSpec) -> anyhow::Result<HostSpec> {
+        check_name(&raw.name)?;
+        check_address(&raw.address)?;
+        Ok(HostSpec {
+            name: raw.name,
+            address: raw.address,
+            port: raw.port,
+        })
+    }
+}
+
+/// A host's name becomes a folder of the run (`nodes/<name>/`) and a word of remote command
+/// lines, so it is one plain path segment: letters, digits, `.`, `_`, `-` and `:` (an IPv6
+/// address is its own name), not starting with `.` or `-`.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if name.is_empty() || name.len() > 253 || !plain || name.starts_with(['.', '-']) {
+        bail!(
+            "bad host name {:?}: use letters, digits, '.', '_', '-' and ':', not starting with '.' or '-'",
+            name.escape_debug().to_string()
+        );
+    }
+    Ok(())
+}
+
+/// An address reaches ssh's argument list: a leading `-` would be read as an option, so
+/// only host-name and IP-address characters are allowed.
+fn check_address(address: &str) -> anyhow::Result<()> {
+    let plain = address
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '%'));
+    if address.is_empty() || address.len() > 253 || !plain || address.starts_with('-') {
+        bail!(
+            "bad host address {:?}: expected a host name or an IP address",
+            address.escape_debug().to_string()
+        );
+    }
+    Ok(())
 }
 
 impl HostSpec {
@@ -34,6 +89,8 @@ impl HostSpec {
             Some(n) => n.to_string(),
             None => address.clone(),
         };
+        check_name(&name)?;
+        check_address(&address)?;
         Ok(HostSpec {
             name,
             address,
@@ -89,9 +146,12 @@ pub fn parse_nodes_file(text: &str, default_port: u16) -> anyhow::Result<Vec<Hos
         let spec = match words.as_slice() {
             [addr] => HostSpec::parse(addr, default_port),
             [name, addr] if !addr.contains('=') && !name.contains('=') => {
-                HostSpec::parse(addr, default_port).map(|h| HostSpec {
-                    name: name.to_string(),
-                    ..h
+                HostSpec::parse(addr, default_port).and_then(|h| {
+                    check_name(name)?;
+                    Ok(HostSpec {
+                        name: name.to_string(),
+                        ..h
+                    })
                 })
             }
             _ => Err(anyhow::anyhow!(
@@ -167,5 +227,38 @@ mod tests {
         let err = parse_nodes_file("n1 a\nn1 b\n", 22).unwrap_err();
         assert!(format!("{err:#}").contains("twice"), "{err:#}");
         assert!(parse_nodes_file("# nothing\n", 22).is_err());
+    }
+
+    #[test]
+    fn host_names_that_are_paths_and_addresses_that_are_options_are_refused() {
+        // A name becomes a folder of the run (nodes/<name>/); an address reaches ssh's argv.
+        for bad in [
+            "../../x 10.0.0.1",
+            "/etc/cron.d 10.0.0.1",
+            ".. 10.0.0.1",
+            ". 10.0.0.1",
+            "a/b 10.0.0.1",
+            "n1 -oProxyCommand=x",
+            "-oProxyCommand=x",
+            "n1 10.0.0.1\x1b[2J",
+        ] {
+            let err = parse_nodes_file(bad, 22).expect_err(bad);
+            assert!(format!("{err:#}").contains("line 1"), "{bad:?}: {err:#}");
+        }
+        for bad in [
+            "../x=10.0.0.1",
+            "n1=-oProxyCommand=x",
+            "-p=10.0.0.1",
+            "[-x]:22",
+        ] {
+            assert!(HostSpec::parse(bad, 22).is_err(), "{bad:?} should fail");
+        }
+        let json = r#"{"name":"../../x","address":"10.0.0.1","port":22}"#;
+        assert!(serde_json::from_str::<HostSpec>(json).is_err());
+        let ok = r#"{"name":"vm-1.a_b","address":"fe80::1","port":22}"#;
+        assert_eq!(
+            serde_json::from_str::<HostSpec>(ok).unwrap(),
+            h("vm-1.a_b", "fe80::1", 22)
+        );
     }
 }

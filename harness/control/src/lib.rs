@@ -3,6 +3,8 @@
 //! Layout:
 //! - [`control`]: [`Control`] holds one OpenSSH master connection per host; [`Remote`] runs
 //!   commands (escaped, with timeouts), uploads and downloads files on one host.
+//! - [`daemon`]: start, signal and stop daemons on any host by PID file (Jepsen's
+//!   `start-daemon!` / `stop-daemon!`), used by every system under test.
 //! - [`escape`]: [`shell_escape`], used for every word sent to a remote shell.
 //! - [`hosts`]: [`HostSpec`] and the nodes-file format; [`args`]: the Jepsen-style SSH options.
 //! - [`ctldir`]: control directories of the masters, and clean-up after a crashed controller.
@@ -17,6 +19,7 @@
 pub mod args;
 pub mod control;
 pub mod ctldir;
+pub mod daemon;
 pub mod error;
 pub mod escape;
 pub mod heal;

@@ -1,7 +1,7 @@
 //! The durable history: events are numbered and timed in one place, then appended to
 //! `history.jsonl` by a writer thread that writes and flushes one batch at a time.
 
-use faultline_checker::history::{Key, Op, OpType, Process};
+use faultline_checker::history::{Key, OpType, Process};
 use serde::Serialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -286,24 +286,11 @@ fn write_loop(shared: &Shared, file: File) -> io::Result<u64> {
     }
 }
 
-/// Reads a history file, naming the line of the first event that does not parse.
-pub fn read_history(path: &Path) -> anyhow::Result<Vec<Op>> {
-    use anyhow::Context;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| {
-            serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not a history event", path.display(), n + 1))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_checker::history::Op;
+    use faultline_checker::read_jsonl as read_history;
     use serde_json::json;
 
     fn event(kind: OpType, process: u64, value: Value) -> Event {
@@ -430,18 +417,5 @@ mod tests {
             serde_json::to_string(&bare).unwrap(),
             serde_json::to_string(&bare_op).unwrap()
         );
-    }
-
-    #[test]
-    fn a_bad_line_is_reported_with_its_number() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("history.jsonl");
-        std::fs::write(
-            &path,
-            "{\"index\":0,\"time\":1,\"type\":\"invoke\",\"process\":0,\"f\":\"read\",\"value\":null}\n{\"index\":1,\"ti",
-        )
-        .unwrap();
-        let err = format!("{:#}", read_history(&path).unwrap_err());
-        assert!(err.contains("history.jsonl:2"), "{err}");
     }
 }

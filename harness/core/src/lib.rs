@@ -6,10 +6,9 @@
 //! - `generator`: seeded choice of the next op, independent keys, rate pacing.
 //! - `client`: the `Client` trait a workload implements per system, and a no-op client.
 //! - `worker`: the tokio tasks that drive clients and record their ops.
-//! - `stats`: counts and latencies of a history (results.json `stats`).
 //! - `db`: the `Db` lifecycle trait and its optional abilities (`Kill`, `Pause`, …).
 //! - `nemesis`: the `Nemesis` hook (setup / run beside the clients / idempotent heal).
-//! - `store`: the run folder, test.json, results.json, the `latest` link.
+//! - `store`: the run folder, its file names, JSON written atomically, the `latest` link.
 //! - `runlog`: the per-run tracing dispatcher writing `faultline.log`.
 //! - `run`: one run end to end, with clean-up on every path.
 
@@ -20,6 +19,5 @@ pub mod history;
 pub mod nemesis;
 pub mod run;
 pub mod runlog;
-pub mod stats;
 pub mod store;
 pub mod worker;

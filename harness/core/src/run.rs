@@ -8,11 +8,10 @@ use crate::generator::{KeyPlan, OpGenerator};
 use crate::history::{History, HistoryWriter};
 use crate::nemesis::{Nemesis, NemesisContext};
 use crate::runlog;
-use crate::stats::{self, Stats};
-use crate::store::{self, RunResults};
+use crate::store;
 use crate::worker::{ClientPool, WorkerConfig};
 use anyhow::Context;
-use faultline_checker::{CheckOptions, Validity};
+use faultline_checker::{CheckOptions, RunResults, Stats, Validity};
 use faultline_control::{Control, HostSpec, SshConfig};
 use serde_json::{json, Map, Value};
 use std::future::Future;
@@ -153,6 +152,10 @@ fn test_json(options: &RunOptions, start_wall: SystemTime, nemesis: &[String]) -
         ("leave_db_running", json!(options.leave_db_running)),
     ] {
         fields.insert(k.into(), v);
+    }
+    // `faultline report` re-checks with the model the run used.
+    if let Some(model) = &options.check.model {
+        fields.insert("model".into(), json!(model));
     }
     for (k, v) in &options.test_fields {
         fields.insert(k.clone(), v.clone());
@@ -535,7 +538,8 @@ async fn download(
     .await
 }
 
-/// Checks the history (when there is one), writes results.json and the `latest` link.
+/// Analyses the history (when there is one) as `faultline report` does, writes
+/// results.json and the `latest` link.
 async fn finish(
     dir: &Path,
     history_path: Option<&Path>,
@@ -551,32 +555,27 @@ async fn finish(
     let mut results = RunResults {
         valid: Validity::Unknown,
         checkers: Vec::new(),
-        stats: Stats::default(),
+        stats: None,
         error: None,
+        warnings: Vec::new(),
     };
     if let Some(path) = history_path {
         let path = path.to_owned();
         let options = check.clone();
         info!("checking {}", path.display());
-        let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let ops = faultline_checker::read_jsonl(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let stats = stats::compute(&ops);
-            let results = faultline_checker::check_history(&ops, &options)
-                .map_err(|e| anyhow::anyhow!("checking the history: {e}"))?;
-            Ok((stats, results))
-        })
-        .await;
-        match checked {
-            Ok(Ok((stats, checked))) => {
-                info!("verdict: {:?}", checked.valid);
-                outcome.valid = Some(checked.valid);
-                outcome.stats = stats.clone();
-                results.valid = checked.valid;
-                results.checkers = checked.checkers;
-                results.stats = stats;
+        let analysed =
+            tokio::task::spawn_blocking(move || faultline_checker::analyze(&path, &options)).await;
+        match analysed {
+            Ok(Ok(analysis)) => {
+                info!("verdict: {:?}", analysis.results.valid);
+                for warning in &analysis.results.warnings {
+                    warn!("{warning}");
+                }
+                outcome.valid = Some(analysis.results.valid);
+                outcome.stats = analysis.results.stats.clone().unwrap_or_default();
+                results = analysis.results;
             }
-            Ok(Err(err)) => errors.push(format!("{err:#}")),
+            Ok(Err(err)) => errors.push(err),
             Err(join) => errors.push(panic_text("the checker", join)),
         }
     }

@@ -1,9 +1,7 @@
 //! The run folder of DESIGN §4: `results/<test-name>/<YYYYMMDDTHHMMSSZ>/`, its files, and the
 //! `latest` link.
 
-use crate::stats::Stats;
 use anyhow::Context;
-use faultline_checker::{CheckerResult, Validity};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -74,17 +72,9 @@ pub fn link_latest(run_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(link)
 }
 
-/// results.json (docs/contracts.md): the checkers' verdicts plus what the run adds.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunResults {
-    pub valid: Validity,
-    pub checkers: Vec<CheckerResult>,
-    pub stats: Stats,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Writes JSON through a temporary file, so a reader never sees half a file.
+/// Writes JSON (pretty, with a final newline) through a temporary file, so a reader never
+/// sees half a file. test.json and results.json are written by this one function, by
+/// `faultline run` and `faultline report` alike.
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     let mut text = serde_json::to_vec_pretty(value)?;
     text.push(b'\n');

@@ -458,8 +458,32 @@
     view.t0 = full.t0; view.t1 = full.t1;
     charts.forEach(function (c) { c.render(); });
   }
+  // Fault periods a person can see: those whose middle column on the throughput chart
+  // carries the period's shading colour (over a transparent or a white background).
+  function shadedFaults() {
+    var ch = charts[2], dpr = window.devicePixelRatio || 1, n = 0;
+    if (!ch) return 0;
+    var g = ch.ctx, H = ch.c.height;
+    M.faults.forEach(function (f) {
+      var hex = /^#([0-9a-f]{6})$/i.exec(f[4]);
+      if (!hex) return;
+      var c = [0, 2, 4].map(function (k) { return parseInt(hex[1].substr(k, 2), 16); });
+      var x = Math.round(ch.x((f[2] + f[3]) / 2) * dpr);
+      if (x < 0 || x >= ch.c.width) return;
+      var d = g.getImageData(x, 0, 1, H).data, hits = 0;
+      for (var i = 0; i < d.length; i += 4) {
+        var over = d[i + 3] > 40 && d[i + 3] < 140, blend = d[i + 3] === 255;
+        var want = blend ? c.map(function (v) { return 0.35 * v + 0.65 * 255; }) : c;
+        if ((over || blend) && Math.abs(d[i] - want[0]) < 10 && Math.abs(d[i + 1] - want[1]) < 10 && Math.abs(d[i + 2] - want[2]) < 10) hits++;
+      }
+      if (hits >= 10) n++;
+    });
+    return n;
+  }
   var check = {
     ops: OPS.length,
+    faults: M.faults.length,
+    shadedFaults: shadedFaults(),
     hover: hoverOk,
     zoom: zoom,
     zoomedInk: zoomedInk,

@@ -1,7 +1,34 @@
 //! Escaping for every place a value from a history or a node lands: HTML text and
-//! attributes, JSON inside a `<script>` element, XML, and URL paths.
+//! attributes, JSON inside a `<script>` element, XML, URL paths and the terminal.
 
 use std::fmt::Write;
+
+/// Characters that reorder the text around them (Unicode bidi embeddings, overrides,
+/// isolates and marks): a key holding U+202E shows another key's text reversed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// How an escaped character is shown: its code point, as Rust writes it (`\u{1b}`).
+fn visible(out: &mut String, c: char) {
+    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+}
+
+/// Text for a terminal: control characters (ANSI escape sequences, carriage returns,
+/// backspaces, C1 controls) and bidi controls are shown as `\u{..}`, so a value from a
+/// history cannot move the cursor, clear the screen or reorder what is printed. Newlines
+/// and tabs are kept: they are the output's own layout.
+pub fn terminal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() || is_bidi_control(c) => visible(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn html(text: &str) -> String {
@@ -13,6 +40,7 @@ pub fn html(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            c if is_bidi_control(c) => visible(&mut out, c),
             c => out.push(c),
         }
     }
@@ -21,7 +49,9 @@ pub fn html(text: &str) -> String {
 
 /// Serialises a value as JSON that can sit inside `<script type="application/json">`:
 /// `<`, `>` and `&` become `\u003c` etc., so no value can close the element or open a
-/// comment, and U+2028/U+2029 are escaped for old JavaScript parsers.
+/// comment, and U+2028/U+2029 are escaped for old JavaScript parsers. Bidi controls
+/// become the visible text `\u{202e}`: the page shows values, and a shown value must not
+/// reorder its neighbours.
 pub fn json_for_script<T: serde::Serialize>(value: &T) -> String {
     let text = serde_json::to_string(value).expect("serialising plain data cannot fail");
     escape_script_json(&text)
@@ -38,6 +68,11 @@ pub fn escape_script_json(text: &str) -> String {
             '&' => out.push_str("\\u0026"),
             '\u{2028}' => out.push_str("\\u2028"),
             '\u{2029}' => out.push_str("\\u2029"),
+            // Inside a JSON string: an escaped backslash, then the code point as text.
+            c if is_bidi_control(c) => {
+                out.push('\\');
+                visible(&mut out, c);
+            }
             c => out.push(c),
         }
     }
@@ -108,6 +143,24 @@ mod tests {
         let text = json_for_script(&v);
         assert!(!text.contains('<') && !text.contains('>') && !text.contains('&'));
         assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), v);
+    }
+
+    #[test]
+    fn terminal_text_cannot_move_the_cursor_or_reorder_itself() {
+        assert_eq!(
+            terminal("a\u{1b}[2J\rb\u{7f}\u{9b}\u{202e}c\td\n"),
+            "a\\u{1b}[2J\\u{d}b\\u{7f}\\u{9b}\\u{202e}c\td\n"
+        );
+    }
+
+    #[test]
+    fn bidi_controls_are_shown_not_obeyed_in_html_and_script_json() {
+        assert_eq!(html("x\u{202e}y\u{2066}"), "x\\u{202e}y\\u{2066}");
+        let v = serde_json::json!({"k": "a\u{202e}b"});
+        let text = json_for_script(&v);
+        assert!(!text.contains('\u{202e}'), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["k"], "a\\u{202e}b");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Fault periods: when each nemesis fault was in effect, from the nemesis ops of a history,
 //! so plots can shade them.
 
-use crate::history::Pair;
 use crate::model::NemesisPerf;
 use faultline_checker::history::Op;
+use faultline_checker::history::Operation as Pair;
 
 /// One fault, from the invoke of the op that started it to the completion of the op that
 /// stopped it (the widest window in which it may have acted). `end == start` marks an
@@ -113,7 +113,7 @@ pub fn fault_periods(ops: &[Op], nemesis: &[Pair], declared: &[NemesisPerf]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::pair_ops;
+    use faultline_checker::history::pair_ops;
     use faultline_checker::history::{OpType, Process};
     use serde_json::json;
 
@@ -146,7 +146,7 @@ mod tests {
             nem(8, 50, Invoke, "crash-disk", json!(null)),
             nem(9, 60, Info, "crash-disk", json!(null)),
         ];
-        let (_, nemesis) = pair_ops(&h);
+        let nemesis = pair_ops(&h).nemesis;
         let declared = vec![NemesisPerf {
             name: "disk".into(),
             start: vec!["crash-disk".into()],

@@ -8,11 +8,16 @@
 
 use crate::escape::{html, json_for_script, url_path};
 use crate::faults::{fault_periods, short_value, FaultPeriod};
-use crate::history::{pair_ops, stats_of, Outcome, Pair};
 use crate::index::CSP;
-use crate::model::{key_text, Counterexample, Hold, OpRef, Results, Verdict, Violation};
+use crate::model::{key_text, Verdict};
 use crate::run::{RunData, HISTORY_JSONL, LOG_FILE, NODES_DIR, RESULTS_JSON, TEST_JSON};
-use faultline_checker::history::{Key, Op, OpType, Process};
+use faultline_checker::history::{
+    pair_ops, Key, Op, OpType, Operation as Pair, Outcome, Paired, Process,
+};
+use faultline_checker::results::{
+    CheckerResult, Counterexample, Hold, OpRef, RunResults, Violation, ViolationKind,
+};
+use faultline_checker::stats::{self, Stats};
 use faultline_checker::verdict::Validity;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -52,27 +57,31 @@ fn badge(v: Verdict) -> String {
 /// Renders the report of a loaded run.
 pub fn render_report(run: &RunData) -> String {
     let ops = &run.history;
-    let (pairs, nemesis) = pair_ops(ops);
+    let Paired {
+        clients: pairs,
+        nemesis,
+        ..
+    } = pair_ops(ops);
     let periods = fault_periods(ops, &nemesis, &run.test.nemesis_perf);
     let verdict = run.verdict();
     let end_ns = ops.last().map(|o| o.time).unwrap_or(0);
-    let stats = stats_of(ops, &pairs);
+    let stats = stats::of(ops, &pairs);
     let highlights: HashSet<u64> = run
         .results
         .iter()
         .flat_map(|r| &r.checkers)
-        .flat_map(|c| &c.keys)
+        .flat_map(|c| c.keys())
         .filter_map(|k| k.counterexample.as_ref())
         .flat_map(|cx| &cx.ops)
-        .filter_map(|o| o.invoke_index)
+        .map(|o| o.invoke_index)
         .chain(
             run.results
                 .iter()
                 .flat_map(|r| &r.checkers)
-                .flat_map(|c| &c.locks)
+                .flat_map(|c| c.locks())
                 .flat_map(|l| &l.violations)
                 .flat_map(|v| &v.holds)
-                .filter_map(|h| h.acquire_index),
+                .map(|h| h.acquire_index),
         )
         .collect();
     let locks = lock_lanes(ops, &pairs, run.results.as_ref());
@@ -130,13 +139,7 @@ pub fn render_report(run: &RunData) -> String {
     )
 }
 
-fn header(
-    out: &mut String,
-    run: &RunData,
-    verdict: Verdict,
-    end_ns: u64,
-    stats: &crate::model::Stats,
-) {
+fn header(out: &mut String, run: &RunData, verdict: Verdict, end_ns: u64, stats: &Stats) {
     let t = &run.test;
     let headline = match verdict {
         Verdict::Valid => "VALID — no anomaly found",
@@ -154,8 +157,8 @@ fn header(
         (
             "ops",
             format!(
-                "{} (ok {}, fail {}, info {})",
-                stats.ops, stats.ok, stats.fail, stats.info
+                "{} (ok {}, fail {}, info {}, pending {})",
+                stats.ops, stats.ok, stats.fail, stats.info, stats.pending
             ),
         ),
         ("faultline", t.faultline_version.clone().unwrap_or_default()),
@@ -222,7 +225,7 @@ fn nav(out: &mut String, verdict: Verdict, locks: bool) {
     );
 }
 
-fn checkers_section(out: &mut String, results: Option<&Results>) {
+fn checkers_section(out: &mut String, results: Option<&RunResults>) {
     out.push_str("<section id=\"checkers\"><h2>Verdict per checker</h2>");
     let Some(r) = results else {
         out.push_str("<p>Not checked.</p></section>\n");
@@ -230,28 +233,32 @@ fn checkers_section(out: &mut String, results: Option<&Results>) {
     };
     out.push_str("<table class=\"grid\"><thead><tr><th>checker</th><th>model</th><th>key / lock</th><th>verdict</th><th>ops</th><th>time</th><th>note</th></tr></thead><tbody>");
     for c in &r.checkers {
-        let dur = c
-            .duration_ms
-            .map(|d| format!("{d:.1} ms"))
-            .unwrap_or_default();
+        let (model, dur) = match c {
+            CheckerResult::Linearizable(l) => (l.model.as_str(), Some(l.duration_ms)),
+            CheckerResult::Mutex(m) => ("", Some(m.duration_ms)),
+            CheckerResult::Set(s) => ("", Some(s.duration_ms)),
+            CheckerResult::Txn(t) => (t.consistency_model.as_str(), Some(t.duration_ms)),
+            CheckerResult::Other => ("", None),
+        };
+        let dur = dur.map(|d| format!("{d:.1} ms")).unwrap_or_default();
         let _ = write!(
             out,
             "<tr class=\"{v}\"><td><b>{name}</b></td><td>{model}</td><td>(all)</td><td>{badge}</td><td></td><td>{dur}</td><td>{note}</td></tr>",
-            v = verdict_of(c.valid).as_str(),
-            name = html(&c.name),
-            model = html(c.model.as_deref().unwrap_or("")),
-            badge = badge(verdict_of(c.valid)),
-            note = html(c.reason.as_deref().or(c.explanation.as_deref()).unwrap_or("")),
+            v = verdict_of(c.valid()).as_str(),
+            name = html(c.name()),
+            model = html(model),
+            badge = badge(verdict_of(c.valid())),
+            note = html(c.error().unwrap_or("")),
         );
-        for k in &c.keys {
+        for k in c.keys() {
             let _ = write!(
                 out,
                 "<tr class=\"{v}\"><td></td><td></td><td>{key}</td><td>{badge}</td><td>{ops}</td><td>{dur}</td><td>{note}</td></tr>",
                 v = verdict_of(k.valid).as_str(),
                 key = html(&key_text(&k.key)),
                 badge = badge(verdict_of(k.valid)),
-                ops = k.ops.map(|n| n.to_string()).unwrap_or_default(),
-                dur = k.duration_ms.map(|d| format!("{d:.1} ms")).unwrap_or_default(),
+                ops = k.ops,
+                dur = format!("{:.1} ms", k.duration_ms),
                 note = html(k.reason.as_deref().unwrap_or(if k.counterexample.is_some() {
                     "counterexample below"
                 } else {
@@ -259,7 +266,7 @@ fn checkers_section(out: &mut String, results: Option<&Results>) {
                 })),
             );
         }
-        for l in &c.locks {
+        for l in c.locks() {
             let note = match l.violations.len() {
                 0 => format!("{} holds", l.holds.len()),
                 n => format!("{} holds, {n} violation(s) below", l.holds.len()),
@@ -405,25 +412,21 @@ fn op_label(f: &str, value: &Value, kind: &str) -> String {
 }
 
 fn opref_text(o: &OpRef) -> String {
-    let p = o
-        .process
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "?".into());
-    let when = match (o.invoke_time, o.complete_time) {
-        (Some(a), Some(b)) => format!("from {} to {}", fmt_ms(a), fmt_ms(b)),
-        (Some(a), None) => format!("from {}, never completed", fmt_ms(a)),
-        _ => String::new(),
+    let p = o.process;
+    let when = match o.complete_time {
+        Some(b) => format!("from {} to {}", fmt_ms(o.invoke_time), fmt_ms(b)),
+        None => format!("from {}, never completed", fmt_ms(o.invoke_time)),
     };
-    let lines = match (o.invoke_index, o.complete_index) {
-        (Some(a), Some(b)) => format!(" — history events {a} and {b}"),
-        (Some(a), None) => format!(" — history event {a}"),
-        _ => String::new(),
+    let a = o.invoke_index;
+    let lines = match o.complete_index {
+        Some(b) => format!(" — history events {a} and {b}"),
+        None => format!(" — history event {a}"),
     };
     format!(
         "process {p}: {} {} → {} {when}{lines}",
         o.f,
         value_text(&o.value),
-        o.kind
+        o.outcome.as_str()
     )
 }
 
@@ -442,7 +445,11 @@ fn why_section(out: &mut String, run: &RunData, pairs: &[Pair], periods: &[Fault
     }
     let mut any = false;
     for c in &results.checkers {
-        for k in &c.keys {
+        let model = match c {
+            CheckerResult::Linearizable(l) => Some(l.model.as_str()),
+            _ => None,
+        };
+        for k in c.keys() {
             if k.valid == Validity::Valid {
                 continue;
             }
@@ -451,12 +458,8 @@ fn why_section(out: &mut String, run: &RunData, pairs: &[Pair], periods: &[Fault
                 out,
                 "<div class=\"explain {v}\"><h3>{name}{model}: key {key} is {v}</h3>",
                 v = verdict_of(k.valid).as_str(),
-                name = html(&c.name),
-                model = c
-                    .model
-                    .as_deref()
-                    .map(|m| format!(" ({})", html(m)))
-                    .unwrap_or_default(),
+                name = html(c.name()),
+                model = model.map(|m| format!(" ({})", html(m))).unwrap_or_default(),
                 key = html(&key_text(&k.key)),
             );
             if let Some(reason) = &k.reason {
@@ -464,28 +467,31 @@ fn why_section(out: &mut String, run: &RunData, pairs: &[Pair], periods: &[Fault
             }
             if let Some(cx) = &k.counterexample {
                 counterexample(out, run, pairs, &k.key, cx);
-                let times = cx.ops.iter().flat_map(|o| [o.invoke_time, o.complete_time]);
+                let times = cx
+                    .ops
+                    .iter()
+                    .flat_map(|o| [Some(o.invoke_time), o.complete_time]);
                 context_note(out, run, periods, times, &[]);
             }
             out.push_str("</div>");
         }
-        for l in &c.locks {
+        for l in c.locks() {
             for v in &l.violations {
                 any = true;
-                violation(out, &c.name, &l.key, &l.holds, v);
-                let times = v.holds.iter().flat_map(|h| [h.start, h.end]);
+                violation(out, c.name(), &l.key, &l.holds, v);
+                let times = v.holds.iter().flat_map(|h| [Some(h.start), h.end]);
                 let grants: Vec<u64> = v.holds.iter().filter_map(|h| h.grant_index).collect();
                 context_note(out, run, periods, times, &grants);
             }
         }
-        if c.valid != Validity::Valid && c.keys.is_empty() && c.locks.is_empty() {
+        if c.valid() != Validity::Valid && c.keys().is_empty() && c.locks().is_empty() {
             any = true;
             let _ = write!(
                 out,
                 "<div class=\"explain {v}\"><h3>{name} is {v}</h3><p class=\"explanation\">{why}</p></div>",
-                v = verdict_of(c.valid).as_str(),
-                name = html(&c.name),
-                why = html(c.explanation.as_deref().or(c.reason.as_deref()).unwrap_or("no explanation given")),
+                v = verdict_of(c.valid()).as_str(),
+                name = html(c.name()),
+                why = html(c.error().unwrap_or("no explanation given")),
             );
         }
     }
@@ -556,25 +562,18 @@ fn counterexample(
         "<p class=\"explanation\">{}</p>",
         html(&cx.explanation)
     );
-    let involved: HashSet<u64> = cx.ops.iter().filter_map(|o| o.invoke_index).collect();
+    let involved: HashSet<u64> = cx.ops.iter().map(|o| o.invoke_index).collect();
     let mut bars: Vec<Bar> = cx
         .ops
         .iter()
-        .filter_map(|o| {
-            let start = o.invoke_time?;
-            let p = o
-                .process
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "?".into());
-            Some(Bar {
-                row: format!("process {p}"),
-                start,
-                end: o.complete_time,
-                label: op_label(&o.f, &o.value, &o.kind),
-                class: kind_class(&o.kind),
-                highlight: true,
-                title: opref_text(o),
-            })
+        .map(|o| Bar {
+            row: format!("process {}", o.process),
+            start: o.invoke_time,
+            end: o.complete_time,
+            label: op_label(&o.f, &o.value, o.outcome.as_str()),
+            class: kind_class(o.outcome.as_str()),
+            highlight: true,
+            title: opref_text(o),
         })
         .collect();
     if let (Some(lo), Some(hi)) = (
@@ -650,19 +649,15 @@ fn kind_class(kind: &str) -> &'static str {
 }
 
 fn hold_text(h: &Hold) -> String {
-    let p = h
-        .process
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "?".into());
+    let p = h.process;
     let token = h
         .token
         .as_ref()
         .map(|t| format!(", token {t}"))
         .unwrap_or_default();
-    let span = match (h.start, h.end) {
-        (Some(a), Some(b)) => format!("from {} to {}", fmt_ms(a), fmt_ms(b)),
-        (Some(a), None) => format!("from {}, never released", fmt_ms(a)),
-        _ => "at an unknown time".into(),
+    let span = match h.end {
+        Some(b) => format!("from {} to {}", fmt_ms(h.start), fmt_ms(b)),
+        None => format!("from {}, never released", fmt_ms(h.start)),
     };
     let certain = if h.certain {
         ""
@@ -678,14 +673,11 @@ fn violation(out: &mut String, checker: &str, key: &Option<Key>, holds: &[Hold],
         "<div class=\"explain invalid\"><h3>{checker}: lock {key} — {kind}</h3><p class=\"explanation\">{text}</p>",
         checker = html(checker),
         key = html(&key_text(key)),
-        kind = html(&v.kind),
+        kind = html(v.kind.as_str()),
         text = html(&v.explanation),
     );
     let bar = |h: &Hold, highlight: bool| {
-        let p = h
-            .process
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "?".into());
+        let p = h.process;
         let token = h
             .token
             .as_ref()
@@ -693,7 +685,7 @@ fn violation(out: &mut String, checker: &str, key: &Option<Key>, holds: &[Hold],
             .unwrap_or_default();
         Bar {
             row: format!("process {p}"),
-            start: h.start.unwrap_or(0),
+            start: h.start,
             end: h.end,
             label: format!("holds{token}"),
             class: if h.certain { "ok" } else { "info" },
@@ -702,11 +694,11 @@ fn violation(out: &mut String, checker: &str, key: &Option<Key>, holds: &[Hold],
         }
     };
     let mut bars: Vec<Bar> = v.holds.iter().map(|h| bar(h, true)).collect();
-    let lo = v.holds.iter().filter_map(|h| h.start).min().unwrap_or(0);
+    let lo = v.holds.iter().map(|h| h.start).min().unwrap_or(0);
     let hi = v
         .holds
         .iter()
-        .map(|h| h.end.or(h.start).unwrap_or(0))
+        .map(|h| h.end.unwrap_or(h.start))
         .max()
         .unwrap_or(0);
     for h in holds
@@ -714,15 +706,15 @@ fn violation(out: &mut String, checker: &str, key: &Option<Key>, holds: &[Hold],
         .filter(|h| !v.holds.contains(h))
         .take(CONTEXT_OPS_MAX)
     {
-        let (s, e) = (h.start.unwrap_or(0), h.end.unwrap_or(u64::MAX));
+        let (s, e) = (h.start, h.end.unwrap_or(u64::MAX));
         if s <= hi && e >= lo {
             bars.push(bar(h, false));
         }
     }
-    let overlap_start = v.holds.iter().filter_map(|h| h.start).max();
+    let overlap_start = v.holds.iter().map(|h| h.start).max();
     let overlap_end = v.holds.iter().map(|h| h.end.unwrap_or(u64::MAX)).min();
     let bands: Vec<(u64, u64, String)> = match (overlap_start, overlap_end) {
-        (Some(a), Some(b)) if a < b && v.kind == "overlap" => {
+        (Some(a), Some(b)) if a < b && v.kind == ViolationKind::Overlap => {
             let b = if b == u64::MAX { hi } else { b };
             vec![(a, b, format!("both hold {}", key_text(key)))]
         }
@@ -737,25 +729,26 @@ fn violation(out: &mut String, checker: &str, key: &Option<Key>, holds: &[Hold],
     out.push_str("</ol></div>");
 }
 
-fn stats_section(out: &mut String, stats: &crate::model::Stats) {
-    out.push_str("<section id=\"ops\"><h2>Operations</h2><table class=\"grid\"><thead><tr><th>f</th><th>ok</th><th>fail</th><th>info</th><th>p50 ms</th><th>p99 ms</th></tr></thead><tbody>");
+fn stats_section(out: &mut String, stats: &Stats) {
+    out.push_str("<section id=\"ops\"><h2>Operations</h2><table class=\"grid\"><thead><tr><th>f</th><th>ok</th><th>fail</th><th>info</th><th>pending</th><th>p50 ms</th><th>p99 ms</th></tr></thead><tbody>");
     let ms = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
     for (f, s) in &stats.by_f {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             html(f),
             s.ok,
             s.fail,
             s.info,
+            s.pending,
             ms(s.p50_ms),
             ms(s.p99_ms)
         );
     }
     let _ = writeln!(
         out,
-        "<tr class=\"total\"><td>all</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td></td><td></td></tr></tbody></table></section>",
-        stats.ok, stats.fail, stats.info
+        "<tr class=\"total\"><td>all</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td></td><td></td></tr></tbody></table></section>",
+        stats.ok, stats.fail, stats.info, stats.pending
     );
 }
 
@@ -923,11 +916,11 @@ type LockLane = (String, Vec<Hold>, Vec<Hold>);
 
 /// Lock holders per lock: from the mutex checker's results when present, else derived from
 /// the history (an ok acquire holds until its process's release completes).
-fn lock_lanes(ops: &[Op], pairs: &[Pair], results: Option<&Results>) -> Vec<LockLane> {
+fn lock_lanes(ops: &[Op], pairs: &[Pair], results: Option<&RunResults>) -> Vec<LockLane> {
     let from_results: Vec<LockLane> = results
         .iter()
         .flat_map(|r| &r.checkers)
-        .flat_map(|c| &c.locks)
+        .flat_map(|c| c.locks())
         .map(|l| {
             let bad = l
                 .violations
@@ -951,17 +944,18 @@ fn lock_lanes(ops: &[Op], pairs: &[Pair], results: Option<&Results>) -> Vec<Lock
                 let certain = p.outcome == Outcome::Ok;
                 let holds = lanes.entry(key).or_default();
                 holds.push(Hold {
-                    process: Some(inv.process),
-                    acquire_index: Some(inv.index),
+                    process: inv.process,
+                    acquire_index: inv.index,
                     grant_index: done.filter(|_| certain).map(|d| d.index),
                     release_index: None,
-                    start: Some(if certain {
+                    start: if certain {
                         done.map(|d| d.time).unwrap_or(inv.time)
                     } else {
                         inv.time
-                    }),
+                    },
                     end: None,
-                    token: done.and_then(|d| d.value.get("token").cloned()),
+                    token: done.and_then(|d| d.value.get("token")?.as_i64()),
+                    lease_ms: None,
                     certain,
                 });
                 open.insert((inv.process, inv.key.clone()), holds.len() - 1);
@@ -1122,8 +1116,8 @@ fn embed_data(
                 .iter()
                 .map(|h| {
                     json!([
-                        h.process.map(|p| p.to_string()).unwrap_or_default(),
-                        h.start.unwrap_or(0) / 1000,
+                        h.process.to_string(),
+                        h.start / 1000,
                         h.end.map(|e| (e / 1000) as i64).unwrap_or(-1),
                         h.token,
                         h.certain,
@@ -1270,7 +1264,7 @@ mod tests {
             ..Default::default()
         });
         let (_dir, data) = load(&run);
-        let (pairs, _) = pair_ops(&data.history);
+        let pairs = pair_ops(&data.history).clients;
         let from_results = lock_lanes(&data.history, &pairs, data.results.as_ref());
         let from_history = lock_lanes(&data.history, &pairs, None);
         assert_eq!(from_results.len(), 2);
@@ -1319,7 +1313,7 @@ mod tests {
             concurrency: 4,
             ..Default::default()
         });
-        let (pairs, _) = pair_ops(&run.history);
+        let pairs = pair_ops(&run.history).clients;
         let (lanes, labels) = assign_lanes(&run.history, &pairs);
         assert!(
             lanes.len() > 4,

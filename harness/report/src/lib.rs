@@ -3,8 +3,9 @@
 //! Layout:
 //! - `run`: the run folder of DESIGN §4 (names, the `latest` link) and loading it (`RunData`,
 //!   `RunSummary`).
-//! - `model`: serde mirrors of results.json and test.json (docs/contracts.md).
-//! - `history`: reading history.jsonl, pairing invokes with completions, op stats.
+//! - `model`: a tolerant mirror of test.json, and a run's overall `Verdict`. results.json's
+//!   schema, the history reader, the op pairing and the stats are the checker crate's
+//!   (`RunResults`, `read_history`, `pair_ops`, `stats`): one pipeline for run and report.
 //! - `faults`: when each nemesis fault was in effect.
 //! - `html`: report.html, one self-contained file (inline CSS, JS, SVG; no fetches).
 //! - `index`: results/index.html, every run newest first.
@@ -16,7 +17,6 @@
 
 pub mod escape;
 pub mod faults;
-pub mod history;
 pub mod html;
 pub mod index;
 pub mod junit;
@@ -26,10 +26,11 @@ pub mod serve;
 pub mod summary;
 pub mod synth;
 
+pub use faultline_checker::{RunResults, Stats};
 pub use html::render_report;
 pub use index::update_index;
 pub use junit::{junit_xml, write_junit};
-pub use model::{Results, Stats, TestConfig, Verdict};
+pub use model::{TestConfig, Verdict};
 pub use run::{create_run_dir, link_latest, run_dir_name, RunData, RunSummary};
 pub use summary::{
     check_progress, print_summary, progress_bar, summary_for, summary_for_checked, summary_table,
@@ -55,60 +56,39 @@ pub fn write_report_for(run: &RunData) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Writes `results.json` into a run folder: the checkers' results, the history's `stats`, and
-/// `error` when the run itself failed. Returns its path.
-pub fn write_results(
-    run_dir: &Path,
-    checked: &faultline_checker::Results,
-    history: &[faultline_checker::Op],
-    error: Option<&str>,
-) -> anyhow::Result<PathBuf> {
-    let mut value = serde_json::to_value(checked).context("cannot serialise the results")?;
-    let obj = value
-        .as_object_mut()
-        .context("checker results are not a JSON object")?;
-    obj.insert(
-        "stats".into(),
-        serde_json::to_value(history::history_stats(history))?,
-    );
-    if let Some(e) = error {
-        obj.insert("error".into(), serde_json::Value::String(e.to_string()));
-    }
-    let path = run_dir.join(run::RESULTS_JSON);
-    let tmp = run_dir.join(".results.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&value)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
-}
-
 /// Re-checks a run from its history.jsonl without re-running it (Jepsen's `analyze`):
-/// rewrites results.json (keeping an earlier run `error`) and report.html, and the results
-/// index when the run sits in a results folder. The model is `options.model`, else
-/// test.json's `model`, else guessed from the ops.
+/// rewrites results.json through the analysis and writer `faultline run` uses (keeping the
+/// run's own `error`, e.g. an interrupt), so an unchanged history gives the same file; then
+/// report.html, and the results index when the run sits in a results folder. The model is
+/// `options.model`, else test.json's `model`, else guessed from the ops.
 pub fn recheck_run(
     run_dir: &Path,
     options: &faultline_checker::CheckOptions,
 ) -> anyhow::Result<RunData> {
-    let before = RunData::load(run_dir)?;
+    let history_path = run_dir.join(run::HISTORY_JSONL);
     anyhow::ensure!(
-        run_dir.join(run::HISTORY_JSONL).exists(),
+        history_path.exists(),
         "{} has no {}",
         run_dir.display(),
         run::HISTORY_JSONL
     );
+    let test = run::read_test_json(run_dir)?;
+    let earlier = run::read_results(run_dir)?;
     let mut options = options.clone();
     if options.model.is_none() {
-        options.model = before
-            .test_raw
+        options.model = test
             .get("model")
             .and_then(|m| m.as_str())
             .map(str::to_string);
     }
-    let checked = faultline_checker::check_history(&before.history, &options)
+    let analysis = faultline_checker::analyze(&history_path, &options)
         .map_err(|e| anyhow::anyhow!("cannot check {}: {e}", run_dir.display()))?;
-    let error = before.results.as_ref().and_then(|r| r.error.clone());
-    write_results(run_dir, &checked, &before.history, error.as_deref())?;
+    for warning in &analysis.results.warnings {
+        eprintln!("faultline: warning: {warning}");
+    }
+    let mut results = analysis.results;
+    results.error = earlier.and_then(|r| r.error);
+    faultline_core::store::write_json(&run_dir.join(run::RESULTS_JSON), &results)?;
     let run = RunData::load(run_dir)?;
     write_report_for(&run)?;
     if let Some(root) = run_dir.parent().and_then(Path::parent) {
@@ -183,12 +163,13 @@ mod tests {
             assert_eq!(data.verdict(), expected, "{name}");
             let results = data.results.as_ref().unwrap();
             let stats = results.stats.as_ref().expect("stats written");
-            assert_eq!(stats.ops as usize, history::pair_ops(&data.history).0.len());
+            let paired = faultline_checker::history::pair_ops(&data.history);
+            assert_eq!(stats.ops as usize, paired.clients.len());
             let report = std::fs::read_to_string(dir.join(run::REPORT_HTML)).unwrap();
             assert!(report.contains(&format!("<header class=\"verdict {}\">", expected.as_str())));
             if name == "invalid" {
                 let key = results.checkers[0]
-                    .keys
+                    .keys()
                     .iter()
                     .find(|k| k.valid == Validity::Invalid)
                     .unwrap();

@@ -1,18 +1,11 @@
-//! Serde mirrors of `results.json` and `test.json` (docs/contracts.md), tolerant of every
-//! optional field, so reports can be drawn from files written by any version of the checker.
+//! What the report reads beyond results.json (whose one schema is the checker crate's
+//! `RunResults`): a tolerant mirror of `test.json` (docs/contracts.md), and a run's overall
+//! verdict as the index, the summary and JUnit show it.
 
-use faultline_checker::history::{Key, Process};
+use faultline_checker::history::Key;
 use faultline_checker::verdict::Validity;
+use faultline_checker::RunResults;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-fn unknown() -> Validity {
-    Validity::Unknown
-}
-
-fn yes() -> bool {
-    true
-}
 
 /// `test.json`: the configuration of one run. Only the fields the report reads are typed;
 /// the report shows the whole file as it is.
@@ -57,174 +50,6 @@ pub struct NemesisPerf {
     pub color: Option<String>,
 }
 
-/// `results.json`: every checker's verdict and details.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Results {
-    #[serde(default = "unknown")]
-    pub valid: Validity,
-    #[serde(default)]
-    pub checkers: Vec<CheckerResult>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<Stats>,
-    /// Why the run itself failed (exit 3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl Results {
-    /// The checker crate's results seen through this crate's tolerant mirror (they share
-    /// the JSON of docs/contracts.md).
-    pub fn from_checker(checked: &faultline_checker::Results) -> anyhow::Result<Results> {
-        Ok(serde_json::from_value(serde_json::to_value(checked)?)?)
-    }
-}
-
-/// One checker's verdict. Linearizability fills `keys`, mutual exclusion fills `locks`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckerResult {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(default = "unknown")]
-    pub valid: Validity,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keys: Vec<KeyResult>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub locks: Vec<LockResult>,
-    /// Why the checker as a whole could not decide, when it says so.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub explanation: Option<String>,
-}
-
-/// The linearizability verdict for one key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeyResult {
-    #[serde(default)]
-    pub key: Option<Key>,
-    #[serde(default = "unknown")]
-    pub valid: Validity,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ops: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub counterexample: Option<Counterexample>,
-}
-
-/// Why a key's history cannot be linearized.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Counterexample {
-    #[serde(default)]
-    pub ops: Vec<OpRef>,
-    #[serde(default)]
-    pub partial_linearization: Vec<OpRef>,
-    #[serde(default)]
-    pub state: serde_json::Value,
-    #[serde(default)]
-    pub explanation: String,
-}
-
-/// One operation (its invoke and its completion) named by a checker.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct OpRef {
-    #[serde(default)]
-    pub process: Option<Process>,
-    #[serde(default)]
-    pub f: String,
-    #[serde(default)]
-    pub key: Option<Key>,
-    #[serde(default)]
-    pub value: serde_json::Value,
-    /// `ok`, `fail`, `info` or `pending`.
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    #[serde(default)]
-    pub invoke_index: Option<u64>,
-    #[serde(default)]
-    pub complete_index: Option<u64>,
-    #[serde(default)]
-    pub invoke_time: Option<u64>,
-    #[serde(default)]
-    pub complete_time: Option<u64>,
-}
-
-/// The mutual-exclusion verdict for one lock.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LockResult {
-    #[serde(default)]
-    pub key: Option<Key>,
-    #[serde(default = "unknown")]
-    pub valid: Validity,
-    #[serde(default)]
-    pub holds: Vec<Hold>,
-    #[serde(default)]
-    pub violations: Vec<Violation>,
-}
-
-/// One client's hold of a lock, from grant to release.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Hold {
-    #[serde(default)]
-    pub process: Option<Process>,
-    #[serde(default)]
-    pub acquire_index: Option<u64>,
-    #[serde(default)]
-    pub grant_index: Option<u64>,
-    #[serde(default)]
-    pub release_index: Option<u64>,
-    /// Nanoseconds since the test started.
-    #[serde(default)]
-    pub start: Option<u64>,
-    #[serde(default)]
-    pub end: Option<u64>,
-    #[serde(default)]
-    pub token: Option<serde_json::Value>,
-    /// False when the acquire ended in `info`: it may or may not have been granted.
-    #[serde(default = "yes")]
-    pub certain: bool,
-}
-
-/// Two holds that break mutual exclusion or fencing.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Violation {
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub holds: Vec<Hold>,
-    #[serde(default)]
-    pub explanation: String,
-}
-
-/// Operation counts and latencies: the `stats` object of `results.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Stats {
-    pub ops: u64,
-    pub ok: u64,
-    pub fail: u64,
-    pub info: u64,
-    #[serde(default)]
-    pub by_f: BTreeMap<String, FStats>,
-}
-
-/// Counts and latency quantiles of one operation name (latency over `ok` ops only).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct FStats {
-    pub ok: u64,
-    pub fail: u64,
-    pub info: u64,
-    #[serde(default)]
-    pub p50_ms: Option<f64>,
-    #[serde(default)]
-    pub p99_ms: Option<f64>,
-}
-
 /// A run's overall outcome, as the index, the summary and JUnit show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -237,7 +62,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn from_results(results: Option<&Results>) -> Verdict {
+    pub fn from_results(results: Option<&RunResults>) -> Verdict {
         match results {
             None => Verdict::Crashed,
             Some(r) if r.error.is_some() => Verdict::Crashed,
@@ -291,6 +116,8 @@ pub fn key_text(key: &Option<Key>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_checker::history::Process;
+    use faultline_checker::CheckerResult;
 
     #[test]
     fn reads_the_contract_example_and_tolerates_missing_fields() {
@@ -307,27 +134,29 @@ mod tests {
                       {"key": null, "valid": true}]},
             {"name": "mutex", "valid": true,
              "locks": [{"key": "lock-0", "valid": true,
-                        "holds": [{"process": 1, "start": 5, "end": null, "token": 7, "certain": false}],
+                        "holds": [{"process": 1, "acquire_index": 4, "start": 5, "end": null,
+                                   "token": 7, "certain": false}],
                         "violations": []}]},
             {"name": "something-new"}
           ],
           "stats": {"ops": 3, "ok": 2, "fail": 1, "info": 0,
                     "by_f": {"read": {"ok": 1, "fail": 0, "info": 0, "p50_ms": 1.2, "p99_ms": 9.9}}}
         }"#;
-        let r: Results = serde_json::from_str(text).unwrap();
+        let r: RunResults = serde_json::from_str(text).unwrap();
         assert_eq!(r.valid, Validity::Invalid);
         assert_eq!(r.checkers.len(), 3);
-        let k = &r.checkers[0].keys;
+        let k = r.checkers[0].keys();
         assert_eq!(k[0].key, Some(Key::Str("k1".into())));
         assert_eq!(k[1].key, Some(Key::Int(7)));
         assert_eq!(k[2].key, None);
         let cx = k[0].counterexample.as_ref().unwrap();
-        assert_eq!(cx.ops[0].process, Some(Process::Client(3)));
+        assert_eq!(cx.ops[0].process, Process::Client(3));
         assert_eq!(cx.ops[0].complete_index, Some(14));
-        let hold = &r.checkers[1].locks[0].holds[0];
+        let hold = &r.checkers[1].locks()[0].holds[0];
         assert!(!hold.certain);
         assert_eq!(hold.end, None);
-        assert_eq!(r.checkers[2].valid, Validity::Unknown);
+        assert_eq!(r.checkers[2], CheckerResult::Other);
+        assert_eq!(r.checkers[2].valid(), Validity::Unknown);
         assert_eq!(r.stats.unwrap().by_f["read"].p99_ms, Some(9.9));
         assert_eq!(Verdict::from_results(None), Verdict::Crashed);
     }

@@ -1,9 +1,10 @@
 //! The run folder of DESIGN §4: its names, the `latest` link, and loading what a run left.
 
-use crate::history::{history_stats, read_history};
-use crate::model::{key_text, Results, Stats, TestConfig, Verdict};
+use crate::model::{key_text, TestConfig, Verdict};
 use anyhow::Context;
-use faultline_checker::history::Op;
+use faultline_checker::history::{Op, ReadSummary};
+use faultline_checker::stats::{self, Stats};
+use faultline_checker::RunResults;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -24,8 +25,10 @@ pub struct RunData {
     /// test.json exactly as written, for the configuration table.
     pub test_raw: serde_json::Value,
     pub history: Vec<Op>,
+    /// What reading history.jsonl found (a torn last line).
+    pub read: ReadSummary,
     /// None when results.json is missing (the run crashed before checking).
-    pub results: Option<Results>,
+    pub results: Option<RunResults>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
@@ -46,12 +49,21 @@ fn fallback_name(dir: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// test.json as written, `null` when the run left none.
+pub fn read_test_json(dir: &Path) -> anyhow::Result<serde_json::Value> {
+    Ok(read_json(&dir.join(TEST_JSON))?.unwrap_or(serde_json::Value::Null))
+}
+
+/// results.json, `None` when the run left none.
+pub fn read_results(dir: &Path) -> anyhow::Result<Option<RunResults>> {
+    read_json(&dir.join(RESULTS_JSON))
+}
+
 impl RunData {
     /// Loads a run folder. test.json and results.json may be missing; history.jsonl too
     /// (a run that crashed at setup), then the history is empty.
     pub fn load(dir: &Path) -> anyhow::Result<RunData> {
-        let test_raw: serde_json::Value =
-            read_json(&dir.join(TEST_JSON))?.unwrap_or(serde_json::Value::Null);
+        let test_raw = read_test_json(dir)?;
         let mut test: TestConfig = if test_raw.is_object() {
             serde_json::from_value(test_raw.clone())
                 .with_context(|| format!("{}: not valid", dir.join(TEST_JSON).display()))?
@@ -62,17 +74,18 @@ impl RunData {
             test.name = fallback_name(dir);
         }
         let history_path = dir.join(HISTORY_JSONL);
-        let history = if history_path.exists() {
-            read_history(&history_path)?
+        let read = if history_path.exists() {
+            faultline_checker::read_history(&history_path)?
         } else {
-            Vec::new()
+            Default::default()
         };
-        let results = read_json(&dir.join(RESULTS_JSON))?;
+        let results = read_results(dir)?;
         Ok(RunData {
             dir: dir.to_path_buf(),
             test,
             test_raw,
-            history,
+            history: read.ops,
+            read: read.summary,
             results,
         })
     }
@@ -85,7 +98,7 @@ impl RunData {
     pub fn stats(&self) -> Stats {
         match self.results.as_ref().and_then(|r| r.stats.clone()) {
             Some(s) => s,
-            None => history_stats(&self.history),
+            None => stats::compute(&self.history),
         }
     }
 }
@@ -131,7 +144,7 @@ fn last_event_time(path: &Path) -> Option<u64> {
 }
 
 /// Why a run is not valid: the checkers' explanations, one paragraph each.
-pub fn explain(results: Option<&Results>) -> String {
+pub fn explain(results: Option<&RunResults>) -> String {
     let Some(r) = results else {
         return "the run left no results.json: it failed before checking".into();
     };
@@ -140,39 +153,35 @@ pub fn explain(results: Option<&Results>) -> String {
         parts.push(format!("the run failed: {e}"));
     }
     for c in &r.checkers {
-        if c.valid == faultline_checker::verdict::Validity::Valid {
+        if c.valid() == faultline_checker::verdict::Validity::Valid {
             continue;
         }
-        let verdict = Verdict::from(c.valid).as_str();
+        let verdict = Verdict::from(c.valid()).as_str();
         let before = parts.len();
-        for k in &c.keys {
+        for k in c.keys() {
             let text = match (&k.counterexample, &k.reason) {
                 (Some(cx), _) if !cx.explanation.is_empty() => cx.explanation.clone(),
                 (_, Some(reason)) => reason.clone(),
                 _ => continue,
             };
             if k.valid != faultline_checker::verdict::Validity::Valid {
-                parts.push(format!("{} key {}: {text}", c.name, key_text(&k.key)));
+                parts.push(format!("{} key {}: {text}", c.name(), key_text(&k.key)));
             }
         }
-        for l in &c.locks {
+        for l in c.locks() {
             for v in &l.violations {
                 parts.push(format!(
                     "{} lock {} ({}): {}",
-                    c.name,
+                    c.name(),
                     key_text(&l.key),
-                    v.kind,
+                    v.kind.as_str(),
                     v.explanation
                 ));
             }
         }
         if parts.len() == before {
-            let why = c
-                .explanation
-                .clone()
-                .or_else(|| c.reason.clone())
-                .unwrap_or_else(|| "no explanation given".into());
-            parts.push(format!("{} is {verdict}: {why}", c.name));
+            let why = c.error().unwrap_or("no explanation given");
+            parts.push(format!("{} is {verdict}: {why}", c.name()));
         }
     }
     parts.join("\n")
@@ -187,12 +196,14 @@ impl RunSummary {
                 .with_context(|| format!("{}: not valid", run_dir.join(TEST_JSON).display()))?,
             _ => TestConfig::default(),
         };
-        let results: Option<Results> = read_json(&run_dir.join(RESULTS_JSON))?;
+        let results = read_results(run_dir)?;
         let stats = results.as_ref().and_then(|r| r.stats.clone());
         let history_path = run_dir.join(HISTORY_JSONL);
         let stats = match stats {
             Some(s) => s,
-            None if history_path.exists() => history_stats(&read_history(&history_path)?),
+            None if history_path.exists() => {
+                stats::compute(&faultline_checker::read_history(&history_path)?.ops)
+            }
             None => Stats::default(),
         };
         let verdict = Verdict::from_results(results.as_ref());

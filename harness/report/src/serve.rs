@@ -79,6 +79,11 @@ async fn handle(State(root): State<Arc<PathBuf>>, method: Method, uri: Uri) -> R
     let Some(segments) = safe_segments(uri.path()) else {
         return plain(StatusCode::FORBIDDEN, "outside the results folder\n");
     };
+    // Dot-files (`.git`, `.env`) are hidden from listings, so they are not served either;
+    // "not found" rather than "forbidden" does not tell a prober that one exists.
+    if segments.iter().any(|s| s.starts_with('.')) {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
     if segments.is_empty() {
         let root = root.as_ref().clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || update_index(&root)).await {
@@ -97,7 +102,10 @@ async fn handle(State(root): State<Arc<PathBuf>>, method: Method, uri: Uri) -> R
     }
     if path.is_dir() {
         if !uri.path().ends_with('/') {
-            let to = format!("{}/", uri.path());
+            // Built from the checked segments, never the raw path: `//name/` would be read
+            // by a browser as the host `name`.
+            let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
+            let to = format!("/{}/", url_path(&refs));
             return (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, to)]).into_response();
         }
         let index = path.join("index.html");

@@ -1,11 +1,12 @@
 //! The terminal side: the summary table printed at the end of `run` and `check`, and
 //! progress bars for long runs and checks.
 
-use crate::history::{latency_quantiles, pair_ops, pairs_by_key, Outcome, Pair};
-use crate::model::{key_text, Results, Verdict};
+use crate::model::{key_text, Verdict};
 use crate::run::{explain, RunData};
-use faultline_checker::history::{Key, Op};
+use faultline_checker::history::{pair_ops, Key, Op, Operation as Pair};
+use faultline_checker::stats::{self, Stats};
 use faultline_checker::verdict::Validity;
+use faultline_checker::RunResults;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,52 +33,73 @@ fn verdict_text(v: Validity) -> &'static str {
     }
 }
 
+/// A row's numbers: the run's stats rules (`faultline_checker::stats`) over some ops.
 struct Counts {
-    ops: usize,
-    ok: usize,
-    fail: usize,
-    info: usize,
+    stats: Stats,
     p50: Option<f64>,
     p99: Option<f64>,
 }
 
 fn counts(ops: &[Op], pairs: &[&Pair]) -> Counts {
-    let n = |o: &[Outcome]| pairs.iter().filter(|p| o.contains(&p.outcome)).count();
-    let (p50, p99) = latency_quantiles(ops, pairs);
+    let q = stats::latency_quantiles(ops, pairs.iter().copied(), &[0.5, 0.99]);
     Counts {
-        ops: pairs.len(),
-        ok: n(&[Outcome::Ok]),
-        fail: n(&[Outcome::Fail]),
-        info: n(&[Outcome::Info, Outcome::Pending]),
-        p50,
-        p99,
+        stats: stats::of(ops, pairs.iter().copied()),
+        p50: q[0],
+        p99: q[1],
     }
 }
 
 fn row(b: &mut Builder, checker: &str, key: &str, verdict: &str, c: &Counts) {
+    let s = &c.stats;
     b.push_record([
         checker.to_string(),
         key.to_string(),
         verdict.to_string(),
-        c.ops.to_string(),
-        c.ok.to_string(),
-        c.fail.to_string(),
-        c.info.to_string(),
+        s.ops.to_string(),
+        s.ok.to_string(),
+        s.fail.to_string(),
+        s.info.to_string(),
+        s.pending.to_string(),
         ms_text(c.p50),
         ms_text(c.p99),
     ]);
 }
 
+/// How to look at a report in a browser: `faultline serve` on its results folder (the run
+/// folder's grandparent), and the report's address there.
+fn open_hint(report: &Path) -> Option<String> {
+    let run = report.parent()?;
+    let test = run.parent()?;
+    let root = test.parent()?;
+    let root_text = if root.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        root.display().to_string()
+    };
+    Some(format!(
+        "open it: faultline serve {root_text}   then http://127.0.0.1:8080/{}/{}/{}",
+        test.file_name()?.to_string_lossy(),
+        run.file_name()?.to_string_lossy(),
+        report.file_name()?.to_string_lossy()
+    ))
+}
+
 /// The summary of a checked history: per checker and per key, the verdict, op counts
-/// (ok/fail/info) and latency p50/p99 (ms, over ok ops), then the overall verdict, the
-/// explanation of anything not valid, and the report's path.
-pub fn summary_for(history: &[Op], results: Option<&Results>, report: Option<&Path>) -> String {
-    let (pairs, _) = pair_ops(history);
-    let by_key: BTreeMap<Option<Key>, Vec<&Pair>> = pairs_by_key(history, &pairs);
+/// (ok/fail/info/pending) and latency p50/p99 (ms, over answered ops), then the overall
+/// verdict, the explanation of anything not valid, and the report's path and how to open it.
+pub fn summary_for(history: &[Op], results: Option<&RunResults>, report: Option<&Path>) -> String {
+    let pairs = pair_ops(history).clients;
+    let mut by_key: BTreeMap<Option<Key>, Vec<&Pair>> = BTreeMap::new();
+    for p in &pairs {
+        by_key
+            .entry(history[p.invoke].key.clone())
+            .or_default()
+            .push(p);
+    }
     let all: Vec<&Pair> = pairs.iter().collect();
     let mut b = Builder::default();
     b.push_record([
-        "checker", "key", "verdict", "ops", "ok", "fail", "info", "p50 ms", "p99 ms",
+        "checker", "key", "verdict", "ops", "ok", "fail", "info", "pending", "p50 ms", "p99 ms",
     ]);
     let empty = Vec::new();
     let key_counts = |k: &Option<Key>| counts(history, by_key.get(k).unwrap_or(&empty));
@@ -85,14 +107,14 @@ pub fn summary_for(history: &[Op], results: Option<&Results>, report: Option<&Pa
         Some(r) => {
             for c in &r.checkers {
                 let mut keyed: Vec<(Option<Key>, Validity)> =
-                    c.keys.iter().map(|k| (k.key.clone(), k.valid)).collect();
-                keyed.extend(c.locks.iter().map(|l| (l.key.clone(), l.valid)));
+                    c.keys().iter().map(|k| (k.key.clone(), k.valid)).collect();
+                keyed.extend(c.locks().iter().map(|l| (l.key.clone(), l.valid)));
                 if keyed.is_empty() {
                     row(
                         &mut b,
-                        &c.name,
+                        c.name(),
                         "(all)",
-                        verdict_text(c.valid),
+                        verdict_text(c.valid()),
                         &counts(history, &all),
                     );
                     continue;
@@ -109,7 +131,7 @@ pub fn summary_for(history: &[Op], results: Option<&Results>, report: Option<&Pa
                     valid_shown += usize::from(*valid == Validity::Valid);
                     row(
                         &mut b,
-                        &c.name,
+                        c.name(),
                         &key_text(key),
                         verdict_text(*valid),
                         &key_counts(key),
@@ -119,7 +141,7 @@ pub fn summary_for(history: &[Op], results: Option<&Results>, report: Option<&Pa
                     let label = format!("+{folded_keys} more keys");
                     row(
                         &mut b,
-                        &c.name,
+                        c.name(),
                         &label,
                         "valid",
                         &counts(history, &valid_folded),
@@ -155,9 +177,14 @@ pub fn summary_for(history: &[Op], results: Option<&Results>, report: Option<&Pa
     }
     if let Some(p) = report {
         out.push_str(&format!("\nreport:  {}", p.display()));
+        if let Some(hint) = open_hint(p) {
+            out.push_str("\n  ");
+            out.push_str(&hint);
+        }
     }
     out.push('\n');
-    out
+    // Keys and explanations come from the history: they must not drive the terminal.
+    crate::escape::terminal(&out)
 }
 
 /// [`summary_for`] with the checker crate's own results (what `faultline check` holds).
@@ -166,10 +193,14 @@ pub fn summary_for_checked(
     checked: &faultline_checker::Results,
     report: Option<&Path>,
 ) -> String {
-    match Results::from_checker(checked) {
-        Ok(r) => summary_for(history, Some(&r), report),
-        Err(e) => format!("cannot summarise the results: {e:#}\n"),
-    }
+    let results = RunResults {
+        valid: checked.valid,
+        checkers: checked.checkers.clone(),
+        stats: None,
+        error: None,
+        warnings: Vec::new(),
+    };
+    summary_for(history, Some(&results), report)
 }
 
 /// The summary of a loaded run folder (see [`summary_for`]).
@@ -225,16 +256,23 @@ mod tests {
             bug: true,
             ..Default::default()
         });
-        let results: Results = serde_json::from_value(run.results.clone()).unwrap();
+        let results: RunResults = serde_json::from_value(run.results.clone()).unwrap();
         let text = summary_for(
             &run.history,
             Some(&results),
-            Some(Path::new("r/report.html")),
+            Some(Path::new("results/reg/20261126T070000Z/report.html")),
         );
         assert!(text.contains("linearizable"), "{text}");
         assert!(text.contains("INVALID"), "{text}");
-        assert!(text.contains("report:  r/report.html"), "{text}");
-        let (pairs, _) = pair_ops(&run.history);
+        assert!(
+            text.contains("report:  results/reg/20261126T070000Z/report.html"),
+            "{text}"
+        );
+        assert!(
+            text.contains("faultline serve results   then http://127.0.0.1:8080/reg/20261126T070000Z/report.html"),
+            "{text}"
+        );
+        let pairs = pair_ops(&run.history).clients;
         let k0: Vec<&Pair> = pairs
             .iter()
             .filter(|p| run.history[p.invoke].key == Some(Key::Str("k0".into())))
@@ -244,7 +282,8 @@ mod tests {
             .lines()
             .find(|l| l.contains(" k0 "))
             .expect("a row for k0");
-        for n in [c.ops, c.ok, c.fail, c.info] {
+        let s = &c.stats;
+        for n in [s.ops, s.ok, s.fail, s.info, s.pending] {
             assert!(k0_row.contains(&format!(" {n} ")), "{k0_row} lacks {n}");
         }
         assert!(text.contains("cannot be linearized"), "{text}");

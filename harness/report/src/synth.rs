@@ -3,10 +3,10 @@
 //! The histories are made by simulation, so a valid one is valid by construction and a
 //! planted bug is a real violation, with the counterexample a checker would report.
 
-use crate::history::history_stats;
 use crate::run::{HISTORY_JSONL, LOG_FILE, NODES_DIR, RESULTS_JSON, TEST_JSON};
 use anyhow::Context;
 use faultline_checker::history::{Key, Op, OpType, Process};
+use faultline_checker::stats::compute as history_stats;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -637,7 +637,7 @@ pub fn write_run(dir: &Path, run: &SynthRun) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{pair_ops, Outcome};
+    use faultline_checker::history::{pair_ops, Outcome, Paired};
 
     #[test]
     fn same_seed_same_history_and_processes_never_overlap() {
@@ -648,7 +648,11 @@ mod tests {
         };
         let a = register_run(&spec);
         assert_eq!(a.history, register_run(&spec).history);
-        let (pairs, nemesis) = pair_ops(&a.history);
+        let Paired {
+            clients: pairs,
+            nemesis,
+            ..
+        } = pair_ops(&a.history);
         assert_eq!(pairs.len(), 300);
         assert_eq!(nemesis.len(), 8);
         assert_eq!(

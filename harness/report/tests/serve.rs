@@ -125,3 +125,49 @@ async fn serves_index_and_reports_and_refuses_paths_outside() {
     assert_eq!(request(addr, "POST", "/").await.status, 405);
     server.abort();
 }
+
+#[tokio::test]
+async fn redirects_stay_on_this_host_and_dot_files_are_not_served() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("name/sub")).unwrap();
+    std::fs::write(root.path().join(".secret"), "hidden").unwrap();
+    std::fs::create_dir_all(root.path().join("name/.git")).unwrap();
+    std::fs::write(root.path().join("name/.git/config"), "hidden").unwrap();
+    std::fs::write(root.path().join("name/visible.txt"), "shown").unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_root = root.path().to_path_buf();
+    let server = tokio::spawn(async move { serve(listener, &server_root).await });
+
+    // `//name/` in a Location header is a network-path reference: another host.
+    for (path, to) in [
+        ("//name", "/name/"),
+        ("///name//sub", "/name/sub/"),
+        ("/name", "/name/"),
+        ("/%2Fevil.example", ""),
+    ] {
+        let r = request(addr, "GET", path).await;
+        if to.is_empty() {
+            assert_ne!(r.status, 301, "{path}: {}", r.head);
+            continue;
+        }
+        assert_eq!(r.status, 301, "{path}: {}", r.head);
+        assert!(
+            r.head.contains(&format!("location: {to}\r\n")),
+            "{path}: {}",
+            r.head
+        );
+    }
+    // What a listing hides is not served either.
+    for path in ["/.secret", "/name/.git/config", "/name/.git/", "/%2esecret"] {
+        let r = request(addr, "GET", path).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert!(!r.body.contains("hidden"), "{path}");
+    }
+    assert_eq!(
+        request(addr, "GET", "/name/visible.txt").await.body,
+        "shown"
+    );
+    server.abort();
+}

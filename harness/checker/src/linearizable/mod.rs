@@ -158,7 +158,8 @@ pub fn check_linearizable<M: Model>(model: &M, ops: &[Op], limits: &Limits) -> L
     let groups = group_history(model, ops, &pairs);
     let budget = Budget::new(
         limits.memory_limit_bytes,
-        limits.time_limit.map(|t| started + t),
+        // A limit past what the clock can represent (`--time-limit 1e19`) is no limit.
+        limits.time_limit.and_then(|t| started.checked_add(t)),
     );
 
     // Biggest keys first, so one large key does not start last and run alone.
@@ -320,4 +321,36 @@ fn check_group<M: Model>(
     }
     result.duration_ms = ms(started.elapsed());
     Some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::{parse, Format};
+    use crate::model::{Convention, RegisterModel};
+
+    #[test]
+    fn a_time_limit_past_the_clocks_range_is_no_limit() {
+        let text = concat!(
+            r#"{"index":0,"time":1,"type":"invoke","process":0,"f":"write","value":1}"#,
+            "\n",
+            r#"{"index":1,"time":2,"type":"ok","process":0,"f":"write","value":1}"#,
+            "\n",
+        );
+        let ops = parse(text, Format::Jsonl, "h.jsonl").unwrap();
+        let limits = Limits {
+            time_limit: Some(Duration::MAX),
+            ..Limits::default()
+        };
+        let result = check_linearizable(
+            &RegisterModel::new(
+                false,
+                Convention::Faultline,
+                (&serde_json::Value::Null).into(),
+            ),
+            &ops,
+            &limits,
+        );
+        assert_eq!(result.valid, Validity::Valid, "{:?}", result.keys);
+    }
 }

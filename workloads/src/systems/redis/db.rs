@@ -3,9 +3,9 @@
 //! its own files under `/opt/faultline`, stopped by PID file.
 
 use super::{Deployment, Mode, SENTINEL_MASTER};
-use crate::node_db::Detached;
 use anyhow::Context;
 use async_trait::async_trait;
+use faultline_control::daemon::{Daemon, PidFileBy, Signal, Start};
 use faultline_control::Remote;
 use faultline_core::db::{Db, DbContext, Kill, LogFiles, Pause, Primaries};
 use std::time::Duration;
@@ -26,22 +26,12 @@ const SENTINEL_STDOUT_FILE: &str = "/opt/faultline/log/redis-sentinel.stdout";
 const PID_FILE: &str = "/opt/faultline/run/redis.pid";
 const SENTINEL_PID_FILE: &str = "/opt/faultline/run/redis-sentinel.pid";
 
-fn server_files() -> Detached {
-    Detached {
-        pid_file: PID_FILE.into(),
-        launch_pid_file: "/opt/faultline/run/redis.launch.pid".into(),
-        stdout_file: STDOUT_FILE.into(),
-        exe: "redis-server",
-    }
+fn server() -> Daemon {
+    Daemon::new("redis-server", PID_FILE, STDOUT_FILE)
 }
 
-fn sentinel_files() -> Detached {
-    Detached {
-        pid_file: SENTINEL_PID_FILE.into(),
-        launch_pid_file: "/opt/faultline/run/redis-sentinel.launch.pid".into(),
-        stdout_file: SENTINEL_STDOUT_FILE.into(),
-        exe: "redis-sentinel",
-    }
+fn sentinel() -> Daemon {
+    Daemon::new("redis-sentinel", SENTINEL_PID_FILE, SENTINEL_STDOUT_FILE)
 }
 
 /// Installs redis-server and redis-sentinel where either is missing. Debian's services are
@@ -128,33 +118,38 @@ impl RedisDb {
     }
 
     async fn start_server(&self, node: &Remote) -> anyhow::Result<()> {
-        let argv = ["redis-server".to_owned(), CONF_FILE.to_owned()];
-        server_files()
-            .launch(node, &argv, &format!("redis-server on {}", node.name()))
+        let start = Start::new(["redis-server", CONF_FILE]).pid_file_by(PidFileBy::Program);
+        server()
+            .start(node, &start)
             .await
+            .with_context(|| format!("starting redis-server on {}", node.name()))
     }
 
     async fn start_sentinel(&self, node: &Remote) -> anyhow::Result<()> {
-        let argv = ["redis-sentinel".to_owned(), SENTINEL_CONF_FILE.to_owned()];
-        sentinel_files()
-            .launch(node, &argv, &format!("redis-sentinel on {}", node.name()))
+        let start =
+            Start::new(["redis-sentinel", SENTINEL_CONF_FILE]).pid_file_by(PidFileBy::Program);
+        sentinel()
+            .start(node, &start)
             .await
+            .with_context(|| format!("starting redis-sentinel on {}", node.name()))
     }
 
     async fn stop_all(&self, node: &Remote) -> anyhow::Result<()> {
-        sentinel_files()
-            .stop(node, &format!("redis-sentinel on {}", node.name()))
-            .await?;
-        server_files()
-            .stop(node, &format!("redis-server on {}", node.name()))
+        sentinel()
+            .stop(node)
             .await
+            .with_context(|| format!("stopping redis-sentinel on {}", node.name()))?;
+        server()
+            .stop(node)
+            .await
+            .with_context(|| format!("stopping redis-server on {}", node.name()))
     }
 
-    async fn signal(&self, cx: &DbContext, node: &Remote, signal: &str) -> anyhow::Result<()> {
+    async fn signal(&self, cx: &DbContext, node: &Remote, signal: Signal) -> anyhow::Result<()> {
         if !self.serves(cx, node) {
             return Ok(());
         }
-        server_files()
+        server()
             .signal(node, signal)
             .await
             .with_context(|| format!("sending {signal} to redis-server on {}", node.name()))
@@ -322,7 +317,7 @@ impl Kill for RedisDb {
     /// SIGKILL the server (a Sentinel beside it keeps running, as when redis-server
     /// crashes).
     async fn kill(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        self.signal(cx, node, "KILL").await
+        self.signal(cx, node, Signal::Kill).await
     }
     /// Restarts the server from its config file, which Sentinel may have rewritten (a
     /// demoted primary then comes back as a replica); without AOF it restarts with what
@@ -331,9 +326,10 @@ impl Kill for RedisDb {
         if !self.serves(cx, node) {
             return Ok(());
         }
-        server_files()
-            .stop(node, &format!("redis-server on {}", node.name()))
-            .await?;
+        server()
+            .stop(node)
+            .await
+            .with_context(|| format!("stopping redis-server on {}", node.name()))?;
         self.start_server(node).await
     }
 }
@@ -341,10 +337,10 @@ impl Kill for RedisDb {
 #[async_trait]
 impl Pause for RedisDb {
     async fn pause(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        self.signal(cx, node, "STOP").await
+        self.signal(cx, node, Signal::Stop).await
     }
     async fn resume(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
-        self.signal(cx, node, "CONT").await
+        self.signal(cx, node, Signal::Cont).await
     }
 }
 

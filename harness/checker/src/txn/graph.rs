@@ -1,0 +1,333 @@
+//! The transaction graph: dependency, process and real-time edges in compressed rows,
+//! strongly connected components (Tarjan, iterative) and the shortest path search the
+//! cycle finder uses.
+
+use super::history::{History, Outcome};
+use super::infer::{PROCESS, REALTIME, RW};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+
+pub struct Graph {
+    /// `offsets[t]..offsets[t+1]` index `targets`/`rels` for txn t's out-edges.
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+    rels: Vec<u8>,
+}
+
+impl Graph {
+    /// Builds the graph from edge triples, merging the relations of parallel edges.
+    pub fn new(n: usize, edges: &[(u32, u32, u8)]) -> Graph {
+        let mut counts = vec![0u32; n + 1];
+        for &(a, _, _) in edges {
+            counts[a as usize + 1] += 1;
+        }
+        for i in 0..n {
+            counts[i + 1] += counts[i];
+        }
+        let mut fill = counts.clone();
+        let mut targets = vec![0u32; edges.len()];
+        let mut rels = vec![0u8; edges.len()];
+        for &(a, b, r) in edges {
+            let at = fill[a as usize] as usize;
+            targets[at] = b;
+            rels[at] = r;
+            fill[a as usize] += 1;
+        }
+        // Merge parallel edges within each row, compacting in place.
+        let mut offsets = vec![0u32; n + 1];
+        let mut out = 0usize;
+        let mut row: Vec<(u32, u8)> = Vec::new();
+        for t in 0..n {
+            row.clear();
+            for i in counts[t] as usize..counts[t + 1] as usize {
+                row.push((targets[i], rels[i]));
+            }
+            row.sort_unstable_by_key(|e| e.0);
+            let start = out;
+            for &(b, r) in row.iter() {
+                if out > start && targets[out - 1] == b {
+                    rels[out - 1] |= r;
+                } else {
+                    targets[out] = b;
+                    rels[out] = r;
+                    out += 1;
+                }
+            }
+            offsets[t + 1] = out as u32;
+        }
+        targets.truncate(out);
+        rels.truncate(out);
+        targets.shrink_to_fit();
+        rels.shrink_to_fit();
+        Graph {
+            offsets,
+            targets,
+            rels,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn out(&self, t: u32) -> impl Iterator<Item = (u32, u8)> + '_ {
+        let (a, b) = (
+            self.offsets[t as usize] as usize,
+            self.offsets[t as usize + 1] as usize,
+        );
+        self.targets[a..b]
+            .iter()
+            .copied()
+            .zip(self.rels[a..b].iter().copied())
+    }
+
+    /// The relations on the edge a → b (0: none).
+    pub fn rel(&self, a: u32, b: u32) -> u8 {
+        let (lo, hi) = (
+            self.offsets[a as usize] as usize,
+            self.offsets[a as usize + 1] as usize,
+        );
+        match self.targets[lo..hi].binary_search(&b) {
+            Ok(i) => self.rels[lo + i],
+            Err(_) => 0,
+        }
+    }
+
+    /// Strongly connected components of more than one txn, over edges whose relations
+    /// meet `mask`. Returns each txn's component (u32::MAX: none) and the components.
+    pub fn sccs(&self, mask: u8) -> (Vec<u32>, Vec<Vec<u32>>) {
+        let n = self.len();
+        const NONE: u32 = u32::MAX;
+        let mut index = vec![NONE; n];
+        let mut low = vec![0u32; n];
+        let mut on_stack = vec![false; n];
+        let mut stack: Vec<u32> = Vec::new();
+        let mut comp = vec![NONE; n];
+        let mut comps: Vec<Vec<u32>> = Vec::new();
+        let mut next = 0u32;
+        // (node, position in its row)
+        let mut call: Vec<(u32, u32)> = Vec::new();
+        for root in 0..n as u32 {
+            if index[root as usize] != NONE
+                || self.offsets[root as usize] == self.offsets[root as usize + 1]
+            {
+                continue;
+            }
+            call.push((root, self.offsets[root as usize]));
+            index[root as usize] = next;
+            low[root as usize] = next;
+            next += 1;
+            stack.push(root);
+            on_stack[root as usize] = true;
+            while let Some(&mut (v, ref mut pos)) = call.last_mut() {
+                let end = self.offsets[v as usize + 1];
+                let mut descended = false;
+                while *pos < end {
+                    let i = *pos as usize;
+                    *pos += 1;
+                    if self.rels[i] & mask == 0 {
+                        continue;
+                    }
+                    let w = self.targets[i];
+                    if index[w as usize] == NONE {
+                        index[w as usize] = next;
+                        low[w as usize] = next;
+                        next += 1;
+                        stack.push(w);
+                        on_stack[w as usize] = true;
+                        call.push((w, self.offsets[w as usize]));
+                        descended = true;
+                        break;
+                    } else if on_stack[w as usize] {
+                        low[v as usize] = low[v as usize].min(index[w as usize]);
+                    }
+                }
+                if descended {
+                    continue;
+                }
+                call.pop();
+                if let Some(&(parent, _)) = call.last() {
+                    low[parent as usize] = low[parent as usize].min(low[v as usize]);
+                }
+                if low[v as usize] == index[v as usize] {
+                    let mut members = Vec::new();
+                    loop {
+                        let w = stack.pop().expect("Tarjan stack holds v");
+                        on_stack[w as usize] = false;
+                        members.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    if members.len() > 1 {
+                        let id = comps.len() as u32;
+                        for &m in &members {
+                            comp[m as usize] = id;
+                        }
+                        comps.push(members);
+                    }
+                }
+            }
+        }
+        (comp, comps)
+    }
+}
+
+/// A path found by [`shortest_path`]: the txns from `from` to `to` and the relation
+/// chosen for each step.
+pub type Path = Vec<(u32, u8)>;
+
+/// Shortest path from `from` to `to` inside component `scc`, over relations in `allowed`,
+/// using at least one edge of each group in `need` (at most two groups). `nonadjacent`:
+/// the path closes a cycle whose other edge (into `from`, out of `to`) is rw, and no two rw
+/// edges may be adjacent. Each step's chosen relation is returned with the txn it reaches.
+/// `budget` counts states visited; the search gives up (`None`) when it runs out.
+#[allow(clippy::too_many_arguments)]
+pub fn shortest_path(
+    g: &Graph,
+    comp: &[u32],
+    scc: u32,
+    from: u32,
+    to: u32,
+    allowed: u8,
+    need: &[u8],
+    nonadjacent: bool,
+    budget: &mut u64,
+) -> Option<Path> {
+    debug_assert!(need.len() <= 2);
+    let full: u8 = (1 << need.len()) - 1;
+    let flags_of = |rel: u8| -> u8 {
+        need.iter()
+            .enumerate()
+            .filter(|(_, m)| *m & rel != 0)
+            .fold(0, |acc, (i, _)| acc | (1 << i))
+    };
+    // state → (previous state, relation taken)
+    let mut parent: FxHashMap<(u32, u8), ((u32, u8), u8)> = FxHashMap::default();
+    let mut queue = VecDeque::new();
+    // Bit 7 of the flags: the last edge taken was rw (the cycle's first edge is).
+    const LAST_RW: u8 = 0x80;
+    let start = (from, if nonadjacent { LAST_RW } else { 0u8 });
+    parent.insert(start, (start, 0));
+    queue.push_back(start);
+    let mut goal = None;
+    'search: while let Some((v, fl)) = queue.pop_front() {
+        if *budget == 0 {
+            return None;
+        }
+        *budget -= 1;
+        for (w, rels) in g.out(v) {
+            if comp[w as usize] != scc {
+                continue;
+            }
+            let usable = rels & allowed;
+            if usable == 0 {
+                continue;
+            }
+            // Each relation on the edge may be taken; prefer those that satisfy a need.
+            let mut bit = 1u8;
+            while bit != 0 && bit <= REALTIME {
+                let blocked = nonadjacent && bit == RW && fl & LAST_RW != 0;
+                if usable & bit != 0 && !blocked {
+                    let mut nf = (fl & !LAST_RW) | flags_of(bit);
+                    if nonadjacent && bit == RW {
+                        nf |= LAST_RW;
+                    }
+                    let s = (w, nf);
+                    if let std::collections::hash_map::Entry::Vacant(e) = parent.entry(s) {
+                        e.insert(((v, fl), bit));
+                        if w == to && nf & !LAST_RW == full && nf & LAST_RW == 0 {
+                            goal = Some(s);
+                            break 'search;
+                        }
+                        queue.push_back(s);
+                    }
+                }
+                bit <<= 1;
+            }
+        }
+    }
+    let mut s = goal?;
+    let mut path = Vec::new();
+    while s != start {
+        let (prev, rel) = parent[&s];
+        path.push((s.0, rel));
+        s = prev;
+    }
+    path.reverse();
+    Some(path)
+}
+
+/// Process edges: each process's committed txns in invoke order.
+pub fn process_edges(h: &History, committed: &[bool], out: &mut Vec<(u32, u32, u8)>) {
+    let mut last: FxHashMap<u64, u32> = FxHashMap::default();
+    for (t, txn) in h.txns.iter().enumerate() {
+        if !committed[t] {
+            continue;
+        }
+        if let Some(prev) = last.insert(txn.process, t as u32) {
+            out.push((prev, t as u32, PROCESS));
+        }
+    }
+}
+
+/// Real-time edges, transitively reduced as far as a sweep can: T1 → T2 when T1 completed
+/// before T2 was invoked and no txn lies between them in real time.
+pub fn realtime_edges(h: &History, committed: &[bool], out: &mut Vec<(u32, u32, u8)>) {
+    // Txns completed whose successors are not yet covered by a later completion.
+    let mut frontier: Vec<u32> = Vec::new();
+    // Per txn while running: the frontier when it was invoked.
+    let mut preds: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+    for &(t, completion) in &h.events {
+        if !committed[t as usize] {
+            continue;
+        }
+        if !completion {
+            for &p in &frontier {
+                out.push((p, t, REALTIME));
+            }
+            preds.insert(t, frontier.clone());
+        } else {
+            let before = preds.remove(&t).unwrap_or_default();
+            if h.txns[t as usize].outcome == Outcome::Ok {
+                frontier.retain(|f| !before.contains(f));
+                frontier.push(t);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sccs_and_paths() {
+        // 0 → 1 → 2 → 0 (a cycle), 2 → 3, 3 → 4 → 3 (another).
+        let edges = [
+            (0, 1, 1),
+            (1, 2, 2),
+            (2, 0, 4),
+            (2, 3, 1),
+            (3, 4, 1),
+            (4, 3, 1),
+            (0, 1, 2),
+        ];
+        let g = Graph::new(5, &edges);
+        assert_eq!(g.rel(0, 1), 3);
+        let (comp, comps) = g.sccs(0xff);
+        assert_eq!(comps.len(), 2);
+        assert_eq!(comp[0], comp[2]);
+        assert_ne!(comp[0], comp[3]);
+        let (_, ww_only) = g.sccs(1);
+        assert_eq!(ww_only.len(), 1);
+        let mut budget = 1000;
+        let p = shortest_path(&g, &comp, comp[0], 0, 2, 0xff, &[2], false, &mut budget).unwrap();
+        assert_eq!(p, vec![(1, 1), (2, 2)]);
+        assert!(shortest_path(&g, &comp, comp[0], 0, 2, 1, &[], false, &mut budget).is_none());
+    }
+}

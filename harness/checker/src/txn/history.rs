@@ -1,0 +1,840 @@
+//! Transactions as the checker holds them: compact, with keys and values interned, built
+//! from a history's events one at a time (so a 10M-transaction file never exists as JSON
+//! values in memory). List reads are not stored: each is checked against its key's longest
+//! list as it arrives and kept as a length into that list (see `ListOrder`).
+
+use crate::history::{Key, Op, OpType, Process};
+use rustc_hash::FxHashMap;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+
+/// A value written or read. Integers are themselves; other scalars (strings) are interned
+/// to ids from `STR_BASE` up, so they never collide with integers a history uses.
+pub type Val = i64;
+pub(crate) const STR_BASE: i64 = i64::MAX - (1 << 40);
+
+/// One scalar as it appears in a history.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Int(i64),
+    Str(String),
+}
+
+/// A micro-op's value as parsed, before interning.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawVal {
+    Nil,
+    One(Scalar),
+    List(Vec<Scalar>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MopF {
+    Append,
+    Read,
+    Write,
+}
+
+/// A micro-op as parsed: `[f, key, value]` or `[f, key, value, version]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawMop {
+    pub f: MopF,
+    pub key: Key,
+    pub value: RawVal,
+    pub version: Option<i64>,
+}
+
+/// How a transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    Fail,
+    /// Unknown (an `info` completion, or never completed).
+    Info,
+}
+
+/// A micro-op, interned. Reads of lists point into their key's order (`len`) or, when
+/// they did not fit it, into `History::odd_reads`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mop {
+    Append {
+        key: u32,
+        val: Val,
+    },
+    /// A list read: `len` elements of the key's longest list, or `odd` (index into
+    /// `odd_reads`) when it is not a prefix of it. `None`: not known (not an `ok` txn).
+    ReadList {
+        key: u32,
+        seen: Option<ListRead>,
+    },
+    Write {
+        key: u32,
+        val: Val,
+        version: Option<i64>,
+    },
+    /// A register read; `val: None` is the initial (nil) value. `known: false` on txns that
+    /// did not complete `ok` (the value read is not known).
+    ReadReg {
+        key: u32,
+        val: Option<Val>,
+        version: Option<i64>,
+        known: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListRead {
+    Prefix(u32),
+    Odd(u32),
+}
+
+#[derive(Debug, Clone)]
+pub struct Txn {
+    pub process: u64,
+    pub outcome: Outcome,
+    pub invoke_index: u64,
+    pub complete_index: Option<u64>,
+    pub invoke_time: u64,
+    pub complete_time: Option<u64>,
+    /// Range into `History::mops`.
+    pub mops_start: u32,
+    pub mops_len: u32,
+}
+
+/// The longest list read so far of one key, and the reads that did not fit it.
+#[derive(Debug, Clone, Default)]
+pub struct ListOrder {
+    pub elems: Vec<Val>,
+    /// Positions of `elems`, to find duplicates as the list grows.
+    seen: FxHashMap<Val, u32>,
+    /// Elements that appear twice in one read (key's longest or an odd read).
+    pub duplicates: Vec<(Val, u32)>,
+}
+
+impl ListOrder {
+    pub fn contains(&self, v: Val) -> bool {
+        self.seen.contains_key(&v)
+    }
+
+    /// Where `v` first appears.
+    pub fn position(&self, v: Val) -> Option<u32> {
+        self.seen.get(&v).copied()
+    }
+}
+
+/// A whole transactional history.
+#[derive(Debug, Default)]
+pub struct History {
+    pub txns: Vec<Txn>,
+    pub mops: Vec<Mop>,
+    pub keys: Vec<Key>,
+    key_ids: FxHashMap<Key, u32>,
+    strs: Vec<String>,
+    str_ids: FxHashMap<String, i64>,
+    /// Per key: its longest list (list-append keys).
+    pub orders: Vec<ListOrder>,
+    /// Reads that were neither a prefix of their key's longest list nor an extension of
+    /// it: (txn, key, the values read).
+    pub odd_reads: Vec<(u32, u32, Vec<Val>)>,
+    /// Duplicate elements inside one odd read: (odd read, value).
+    pub odd_duplicates: Vec<(u32, Val)>,
+    /// Events in file order: (txn, completion?) — the real-time order.
+    pub events: Vec<(u32, bool)>,
+    open: FxHashMap<u64, (u32, Vec<RawMop>)>,
+    /// Non-transaction client ops seen (they are left out; the result says how many).
+    pub other_ops: usize,
+    /// Set when a txn mixes list and register micro-ops on one key, or such.
+    pub errors: Vec<String>,
+}
+
+impl History {
+    pub fn key(&self, k: u32) -> &Key {
+        &self.keys[k as usize]
+    }
+
+    pub fn mops_of(&self, t: u32) -> &[Mop] {
+        let t = &self.txns[t as usize];
+        &self.mops[t.mops_start as usize..(t.mops_start + t.mops_len) as usize]
+    }
+
+    /// The values a list read saw.
+    pub fn list_read(&self, key: u32, read: ListRead) -> &[Val] {
+        match read {
+            ListRead::Prefix(len) => &self.orders[key as usize].elems[..len as usize],
+            ListRead::Odd(i) => &self.odd_reads[i as usize].2,
+        }
+    }
+
+    /// A value as JSON, for explanations and reports.
+    pub fn val_json(&self, v: Val) -> serde_json::Value {
+        if v >= STR_BASE && ((v - STR_BASE) as usize) < self.strs.len() {
+            serde_json::Value::String(self.strs[(v - STR_BASE) as usize].clone())
+        } else {
+            serde_json::Value::from(v)
+        }
+    }
+
+    pub fn val_text(&self, v: Val) -> String {
+        self.val_json(v).to_string()
+    }
+
+    fn intern_key(&mut self, k: Key) -> u32 {
+        if let Some(&id) = self.key_ids.get(&k) {
+            return id;
+        }
+        let id = self.keys.len() as u32;
+        self.keys.push(k.clone());
+        self.key_ids.insert(k, id);
+        self.orders.push(ListOrder::default());
+        id
+    }
+
+    fn intern_val(&mut self, s: Scalar) -> Result<Val, String> {
+        match s {
+            Scalar::Int(i) if i >= STR_BASE => Err(format!(
+                "value {i} is too large (values must be below {STR_BASE})"
+            )),
+            Scalar::Int(i) => Ok(i),
+            Scalar::Str(s) => {
+                if let Some(&id) = self.str_ids.get(&s) {
+                    return Ok(id);
+                }
+                let id = STR_BASE + self.strs.len() as i64;
+                self.strs.push(s.clone());
+                self.str_ids.insert(s, id);
+                Ok(id)
+            }
+        }
+    }
+
+    /// Feeds one event. `mops`: the parsed value of a `txn` op (`None` for a `txn` whose
+    /// value is null). Errors say what is wrong with the event; the caller adds where.
+    pub fn event(
+        &mut self,
+        kind: OpType,
+        process: u64,
+        index: u64,
+        time: u64,
+        mops: Option<Vec<RawMop>>,
+    ) -> Result<(), String> {
+        match kind {
+            OpType::Invoke => {
+                let id = self.txns.len() as u32;
+                if self.open.contains_key(&process) {
+                    return Err(format!(
+                        "process {process} invokes while its previous txn is still open"
+                    ));
+                }
+                self.txns.push(Txn {
+                    process,
+                    outcome: Outcome::Info,
+                    invoke_index: index,
+                    complete_index: None,
+                    invoke_time: time,
+                    complete_time: None,
+                    mops_start: 0,
+                    mops_len: 0,
+                });
+                self.events.push((id, false));
+                self.open.insert(process, (id, mops.unwrap_or_default()));
+            }
+            OpType::Ok | OpType::Fail | OpType::Info => {
+                let Some((id, invoked)) = self.open.remove(&process) else {
+                    if kind == OpType::Info {
+                        return Ok(());
+                    }
+                    return Err(format!(
+                        "{kind:?} completion of process {process} has no open invoke"
+                    ));
+                };
+                let outcome = match kind {
+                    OpType::Ok => Outcome::Ok,
+                    OpType::Fail => Outcome::Fail,
+                    _ => Outcome::Info,
+                };
+                let mops = match mops {
+                    Some(m) if !m.is_empty() || invoked.is_empty() => m,
+                    _ => invoked,
+                };
+                {
+                    let t = &mut self.txns[id as usize];
+                    t.outcome = outcome;
+                    t.complete_index = Some(index);
+                    t.complete_time = Some(time);
+                }
+                self.events.push((id, true));
+                self.add_mops(id, mops)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the history: txns still open are `info`, with their invoke's micro-ops. A nil
+    /// read of a key that is appended to is an empty list (Elle writes `[:r k nil]`).
+    pub fn finish(&mut self) -> Result<(), String> {
+        let mut open: Vec<_> = self.open.drain().collect();
+        open.sort_by_key(|(_, (id, _))| *id);
+        for (_, (id, mops)) in open {
+            self.add_mops(id, mops)?;
+        }
+        // Per key: how many appends, and the last one.
+        let mut appends: Vec<(u32, Val)> = vec![(0, 0); self.keys.len()];
+        for m in &self.mops {
+            if let Mop::Append { key, val } = *m {
+                let a = &mut appends[key as usize];
+                a.0 = a.0.saturating_add(1);
+                a.1 = val;
+            }
+        }
+        let appended: Vec<bool> = appends.iter().map(|a| a.0 > 0).collect();
+        // A key appended once and never read non-empty took the values [] then [x] (Elle
+        // infers the same), so a read of [] precedes that append.
+        for (k, &(n, val)) in appends.iter().enumerate() {
+            let order = &mut self.orders[k];
+            if n == 1 && order.elems.is_empty() {
+                order.elems.push(val);
+                order.seen.insert(val, 0);
+            }
+        }
+        for m in &mut self.mops {
+            if let Mop::ReadReg {
+                key,
+                val: None,
+                known,
+                ..
+            } = *m
+            {
+                if appended[key as usize] {
+                    *m = Mop::ReadList {
+                        key,
+                        seen: known.then_some(ListRead::Prefix(0)),
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_mops(&mut self, id: u32, raw: Vec<RawMop>) -> Result<(), String> {
+        let ok = self.txns[id as usize].outcome == Outcome::Ok;
+        let start = self.mops.len() as u32;
+        for m in raw {
+            let key = self.intern_key(m.key);
+            let mop = match (m.f, m.value) {
+                (MopF::Append, RawVal::One(v)) => Mop::Append {
+                    key,
+                    val: self.intern_val(v)?,
+                },
+                (MopF::Append, other) => {
+                    return Err(format!("append needs one value, got {other:?}"));
+                }
+                (MopF::Write, RawVal::One(v)) => Mop::Write {
+                    key,
+                    val: self.intern_val(v)?,
+                    version: m.version,
+                },
+                (MopF::Write, other) => {
+                    return Err(format!("w needs one value, got {other:?}"));
+                }
+                (MopF::Read, RawVal::List(vs)) => {
+                    let mut vals = Vec::with_capacity(vs.len());
+                    for v in vs {
+                        vals.push(self.intern_val(v)?);
+                    }
+                    Mop::ReadList {
+                        key,
+                        seen: ok.then(|| self.observe_list(id, key, vals)),
+                    }
+                }
+                (MopF::Read, RawVal::One(v)) => Mop::ReadReg {
+                    key,
+                    val: Some(self.intern_val(v)?),
+                    version: m.version,
+                    known: ok,
+                },
+                // A read whose value is nil: on an ok txn, the register's initial value;
+                // otherwise not known. A list key read as nil is taken as [] (Elle does).
+                (MopF::Read, RawVal::Nil) => Mop::ReadReg {
+                    key,
+                    val: None,
+                    version: m.version,
+                    known: ok,
+                },
+            };
+            self.mops.push(mop);
+        }
+        let t = &mut self.txns[id as usize];
+        t.mops_start = start;
+        t.mops_len = self.mops.len() as u32 - start;
+        Ok(())
+    }
+
+    /// Fits one list read into its key's longest list.
+    fn observe_list(&mut self, txn: u32, key: u32, vals: Vec<Val>) -> ListRead {
+        let order = &mut self.orders[key as usize];
+        let n = order.elems.len().min(vals.len());
+        if order.elems[..n] == vals[..n] {
+            if vals.len() > order.elems.len() {
+                for &v in &vals[order.elems.len()..] {
+                    let pos = order.elems.len() as u32;
+                    match order.seen.entry(v) {
+                        std::collections::hash_map::Entry::Occupied(_) => {
+                            order.duplicates.push((v, pos))
+                        }
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(pos);
+                        }
+                    }
+                    order.elems.push(v);
+                }
+            }
+            return ListRead::Prefix(vals.len() as u32);
+        }
+        let i = self.odd_reads.len() as u32;
+        let mut seen = rustc_hash::FxHashSet::default();
+        for &v in &vals {
+            if !seen.insert(v) {
+                self.odd_duplicates.push((i, v));
+            }
+        }
+        self.odd_reads.push((txn, key, vals));
+        ListRead::Odd(i)
+    }
+
+    /// Builds a history from faultline `Op`s (jsonl or imported EDN). Only client `txn`
+    /// ops are taken; others are counted in `other_ops`.
+    pub fn from_ops(ops: &[Op]) -> Result<History, String> {
+        let mut h = History::default();
+        for op in ops {
+            let Process::Client(p) = op.process else {
+                continue;
+            };
+            if op.f != "txn" {
+                h.other_ops += 1;
+                continue;
+            }
+            let mops = mops_from_json(&op.value)
+                .map_err(|e| format!("op index {}: value: {e}", op.index))?;
+            h.event(op.kind, p, op.index, op.time, mops)
+                .map_err(|e| format!("op index {}: {e}", op.index))?;
+        }
+        h.finish()?;
+        Ok(h)
+    }
+}
+
+fn scalar_from_json(v: &serde_json::Value) -> Result<Scalar, String> {
+    match v {
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Scalar::Int)
+            .ok_or_else(|| format!("expected an integer value, got {n}")),
+        serde_json::Value::String(s) => Ok(Scalar::Str(s.clone())),
+        other => Err(format!("expected an integer or string value, got {other}")),
+    }
+}
+
+fn key_from_json(v: &serde_json::Value) -> Result<Key, String> {
+    match v {
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Key::Int)
+            .ok_or_else(|| format!("expected an integer key, got {n}")),
+        serde_json::Value::String(s) => Ok(Key::Str(s.clone())),
+        other => Err(format!("expected an integer or string key, got {other}")),
+    }
+}
+
+fn mop_f(name: &str) -> Result<MopF, String> {
+    match name {
+        "append" => Ok(MopF::Append),
+        "r" => Ok(MopF::Read),
+        "w" => Ok(MopF::Write),
+        other => Err(format!(
+            "unknown micro-op {other:?}; expected \"append\", \"r\" or \"w\""
+        )),
+    }
+}
+
+/// A txn op's JSON value → micro-ops; `None` for null.
+pub fn mops_from_json(v: &serde_json::Value) -> Result<Option<Vec<RawMop>>, String> {
+    let items = match v {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::Array(items) => items,
+        other => return Err(format!("expected a list of micro-ops, got {other}")),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, m) in items.iter().enumerate() {
+        let parts = m
+            .as_array()
+            .filter(|a| a.len() == 3 || a.len() == 4)
+            .ok_or_else(|| {
+                format!(
+                    "micro-op {i}: expected [f, key, value] or [f, key, value, version], got {m}"
+                )
+            })?;
+        let f = parts[0]
+            .as_str()
+            .ok_or_else(|| format!("micro-op {i}: f must be a string, got {}", parts[0]))
+            .and_then(mop_f)
+            .map_err(|e| format!("micro-op {i}: {e}"))?;
+        let key = key_from_json(&parts[1]).map_err(|e| format!("micro-op {i}: {e}"))?;
+        let value = match &parts[2] {
+            serde_json::Value::Null => RawVal::Nil,
+            serde_json::Value::Array(vs) => RawVal::List(
+                vs.iter()
+                    .map(scalar_from_json)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("micro-op {i}: {e}"))?,
+            ),
+            s => RawVal::One(scalar_from_json(s).map_err(|e| format!("micro-op {i}: {e}"))?),
+        };
+        let version = match parts.get(3) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| format!("micro-op {i}: version must be an integer, got {v}"))?,
+            ),
+        };
+        out.push(RawMop {
+            f,
+            key,
+            value,
+            version,
+        });
+    }
+    Ok(Some(out))
+}
+
+// ---- The fast jsonl path: one line → (type, process, index, time, micro-ops) with no
+// intermediate JSON values.
+
+/// A `value` field: micro-ops, or anything else (ignored; nemesis values, other ops).
+enum LineValue {
+    Mops(Vec<RawMop>),
+    Null,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for LineValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LineValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value")
+            }
+            fn visit_unit<E>(self) -> Result<LineValue, E> {
+                Ok(LineValue::Null)
+            }
+            fn visit_none<E>(self) -> Result<LineValue, E> {
+                Ok(LineValue::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LineValue, A::Error> {
+                let mut out = Vec::new();
+                let mut all = true;
+                while let Some(m) = seq.next_element::<MaybeMop>()? {
+                    match m {
+                        MaybeMop::Mop(m) if all => out.push(m),
+                        _ => all = false,
+                    }
+                }
+                Ok(if all {
+                    LineValue::Mops(out)
+                } else {
+                    LineValue::Other
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<LineValue, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LineValue::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<LineValue, E> {
+                Ok(LineValue::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<LineValue, E> {
+                Ok(LineValue::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<LineValue, E> {
+                Ok(LineValue::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<LineValue, E> {
+                Ok(LineValue::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<LineValue, E> {
+                Ok(LineValue::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+enum MaybeMop {
+    Mop(RawMop),
+    Other,
+}
+
+struct AnyScalar(Option<Scalar>);
+
+impl<'de> Deserialize<'de> for AnyScalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyScalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<AnyScalar, E> {
+                Ok(AnyScalar(Some(Scalar::Int(v))))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AnyScalar, E> {
+                i64::try_from(v)
+                    .map(|v| AnyScalar(Some(Scalar::Int(v))))
+                    .map_err(|_| E::custom(format!("value {v} is too large")))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<AnyScalar, E> {
+                Ok(AnyScalar(Some(Scalar::Str(v.to_string()))))
+            }
+            fn visit_unit<E>(self) -> Result<AnyScalar, E> {
+                Ok(AnyScalar(None))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<AnyScalar, E> {
+                Err(E::custom(format!("expected an integer, got {v}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The third element of a micro-op: nil, a scalar, or a list of scalars.
+struct AnyVal(RawVal);
+
+impl<'de> Deserialize<'de> for AnyVal {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyVal;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("nil, an integer, a string or a list of them")
+            }
+            fn visit_unit<E>(self) -> Result<AnyVal, E> {
+                Ok(AnyVal(RawVal::Nil))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<AnyVal, E> {
+                Ok(AnyVal(RawVal::One(Scalar::Int(v))))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AnyVal, E> {
+                i64::try_from(v)
+                    .map(|v| AnyVal(RawVal::One(Scalar::Int(v))))
+                    .map_err(|_| E::custom(format!("value {v} is too large")))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<AnyVal, E> {
+                Ok(AnyVal(RawVal::One(Scalar::Str(v.to_string()))))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyVal, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+                while let Some(AnyScalar(s)) = seq.next_element()? {
+                    out.push(s.ok_or_else(|| de::Error::custom("a list read holds null"))?);
+                }
+                Ok(AnyVal(RawVal::List(out)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for MaybeMop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MaybeMop;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a micro-op [f, key, value]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MaybeMop, A::Error> {
+                let f: std::borrow::Cow<'de, str> = match seq.next_element()? {
+                    Some(f) => f,
+                    None => return Ok(MaybeMop::Other),
+                };
+                let f = mop_f(&f).map_err(de::Error::custom)?;
+                let AnyScalar(key) = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::custom("micro-op has no key"))?;
+                let key = match key {
+                    Some(Scalar::Int(k)) => Key::Int(k),
+                    Some(Scalar::Str(k)) => Key::Str(k),
+                    None => return Err(de::Error::custom("micro-op key is null")),
+                };
+                let AnyVal(value) = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::custom("micro-op has no value"))?;
+                let version = match seq.next_element::<Option<i64>>()? {
+                    Some(v) => v,
+                    None => None,
+                };
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom("micro-op has more than 4 elements"));
+                }
+                Ok(MaybeMop::Mop(RawMop {
+                    f,
+                    key,
+                    value,
+                    version,
+                }))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<MaybeMop, E> {
+                Ok(MaybeMop::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<MaybeMop, E> {
+                Ok(MaybeMop::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<MaybeMop, E> {
+                Ok(MaybeMop::Other)
+            }
+            fn visit_unit<E>(self) -> Result<MaybeMop, E> {
+                Ok(MaybeMop::Other)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<MaybeMop, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MaybeMop::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[allow(dead_code)]
+    index: u64,
+    time: u64,
+    #[serde(rename = "type")]
+    kind: OpType,
+    process: Process,
+    #[serde(borrow)]
+    f: std::borrow::Cow<'a, str>,
+    #[serde(default = "null_value")]
+    value: LineValue,
+}
+
+fn null_value() -> LineValue {
+    LineValue::Null
+}
+
+/// One parsed `history.jsonl` line, ready for [`History::event`].
+#[derive(Debug)]
+pub struct ParsedLine {
+    pub kind: OpType,
+    pub process: Option<u64>,
+    pub index: u64,
+    pub time: u64,
+    pub txn: bool,
+    pub mops: Option<Vec<RawMop>>,
+}
+
+/// Parses one line of `history.jsonl` for the transaction checker.
+pub fn parse_line(text: &str) -> Result<ParsedLine, String> {
+    let line: Line = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let txn = line.f == "txn";
+    let mops = match line.value {
+        LineValue::Mops(m) => Some(m),
+        LineValue::Null => None,
+        LineValue::Other if txn => {
+            return Err("a txn's value must be a list of micro-ops [f, key, value]".into())
+        }
+        LineValue::Other => None,
+    };
+    Ok(ParsedLine {
+        kind: line.kind,
+        process: match line.process {
+            Process::Client(p) => Some(p),
+            Process::Nemesis => None,
+        },
+        index: line.index,
+        time: line.time,
+        txn,
+        mops,
+    })
+}
+
+/// Reads a transactional `history.jsonl` straight into a `History`; errors name the file
+/// and line.
+pub fn read_jsonl<R: std::io::BufRead>(mut r: R, file: &str) -> Result<History, String> {
+    let mut h = History::default();
+    let mut buf = String::new();
+    let mut line_no = 0usize;
+    loop {
+        buf.clear();
+        let n = r.read_line(&mut buf).map_err(|e| format!("{file}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let text = buf.trim_end();
+        if text.is_empty() {
+            continue;
+        }
+        let p = parse_line(text).map_err(|e| format!("{file}:{line_no}: {e}"))?;
+        h.feed(p).map_err(|e| format!("{file}:{line_no}: {e}"))?;
+    }
+    h.finish().map_err(|e| format!("{file}: {e}"))?;
+    Ok(h)
+}
+
+impl History {
+    /// Feeds one parsed line (non-client and non-txn lines are skipped or counted).
+    pub fn feed(&mut self, p: ParsedLine) -> Result<(), String> {
+        let Some(process) = p.process else {
+            return Ok(());
+        };
+        if !p.txn {
+            self.other_ops += 1;
+            return Ok(());
+        }
+        self.event(p.kind, process, p.index, p.time, p.mops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_line_parser_agrees_with_the_json_path() {
+        let text = r#"{"index":3,"time":9,"type":"ok","process":2,"f":"txn","value":[["append",1,4],["r","x",[1,"a",3]],["w",2,5,7],["r",2,null]]}"#;
+        let p = parse_line(text).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(p.mops, mops_from_json(&v["value"]).unwrap());
+        assert_eq!(p.process, Some(2));
+        let nem = parse_line(r#"{"index":4,"time":10,"type":"info","process":"nemesis","f":"start-partition","value":{"n1":["n2"]}}"#).unwrap();
+        assert_eq!(nem.process, None);
+        let err = parse_line(
+            r#"{"index":3,"time":9,"type":"ok","process":2,"f":"txn","value":[["cas",1,4]]}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown micro-op"), "{err}");
+    }
+
+    #[test]
+    fn reads_that_do_not_fit_are_kept_apart() {
+        let mut h = History::default();
+        let read = |vals: &[i64]| {
+            vec![RawMop {
+                f: MopF::Read,
+                key: Key::Int(1),
+                value: RawVal::List(vals.iter().map(|v| Scalar::Int(*v)).collect()),
+                version: None,
+            }]
+        };
+        for (p, vals) in [(0, &[1, 2][..]), (1, &[1]), (2, &[1, 2, 3]), (3, &[1, 3])] {
+            h.event(OpType::Invoke, p, 0, 0, None).unwrap();
+            h.event(OpType::Ok, p, 0, 0, Some(read(vals))).unwrap();
+        }
+        h.finish().unwrap();
+        assert_eq!(h.orders[0].elems, vec![1, 2, 3]);
+        assert_eq!(h.odd_reads.len(), 1);
+        assert_eq!(h.list_read(0, ListRead::Odd(0)), &[1, 3]);
+    }
+}

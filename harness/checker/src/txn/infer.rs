@@ -1,0 +1,696 @@
+//! From transactions to facts: who wrote each value, each key's version order (list-append:
+//! its longest read; rw-register: explicit versions, else the initial nil and each
+//! transaction's read-then-write), the anomalies visible without a cycle, and the ww / wr /
+//! rw dependency edges between transactions.
+
+use super::history::{History, ListRead, Mop, Outcome, Val};
+use rustc_hash::FxHashMap;
+
+/// Edge relations, as bits: an edge between two txns may hold several.
+pub const WW: u8 = 1;
+pub const WR: u8 = 2;
+pub const RW: u8 = 4;
+pub const PROCESS: u8 = 8;
+pub const REALTIME: u8 = 16;
+
+pub fn rel_name(bit: u8) -> &'static str {
+    match bit {
+        WW => "ww",
+        WR => "wr",
+        RW => "rw",
+        PROCESS => "process",
+        _ => "realtime",
+    }
+}
+
+/// An anomaly found without a cycle: the txns involved and why.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub kind: &'static str,
+    pub txns: Vec<u32>,
+    pub key: Option<u32>,
+    pub explanation: String,
+}
+
+/// Who wrote a value: the txn, and whether it was that txn's last write to the key.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer {
+    pub txn: u32,
+    pub last: bool,
+}
+
+/// A register key's version order edges `a → b` (a: `None` is the initial nil).
+pub type RegOrder = FxHashMap<(u32, Option<Val>), Vec<Val>>;
+
+pub struct Facts {
+    pub writers: FxHashMap<(u32, Val), Writer>,
+    /// For each list key: the txn whose read is the key's longest list.
+    pub longest_reader: Vec<Option<u32>>,
+    pub reg_next: RegOrder,
+    pub cases: Vec<Case>,
+    /// (from, to, relation) dependency edges; may hold duplicates.
+    pub edges: Vec<(u32, u32, u8)>,
+    /// Txns that are nodes of the graph: ok, or info with an observed write.
+    pub committed: Vec<bool>,
+}
+
+fn list_text(h: &History, vals: &[Val]) -> String {
+    const SHOWN: usize = 4;
+    let shown: Vec<String> = vals
+        .iter()
+        .skip(vals.len().saturating_sub(SHOWN))
+        .map(|v| h.val_text(*v))
+        .collect();
+    if vals.len() > SHOWN {
+        format!("[.. {}]", shown.join(" "))
+    } else {
+        format!("[{}]", shown.join(" "))
+    }
+}
+
+pub fn describe_list(h: &History, vals: &[Val]) -> String {
+    list_text(h, vals)
+}
+
+pub fn infer(h: &History) -> Facts {
+    let n = h.txns.len();
+    let mut f = Facts {
+        writers: FxHashMap::default(),
+        longest_reader: vec![None; h.keys.len()],
+        reg_next: FxHashMap::default(),
+        cases: Vec::new(),
+        edges: Vec::new(),
+        committed: h.txns.iter().map(|t| t.outcome == Outcome::Ok).collect(),
+    };
+    index_writers(h, &mut f);
+    list_cases(h, &mut f);
+    internal_cases(h, &mut f);
+    lost_updates(h, &mut f);
+    register_order(h, &mut f);
+    list_edges(h, &mut f);
+    register_edges(h, &mut f);
+    debug_assert_eq!(f.committed.len(), n);
+    f
+}
+
+fn index_writers(h: &History, f: &mut Facts) {
+    f.writers.reserve(h.mops.len() / 2);
+    for (t, _) in h.txns.iter().enumerate() {
+        let mops = h.mops_of(t as u32);
+        for (i, m) in mops.iter().enumerate() {
+            let (key, val) = match *m {
+                Mop::Append { key, val } => (key, val),
+                Mop::Write { key, val, .. } => (key, val),
+                _ => continue,
+            };
+            let last = !mops[i + 1..].iter().any(|m| {
+                matches!(*m, Mop::Append { key: k, .. } | Mop::Write { key: k, .. } if k == key)
+            });
+            f.writers.insert(
+                (key, val),
+                Writer {
+                    txn: t as u32,
+                    last,
+                },
+            );
+        }
+    }
+}
+
+/// Duplicates, garbage, aborted (G1a) and intermediate (G1b) reads, and reads that are not
+/// prefixes of the key's longest read (incompatible-order), for list keys.
+fn list_cases(h: &History, f: &mut Facts) {
+    // Which txn's read fixed each key's longest list.
+    for (t, _) in h.txns.iter().enumerate() {
+        for m in h.mops_of(t as u32) {
+            if let Mop::ReadList {
+                key,
+                seen: Some(ListRead::Prefix(len)),
+            } = *m
+            {
+                if len as usize == h.orders[key as usize].elems.len() && len > 0 {
+                    f.longest_reader[key as usize].get_or_insert(t as u32);
+                }
+            }
+        }
+    }
+    // Per key: the first position holding garbage or a failed txn's append.
+    let mut first_bad: Vec<(u32, u32)> = vec![(u32::MAX, u32::MAX); h.keys.len()];
+    for (k, order) in h.orders.iter().enumerate() {
+        let key = k as u32;
+        for &(v, pos) in &order.duplicates {
+            f.cases.push(Case {
+                kind: "duplicate-elements",
+                txns: f.longest_reader[k].into_iter().collect(),
+                key: Some(key),
+                explanation: format!(
+                    "key {} was read with {} twice (again at position {pos}); each value is appended once",
+                    h.key(key),
+                    h.val_text(v)
+                ),
+            });
+        }
+        for (pos, &v) in order.elems.iter().enumerate() {
+            match f.writers.get(&(key, v)) {
+                None if first_bad[k].0 == u32::MAX => first_bad[k].0 = pos as u32,
+                Some(w) if h.txns[w.txn as usize].outcome == Outcome::Fail => {
+                    if first_bad[k].1 == u32::MAX {
+                        first_bad[k].1 = pos as u32;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for &(odd, v) in &h.odd_duplicates {
+        let (t, key, _) = &h.odd_reads[odd as usize];
+        f.cases.push(Case {
+            kind: "duplicate-elements",
+            txns: vec![*t],
+            key: Some(*key),
+            explanation: format!(
+                "T{t} read key {} with {} twice; each value is appended once",
+                h.key(*key),
+                h.val_text(v)
+            ),
+        });
+    }
+    for (t, _) in h.txns.iter().enumerate() {
+        let t = t as u32;
+        for m in h.mops_of(t) {
+            let Mop::ReadList {
+                key,
+                seen: Some(read),
+            } = *m
+            else {
+                continue;
+            };
+            let vals = h.list_read(key, read);
+            let k = key as usize;
+            let (garbage_at, failed_at) = match read {
+                ListRead::Prefix(len) => (
+                    (first_bad[k].0 < len).then_some(first_bad[k].0 as usize),
+                    (first_bad[k].1 < len).then_some(first_bad[k].1 as usize),
+                ),
+                ListRead::Odd(_) => (
+                    vals.iter()
+                        .position(|v| !f.writers.contains_key(&(key, *v))),
+                    vals.iter().position(|v| {
+                        f.writers
+                            .get(&(key, *v))
+                            .is_some_and(|w| h.txns[w.txn as usize].outcome == Outcome::Fail)
+                    }),
+                ),
+            };
+            if let ListRead::Odd(_) = read {
+                let longest = &h.orders[k].elems;
+                let common = longest.iter().zip(vals).take_while(|(a, b)| a == b).count();
+                f.cases.push(Case {
+                    kind: "incompatible-order",
+                    txns: std::iter::once(t).chain(f.longest_reader[k]).collect(),
+                    key: Some(key),
+                    explanation: format!(
+                        "T{t} read key {} as {}, which is not a prefix of the longest read {}{}: they agree on {common} element(s), then differ, so no single order of appends explains both",
+                        h.key(key),
+                        list_text(h, vals),
+                        list_text(h, longest),
+                        f.longest_reader[k].map(|r| format!(" (by T{r})")).unwrap_or_default()
+                    ),
+                });
+            }
+            if let Some(pos) = garbage_at {
+                f.cases.push(Case {
+                    kind: "garbage-read",
+                    txns: vec![t],
+                    key: Some(key),
+                    explanation: format!(
+                        "T{t} read key {} as {}, holding {}, which no transaction appended",
+                        h.key(key),
+                        list_text(h, vals),
+                        h.val_text(vals[pos])
+                    ),
+                });
+            }
+            if let Some(pos) = failed_at {
+                let w = f.writers[&(key, vals[pos])].txn;
+                f.cases.push(Case {
+                    kind: "G1a",
+                    txns: vec![w, t],
+                    key: Some(key),
+                    explanation: format!(
+                        "T{t} read key {} as {}, holding {}, appended by T{w}, which failed (aborted read)",
+                        h.key(key),
+                        list_text(h, vals),
+                        h.val_text(vals[pos])
+                    ),
+                });
+            }
+            if let Some(&last) = vals.last() {
+                if let Some(w) = f.writers.get(&(key, last)) {
+                    if w.txn != t && !w.last {
+                        f.cases.push(Case {
+                            kind: "G1b",
+                            txns: vec![w.txn, t],
+                            key: Some(key),
+                            explanation: format!(
+                                "T{t} read key {} as {}, ending at {}, which T{} appended but then appended to key {} again (intermediate read)",
+                                h.key(key),
+                                list_text(h, vals),
+                                h.val_text(last),
+                                w.txn,
+                                h.key(key)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads that disagree with the transaction's own earlier reads and writes.
+fn internal_cases(h: &History, f: &mut Facts) {
+    enum Known {
+        /// The whole list (from an earlier read plus own appends since).
+        List(Vec<Val>),
+        /// Only own appends (they must end the list).
+        Suffix(Vec<Val>),
+        Reg(Option<Val>),
+    }
+    let mut state: FxHashMap<u32, Known> = FxHashMap::default();
+    for (t, txn) in h.txns.iter().enumerate() {
+        if txn.outcome != Outcome::Ok {
+            continue;
+        }
+        let t = t as u32;
+        let mops = h.mops_of(t);
+        if mops.len() < 2 {
+            continue;
+        }
+        state.clear();
+        for m in mops {
+            match *m {
+                Mop::Append { key, val } => match state.entry(key).or_insert(Known::Suffix(vec![]))
+                {
+                    Known::List(l) | Known::Suffix(l) => l.push(val),
+                    Known::Reg(_) => {}
+                },
+                Mop::ReadList {
+                    key,
+                    seen: Some(read),
+                } => {
+                    let vals = h.list_read(key, read);
+                    let bad = match state.get(&key) {
+                        Some(Known::List(l)) => (l.as_slice() != vals).then(|| list_text(h, l)),
+                        Some(Known::Suffix(s)) => (!vals.ends_with(s))
+                            .then(|| format!("a list ending in {}", list_text(h, s))),
+                        _ => None,
+                    };
+                    if let Some(expected) = bad {
+                        f.cases.push(Case {
+                            kind: "internal",
+                            txns: vec![t],
+                            key: Some(key),
+                            explanation: format!(
+                                "T{t} read key {} as {} but its own earlier reads and appends say {expected}",
+                                h.key(key),
+                                list_text(h, vals)
+                            ),
+                        });
+                    }
+                    state.insert(key, Known::List(vals.to_vec()));
+                }
+                Mop::Write { key, val, .. } => {
+                    state.insert(key, Known::Reg(Some(val)));
+                }
+                Mop::ReadReg {
+                    key,
+                    val,
+                    known: true,
+                    ..
+                } => {
+                    if let Some(Known::Reg(prev)) = state.get(&key) {
+                        if *prev != val {
+                            let show = |v: Option<Val>| v.map_or("nil".into(), |v| h.val_text(v));
+                            f.cases.push(Case {
+                                kind: "internal",
+                                txns: vec![t],
+                                key: Some(key),
+                                explanation: format!(
+                                    "T{t} read key {} = {} but its own earlier read or write says {}",
+                                    h.key(key),
+                                    show(val),
+                                    show(*prev)
+                                ),
+                            });
+                        }
+                    }
+                    state.insert(key, Known::Reg(val));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Two committed txns that read the same version of a key and both wrote it.
+fn lost_updates(h: &History, f: &mut Facts) {
+    // (key, version read) → first txn that read it then wrote the key.
+    let mut first: FxHashMap<(u32, i64), u32> = FxHashMap::default();
+    let mut reported: FxHashMap<(u32, i64), usize> = FxHashMap::default();
+    for (t, txn) in h.txns.iter().enumerate() {
+        if txn.outcome != Outcome::Ok {
+            continue;
+        }
+        let t = t as u32;
+        let mops = h.mops_of(t);
+        for (i, m) in mops.iter().enumerate() {
+            let (key, version, shown) = match *m {
+                Mop::ReadList {
+                    key,
+                    seen: Some(ListRead::Prefix(len)),
+                } => (
+                    key,
+                    len as i64,
+                    list_text(h, h.list_read(key, ListRead::Prefix(len))),
+                ),
+                Mop::ReadReg {
+                    key,
+                    val,
+                    known: true,
+                    ..
+                } => (
+                    key,
+                    val.unwrap_or(i64::MIN),
+                    val.map_or("nil".into(), |v| h.val_text(v)),
+                ),
+                _ => continue,
+            };
+            let writes_after = mops[i + 1..].iter().any(|m| {
+                matches!(*m, Mop::Append { key: k, .. } | Mop::Write { key: k, .. } if k == key)
+            });
+            if !writes_after {
+                continue;
+            }
+            match first.get(&(key, version)) {
+                None => {
+                    first.insert((key, version), t);
+                }
+                Some(&other) if other != t => {
+                    if let Some(&c) = reported.get(&(key, version)) {
+                        f.cases[c].txns.push(t);
+                    } else {
+                        reported.insert((key, version), f.cases.len());
+                        f.cases.push(Case {
+                            kind: "lost-update",
+                            txns: vec![other, t],
+                            key: Some(key),
+                            explanation: format!(
+                                "T{other} and T{t} both read key {} as {shown} and then both wrote key {}: one update was made without seeing the other",
+                                h.key(key),
+                                h.key(key)
+                            ),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Version order edges of register keys.
+fn register_order(h: &History, f: &mut Facts) {
+    let mut versions: FxHashMap<u32, Vec<(i64, Val)>> = FxHashMap::default();
+    let mut reg_writes: Vec<(u32, Val)> = Vec::new();
+    let mut unversioned: rustc_hash::FxHashSet<u32> = Default::default();
+    for (t, _) in h.txns.iter().enumerate() {
+        let mops = h.mops_of(t as u32);
+        let mut last: FxHashMap<u32, Option<Val>> = FxHashMap::default();
+        for m in mops {
+            match *m {
+                Mop::Write { key, val, version } => {
+                    reg_writes.push((key, val));
+                    match version {
+                        Some(v) => versions.entry(key).or_default().push((v, val)),
+                        None => {
+                            unversioned.insert(key);
+                        }
+                    }
+                    // What this txn saw or wrote last precedes this write.
+                    if let Some(prev) = last.get(&key) {
+                        if *prev != Some(val) {
+                            f.reg_next.entry((key, *prev)).or_default().push(val);
+                        }
+                    }
+                    last.insert(key, Some(val));
+                }
+                Mop::ReadReg {
+                    key,
+                    val,
+                    known: true,
+                    version,
+                } => {
+                    if let (Some(v), Some(val)) = (version, val) {
+                        versions.entry(key).or_default().push((v, val));
+                    }
+                    last.insert(key, val);
+                }
+                _ => {}
+            }
+        }
+    }
+    // Keys whose every write carries a version: the versions order them totally.
+    for (key, mut vs) in versions {
+        if unversioned.contains(&key) {
+            continue;
+        }
+        vs.sort_unstable();
+        vs.dedup();
+        f.reg_next.retain(|(k, _), _| *k != key);
+        let mut prev = None;
+        for (_, v) in vs {
+            if prev == Some(v) {
+                continue;
+            }
+            f.reg_next.entry((key, prev)).or_default().push(v);
+            prev = Some(v);
+        }
+    }
+    // A written value no txn is known to have overwritten-from follows the initial nil.
+    let mut has_pred: rustc_hash::FxHashSet<(u32, Val)> = Default::default();
+    for ((k, _), nexts) in f.reg_next.iter() {
+        for v in nexts {
+            has_pred.insert((*k, *v));
+        }
+    }
+    let mut roots: Vec<(u32, Val)> = reg_writes
+        .into_iter()
+        .filter(|kv| !has_pred.contains(kv))
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    for (key, val) in roots {
+        f.reg_next.entry((key, None)).or_default().push(val);
+    }
+    for v in f.reg_next.values_mut() {
+        v.sort_unstable();
+        v.dedup();
+    }
+}
+
+fn committed_writer(h: &History, f: &Facts, key: u32, val: Val) -> Option<u32> {
+    let w = f.writers.get(&(key, val))?;
+    (h.txns[w.txn as usize].outcome != Outcome::Fail).then_some(w.txn)
+}
+
+fn list_edges(h: &History, f: &mut Facts) {
+    let mut edges = Vec::with_capacity(h.txns.len() * 3);
+    let mut observed_info: Vec<u32> = Vec::new();
+    for (k, order) in h.orders.iter().enumerate() {
+        let key = k as u32;
+        let mut prev: Option<u32> = None;
+        for (pos, &v) in order.elems.iter().enumerate() {
+            // A duplicated element orders nothing new (Elle takes the distinct elements).
+            if order.position(v) != Some(pos as u32) {
+                continue;
+            }
+            let w = committed_writer(h, f, key, v);
+            if let Some(w) = w {
+                if h.txns[w as usize].outcome == Outcome::Info {
+                    observed_info.push(w);
+                }
+            }
+            if let (Some(a), Some(b)) = (prev, w) {
+                if a != b {
+                    edges.push((a, b, WW));
+                }
+            }
+            if w.is_some() {
+                prev = w;
+            }
+        }
+    }
+    // Per key: txns whose read is the whole longest list, and committed appends no read
+    // observed. Those appends came after the longest list (lists only grow), so they
+    // follow its last writer (ww) and its readers (rw), as Elle infers.
+    let mut full_readers: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+    let mut unobserved: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+    for (t, txn) in h.txns.iter().enumerate() {
+        let t = t as u32;
+        for m in h.mops_of(t) {
+            if let Mop::Append { key, val } = *m {
+                if txn.outcome != Outcome::Fail && !h.orders[key as usize].contains(val) {
+                    unobserved.entry(key).or_default().push(t);
+                }
+            }
+            let Mop::ReadList {
+                key,
+                seen: Some(ListRead::Prefix(len)),
+            } = *m
+            else {
+                continue;
+            };
+            let elems = &h.orders[key as usize].elems;
+            if len as usize == elems.len() {
+                full_readers.entry(key).or_default().push(t);
+            }
+            if len > 0 {
+                if let Some(w) = committed_writer(h, f, key, elems[len as usize - 1]) {
+                    if w != t {
+                        edges.push((w, t, WR));
+                    }
+                }
+            }
+            if let Some(&next) = elems.get(len as usize) {
+                if let Some(w) = committed_writer(h, f, key, next) {
+                    if w != t {
+                        edges.push((t, w, RW));
+                    }
+                }
+            }
+        }
+    }
+    for (key, appenders) in unobserved.iter_mut() {
+        appenders.dedup();
+        let elems = &h.orders[*key as usize].elems;
+        let last = elems.last().and_then(|v| committed_writer(h, f, *key, *v));
+        let readers = full_readers.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        for &u in appenders.iter() {
+            if let Some(w) = last {
+                if w != u {
+                    edges.push((w, u, WW));
+                }
+            }
+            for &r in readers {
+                if r != u {
+                    edges.push((r, u, RW));
+                }
+            }
+        }
+    }
+    for w in observed_info {
+        f.committed[w as usize] = true;
+    }
+    f.edges.append(&mut edges);
+}
+
+fn register_edges(h: &History, f: &mut Facts) {
+    if f.reg_next.is_empty() {
+        return;
+    }
+    let mut readers: FxHashMap<(u32, Option<Val>), Vec<u32>> = FxHashMap::default();
+    for (t, _) in h.txns.iter().enumerate() {
+        let t = t as u32;
+        let mut wrote: rustc_hash::FxHashSet<u32> = Default::default();
+        for m in h.mops_of(t) {
+            match *m {
+                Mop::Write { key, .. } => {
+                    wrote.insert(key);
+                }
+                // Only external reads (before the txn's own write) depend on others.
+                Mop::ReadReg {
+                    key,
+                    val,
+                    known: true,
+                    ..
+                } if !wrote.contains(&key) => {
+                    let r = readers.entry((key, val)).or_default();
+                    if r.last() != Some(&t) {
+                        r.push(t);
+                    }
+                    if let Some(v) = val {
+                        if let Some(w) = committed_writer(h, f, key, v) {
+                            if w != t {
+                                f.edges.push((w, t, WR));
+                                if h.txns[w as usize].outcome == Outcome::Info {
+                                    f.committed[w as usize] = true;
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for ((key, a), nexts) in f.reg_next.iter() {
+        let wa = a.and_then(|a| committed_writer(h, f, *key, a));
+        for &b in nexts {
+            let Some(wb) = committed_writer(h, f, *key, b) else {
+                continue;
+            };
+            if let Some(wa) = wa {
+                if wa != wb {
+                    f.edges.push((wa, wb, WW));
+                }
+            }
+            for &r in readers.get(&(*key, *a)).map(Vec::as_slice).unwrap_or(&[]) {
+                if r != wb {
+                    f.edges.push((r, wb, RW));
+                }
+            }
+        }
+    }
+    // Register reads of values nobody wrote, or that failed / intermediate writers wrote.
+    for (&(key, val), rs) in readers.iter() {
+        let Some(v) = val else { continue };
+        for &r in rs {
+            match f.writers.get(&(key, v)) {
+                None => f.cases.push(Case {
+                    kind: "garbage-read",
+                    txns: vec![r],
+                    key: Some(key),
+                    explanation: format!(
+                        "T{r} read key {} = {}, which no transaction wrote",
+                        h.key(key),
+                        h.val_text(v)
+                    ),
+                }),
+                Some(w) if h.txns[w.txn as usize].outcome == Outcome::Fail => f.cases.push(Case {
+                    kind: "G1a",
+                    txns: vec![w.txn, r],
+                    key: Some(key),
+                    explanation: format!(
+                        "T{r} read key {} = {}, written by T{}, which failed (aborted read)",
+                        h.key(key),
+                        h.val_text(v),
+                        w.txn
+                    ),
+                }),
+                Some(w) if !w.last && w.txn != r => f.cases.push(Case {
+                    kind: "G1b",
+                    txns: vec![w.txn, r],
+                    key: Some(key),
+                    explanation: format!(
+                        "T{r} read key {} = {}, which T{} wrote but then overwrote in the same transaction (intermediate read)",
+                        h.key(key),
+                        h.val_text(v),
+                        w.txn
+                    ),
+                }),
+                _ => {}
+            }
+        }
+    }
+}
