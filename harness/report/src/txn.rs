@@ -4,8 +4,8 @@
 
 use crate::escape::html;
 use faultline_checker::results::CheckerResult;
-use faultline_checker::RunResults;
 use faultline_checker::txn::TxnAnomaly;
+use faultline_checker::RunResults;
 use std::fmt::Write;
 
 /// Anomalies drawn; beyond this they are only counted (the checker explains up to eight
