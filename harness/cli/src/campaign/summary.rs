@@ -335,6 +335,17 @@ fn rows_html(rows: &[RowStats]) -> String {
     out
 }
 
+/// Characters of a run's explanation shown in its row; the whole text is its tooltip.
+const WHY_CHARS_MAX: usize = 160;
+
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    match line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
 pub const ROW_COLUMNS: [&str; 10] = [
     "row",
     "expected",
@@ -360,7 +371,14 @@ pub fn summary_html(s: &CampaignSummary, summary_dir: &Path) -> String {
         let p = &o.planned;
         let _ = writeln!(
             runs,
-            "<tr class=\"{v}\"><td>{name}</td><td>{db}</td><td>{workload}</td><td>{nemesis}</td><td>{bugs}</td><td class=\"num\">{seed}</td><td>{expect}</td><td><span class=\"badge {v}\">{verdict}</span>{mark}</td><td class=\"num\">{ops}</td><td class=\"num\">{dur:.1}</td><td class=\"num\">{ttfv}</td><td>{report}</td><td class=\"why\">{expl}</td></tr>",
+            "<tr class=\"{cls}\"><td>{name}</td><td>{db}</td><td>{workload}</td><td>{nemesis}</td><td>{bugs}</td><td class=\"num\">{seed}</td><td>{expect}</td><td><span class=\"badge {v}\">{verdict}</span>{mark}</td><td class=\"num\">{ops}</td><td class=\"num\">{dur:.1}</td><td class=\"num\">{ttfv}</td><td>{report}</td><td class=\"why\" title=\"{full}\">{expl}</td></tr>",
+            // The row's colour says whether the run went as expected; the badge says its verdict.
+            cls = match (o.passed, o.verdict.as_str()) {
+                (true, _) => "valid",
+                (false, v @ ("unknown" | "crashed")) => v,
+                (false, _) => "invalid",
+            },
+            full = html(&o.explanation),
             v = match o.verdict.as_str() {
                 v @ ("valid" | "invalid" | "unknown") => v,
                 _ => "crashed",
@@ -377,7 +395,7 @@ pub fn summary_html(s: &CampaignSummary, summary_dir: &Path) -> String {
             ops = o.ops,
             dur = o.duration_s,
             ttfv = seconds(o.first_violation_s),
-            expl = html(o.explanation.lines().next().unwrap_or("")),
+            expl = html(&first_line(&o.explanation, WHY_CHARS_MAX)),
         );
     }
     let head: String = ROW_COLUMNS
