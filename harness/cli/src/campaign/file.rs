@@ -113,6 +113,24 @@ pub struct PlannedRun {
 }
 
 impl PlannedRun {
+    /// A register run of raft with no faults, for tests.
+    #[cfg(test)]
+    pub(crate) fn sample(index: usize, name: &str, expect: Expect, expected_s: f64) -> Self {
+        PlannedRun {
+            index,
+            name: name.into(),
+            rep: 0,
+            db: "raft".into(),
+            workload: "register".into(),
+            nemesis: "none".into(),
+            bugs: vec![],
+            seed: 1,
+            expect,
+            expected_s,
+            args: vec![],
+        }
+    }
+
     /// The run's identity within its campaign: its row and repetition.
     pub fn id(&self) -> String {
         format!("{}#{}", self.name, self.rep)

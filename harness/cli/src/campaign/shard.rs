@@ -76,19 +76,7 @@ mod tests {
     use crate::campaign::file::Expect;
 
     fn run(index: usize, expected_s: f64) -> PlannedRun {
-        PlannedRun {
-            index,
-            name: format!("r{index}"),
-            rep: 0,
-            db: "raft".into(),
-            workload: "register".into(),
-            nemesis: "none".into(),
-            bugs: vec![],
-            seed: 1,
-            expect: Expect::Valid,
-            expected_s,
-            args: vec![],
-        }
+        PlannedRun::sample(index, &format!("r{index}"), Expect::Valid, expected_s)
     }
 
     #[test]

@@ -545,19 +545,7 @@ mod tests {
 
     pub(crate) fn outcome(expect: Expect, verdict: Verdict, fail_on_unknown: bool) -> RunOutcome {
         RunOutcome {
-            planned: PlannedRun {
-                index: 0,
-                name: "t".into(),
-                rep: 0,
-                db: "raft".into(),
-                workload: "register".into(),
-                nemesis: "none".into(),
-                bugs: vec![],
-                seed: 1,
-                expect,
-                expected_s: 45.0,
-                args: vec![],
-            },
+            planned: PlannedRun::sample(0, "t", expect, 45.0),
             verdict: verdict.as_str().into(),
             exit_code: 0,
             passed: judge(expect, verdict.as_str(), fail_on_unknown),
