@@ -342,4 +342,24 @@ mod tests {
         assert!(page.contains("cannot be linearized"));
         assert!(page.contains(">partition, kill, clock, pause<"));
     }
+
+    #[test]
+    fn campaigns_are_linked_with_their_history_and_latest_summary() {
+        let root = tempfile::tempdir().unwrap();
+        let c = root.path().join("campaigns/bugs");
+        for night in ["20261201T020000Z-merged", "20261202T020000Z-merged"] {
+            std::fs::create_dir_all(c.join(night)).unwrap();
+            std::fs::write(c.join(night).join("summary.html"), "x").unwrap();
+        }
+        // A shard still running has no summary page yet: not the latest.
+        std::fs::create_dir_all(c.join("20261203T020000Z-shard-1-of-3")).unwrap();
+        std::fs::write(c.join(HISTORY_HTML), "x").unwrap();
+        std::fs::create_dir_all(root.path().join("campaigns/<odd>")).unwrap();
+        let page = std::fs::read_to_string(update_index(root.path()).unwrap()).unwrap();
+        assert!(page.contains("<a href=\"campaigns/bugs/history.html\">night after night</a>"));
+        assert!(page.contains("campaigns/bugs/20261202T020000Z-merged/summary.html"));
+        assert!(!page.contains("20261203T020000Z-shard"));
+        assert!(page.contains("<b>&lt;odd&gt;</b>"), "names are escaped");
+        assert!(page.contains("No runs yet."));
+    }
 }
