@@ -50,7 +50,10 @@ fn smoke_campaign_summarises_every_run_and_exits_zero() {
         .collect();
     assert_eq!(dirs.len(), 1, "one summary folder: {dirs:?}");
     assert!(
-        results.path().join("campaigns/smoke/history.html").is_file(),
+        results
+            .path()
+            .join("campaigns/smoke/history.html")
+            .is_file(),
         "the night-after-night page beside it"
     );
     let summary: Value =
