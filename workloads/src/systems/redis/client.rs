@@ -9,7 +9,7 @@ use super::SENTINEL_MASTER;
 use crate::lock::{lock_name, Holding};
 use crate::lock_set::{decode_set, encode_set, Grant, GuardedSet, GuardedSetFactory, StepError};
 use async_trait::async_trait;
-use faultline_checker::history::{Key, OpType};
+use faultline_checker::history::Key;
 use faultline_core::client::{Client, ClientFactory, Completion};
 use faultline_core::generator::Invocation;
 use redis::aio::MultiplexedConnection;
@@ -409,11 +409,7 @@ struct RedisSet {
 
 /// A command's `fail` / `info` as the lock-set workload's step error.
 fn step(done: Completion) -> StepError {
-    let why = done.error.unwrap_or_default();
-    match done.kind {
-        OpType::Info => StepError::Indefinite(why),
-        _ => StepError::Definite(why),
-    }
+    StepError::from_completion(done)
 }
 
 #[async_trait]
