@@ -10,6 +10,7 @@
 //!   generic over lock services through its `GuardedSet` trait.
 //! - `lock_db`: the `redis-lock` system (single, replica, Redlock) and its failover fault.
 //! - `binary`: finding or building the `faultline-node` binary to upload.
+//! - `txn`: the `append` and `wr` transactional workloads' generator and txn mapping.
 //! - `systems`: `--db` / `--workload` names to a runnable `Test`.
 
 pub mod binary;
@@ -20,3 +21,4 @@ pub mod lock_set;
 pub mod node_db;
 pub mod register;
 pub mod systems;
+pub mod txn;

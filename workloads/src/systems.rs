@@ -32,7 +32,7 @@ pub const DBS: [&str; 6] = [
     zookeeper::NAME,
 ];
 /// Workloads `--workload` accepts now.
-pub const WORKLOADS: [&str; 3] = ["register", "lock", "lock-set"];
+pub const WORKLOADS: [&str; 5] = ["register", "lock", "lock-set", "append", "wr"];
 /// Systems planned but not built yet, named in the error so users know.
 const DBS_LATER: [&str; 1] = ["redis"];
 /// The lock services: the only systems of the `lock` workload, which they alone serve.
@@ -152,6 +152,11 @@ pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
         spec.workload != "lock-set",
         "--workload lock-set runs on --db etcd; zk-lock and redis-lock do not serve it yet"
     );
+    anyhow::ensure!(
+        crate::txn::TxnKind::from_workload(&spec.workload).is_none() || spec.db == "raft",
+        "--workload {} runs on --db raft only (its POST /txn)",
+        spec.workload
+    );
     let lock_db = LOCK_DBS.contains(&spec.db.as_str());
     anyhow::ensure!(
         lock_db == (spec.workload == "lock"),
@@ -267,7 +272,18 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         .map(|h| endpoint(&h.name, &h.address))
         .collect();
     let client = NodeClientFactory::new(endpoints, spec.client_timeout)?;
-    options.check.model = Some("cas-register".into());
+    let generator: Arc<dyn faultline_core::generator::OpGenerator> =
+        match crate::txn::TxnKind::from_workload(&spec.workload) {
+            Some(kind) => Arc::new(crate::txn::TxnGenerator::new(crate::txn::TxnParams::new(
+                kind,
+            ))),
+            None => {
+                options.check.model = Some("cas-register".into());
+                Arc::new(RegisterGenerator {
+                    values: spec.register_values,
+                })
+            }
+        };
     record_test_fields(
         &mut options,
         spec,
@@ -281,9 +297,7 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
         options,
         db: Arc::new(db),
         client: Arc::new(client),
-        generator: Arc::new(RegisterGenerator {
-            values: spec.register_values,
-        }),
+        generator,
         nemesis: Arc::new(NoNemesis),
     })
 }
