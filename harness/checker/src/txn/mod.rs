@@ -4,7 +4,8 @@
 //! anomalies; a consistency model says which of them make the history invalid.
 //!
 //! Layout:
-//! - `history`: compact transactions built event by event (the jsonl fast path included);
+//! - `history`: compact transactions built event by event, jsonl read on every core;
+//! - `fastline`: the byte scanner for the lines faultline writes (serde reads the rest);
 //! - `infer`: version orders, anomalies without cycles, ww / wr / rw edges;
 //! - `graph`: process and real-time edges, components, shortest paths;
 //! - `cycles`: the shortest witness cycle of each forbidden class per component;
@@ -16,6 +17,7 @@
 
 pub mod cycles;
 pub mod explain;
+mod fastline;
 pub mod generate;
 pub mod graph;
 pub mod history;
