@@ -116,6 +116,51 @@ pub struct TxnStep {
     pub explanation: String,
 }
 
+// The wording every view of an anomaly shares (the terminal's and report.html's), so that
+// both say the same thing; each view only escapes and lays it out.
+impl TxnAnomaly {
+    /// Its class, and whether the model allows it.
+    pub fn heading(&self) -> String {
+        if self.forbidden {
+            self.kind.clone()
+        } else {
+            format!("{} (allowed by the model)", self.kind)
+        }
+    }
+}
+
+impl TxnRef {
+    /// `ok`, `info` or `fail`.
+    pub fn outcome_name(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Info => "info",
+            Outcome::Fail => "fail",
+        }
+    }
+
+    /// The history events it spans: `#invoke .. #completion`, or `.. end` when it never
+    /// completed.
+    pub fn events(&self) -> String {
+        format!(
+            "#{} .. {}",
+            self.invoke_index,
+            self.complete_index
+                .map_or("end".into(), |c| format!("#{c}"))
+        )
+    }
+}
+
+impl TxnStep {
+    /// `T1 -rw-> T2: why`.
+    pub fn sentence(&self) -> String {
+        format!(
+            "T{} -{}-> T{}: {}",
+            self.from, self.rel, self.to, self.explanation
+        )
+    }
+}
+
 fn txn_ref(h: &History, t: u32) -> TxnRef {
     let x = &h.txns[t as usize];
     TxnRef {
@@ -225,7 +270,7 @@ pub fn check(h: &History, options: &TxnOptions) -> Result<TxnResult, String> {
         explanation.push_str(
             &steps
                 .iter()
-                .map(|s| format!("T{} -{}-> T{} ({})", s.from, s.rel, s.to, s.explanation))
+                .map(TxnStep::sentence)
                 .collect::<Vec<_>>()
                 .join("; "),
         );
