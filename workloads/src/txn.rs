@@ -7,18 +7,44 @@
 
 use faultline_checker::history::Key;
 use faultline_core::client::Completion;
+use crate::system::{SystemRequest, Workload, WorkloadParts};
 use faultline_core::generator::{Invocation, OpGenerator};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 
-/// Workload names `--workload` accepts for transactions.
-pub const WORKLOADS: [&str; 2] = ["append", "wr"];
-
-/// The consistency model a txn workload is checked against unless told otherwise: what our
-/// Raft store promises (one log, applied in order, answered after commit).
+/// The consistency model a txn workload is checked against: what our Raft store promises
+/// (one log, applied in order, answered after commit).
 pub const DEFAULT_MODEL: &str = "strict-serializable";
+
+/// `append` or `wr` in the registry.
+pub struct TxnWorkload(pub TxnKind);
+
+impl Workload for TxnWorkload {
+    fn name(&self) -> &str {
+        match self.0 {
+            TxnKind::Append => "append",
+            TxnKind::Wr => "wr",
+        }
+    }
+    fn description(&self) -> &str {
+        match self.0 {
+            TxnKind::Append => "list-append transactions over rotating keys; Elle-style isolation check (strict-serializable)",
+            TxnKind::Wr => "read-write register transactions over rotating keys; Elle-style isolation check (strict-serializable)",
+        }
+    }
+    fn build(&self, _request: &SystemRequest) -> anyhow::Result<WorkloadParts> {
+        let params = TxnParams::new(self.0);
+        let mut parts = WorkloadParts::new(std::sync::Arc::new(TxnGenerator::new(params)));
+        parts.check.consistency_model = Some(DEFAULT_MODEL.into());
+        parts
+            .test_fields
+            .push(("txn_active_keys", json!(params.active_keys)));
+        parts.test_fields.push(("consistency_model", json!(DEFAULT_MODEL)));
+        Ok(parts)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnKind {
@@ -26,16 +52,6 @@ pub enum TxnKind {
     Append,
     /// Read-write register.
     Wr,
-}
-
-impl TxnKind {
-    pub fn from_workload(name: &str) -> Option<TxnKind> {
-        match name {
-            "append" => Some(TxnKind::Append),
-            "wr" => Some(TxnKind::Wr),
-            _ => None,
-        }
-    }
 }
 
 /// How transactions are drawn; Elle's defaults, scaled to a 30 s run.
