@@ -5,9 +5,9 @@
 //! checker against a consistency model; also the mapping of a txn to and from our nodes'
 //! `POST /txn` (`nodes/API.md`).
 
+use crate::system::{SystemRequest, Workload, WorkloadParts};
 use faultline_checker::history::Key;
 use faultline_core::client::Completion;
-use crate::system::{SystemRequest, Workload, WorkloadParts};
 use faultline_core::generator::{Invocation, OpGenerator};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -41,7 +41,9 @@ impl Workload for TxnWorkload {
         parts
             .test_fields
             .push(("txn_active_keys", json!(params.active_keys)));
-        parts.test_fields.push(("consistency_model", json!(DEFAULT_MODEL)));
+        parts
+            .test_fields
+            .push(("consistency_model", json!(DEFAULT_MODEL)));
         Ok(parts)
     }
 }
