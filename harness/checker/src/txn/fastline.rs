@@ -128,6 +128,26 @@ impl<'a> Cur<'a> {
         Some(())
     }
 
+    /// `[item, ...]`, each item read by `item`.
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        self.eat(b'[')?;
+        let mut out = Vec::with_capacity(4);
+        if self.eat(b']').is_some() {
+            return Some(out);
+        }
+        loop {
+            out.push(item(self)?);
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(out);
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// `[f, key, value]` or `[f, key, value, version]`.
     fn mop(&mut self) -> Option<RawMop> {
         self.eat(b'[')?;
@@ -148,24 +168,7 @@ impl<'a> Cur<'a> {
                 self.null()?;
                 RawVal::Nil
             }
-            b'[' => {
-                self.i += 1;
-                let mut out = Vec::new();
-                if self.eat(b']').is_none() {
-                    loop {
-                        out.push(self.scalar()?);
-                        match self.peek()? {
-                            b',' => self.i += 1,
-                            b']' => {
-                                self.i += 1;
-                                break;
-                            }
-                            _ => return None,
-                        }
-                    }
-                }
-                RawVal::List(out)
-            }
+            b'[' => RawVal::List(self.list(Self::scalar)?),
             _ => RawVal::One(self.scalar()?),
         };
         let version = match self.peek()? {
@@ -198,24 +201,7 @@ impl<'a> Cur<'a> {
                 self.null()?;
                 Some(None)
             }
-            b'[' => {
-                self.i += 1;
-                let mut out = Vec::with_capacity(4);
-                if self.eat(b']').is_none() {
-                    loop {
-                        out.push(self.mop()?);
-                        match self.peek()? {
-                            b',' => self.i += 1,
-                            b']' => {
-                                self.i += 1;
-                                break;
-                            }
-                            _ => return None,
-                        }
-                    }
-                }
-                Some(Some(out))
-            }
+            b'[' => Some(Some(self.list(Self::mop)?)),
             _ => None,
         }
     }
