@@ -154,10 +154,11 @@ async fn a_run_through_a_misbehaving_program_keeps_every_op() {
     assert!(infos >= 2, "{infos} info of {invokes}");
     let log = std::fs::read_to_string(outcome.dir.join("faultline.log")).unwrap();
     assert!(log.contains("is not an answer"), "garbage is logged");
-    assert!(
-        log.contains("client program started (instance 2)"),
-        "restarted"
-    );
+    // Each start of the program appends to `starts`: it was started again after it went
+    // wrong. (Not read from the log: the line is logged inside the program's spawn, whose
+    // tracing callsite other tests of this binary may already have cached as disabled.)
+    let starts = std::fs::read_to_string(dir.path().join("starts")).unwrap();
+    assert!(starts.len() >= 2, "started {} times", starts.len());
     assert!(log.contains("it exited"), "the exit is logged");
     let values: Vec<&Value> = ops.iter().map(|o| &o.value).collect();
     assert!(!values.is_empty());
