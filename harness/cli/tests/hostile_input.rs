@@ -151,3 +151,26 @@ fn escape_sequences_and_bidi_overrides_in_keys_do_not_reach_the_terminal_raw() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(!out.stderr.contains(&0x1b), "{}", text(&out));
 }
+
+/// The 40 KB file of 20,000 nested vectors aborted `check` (exit 134, stack
+/// overflow, no file or line); now it is a harness failure naming both, with the format
+/// given or guessed.
+#[test]
+fn a_deeply_nested_edn_history_exits_3_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[{{:process 0, :type :invoke, :f :read, :value nil}}\n{}{}]\n",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
+    let file = write(dir.path(), "deep.edn", &body);
+    for args in [
+        &["check", "--format", "knossos-edn", file.as_str()][..],
+        &["check", file.as_str()],
+    ] {
+        let out = faultline(args);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {msg}");
+        assert!(msg.contains("deep.edn:2"), "{args:?} names file and line: {msg}");
+    }
+}
