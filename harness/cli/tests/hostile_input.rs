@@ -171,6 +171,9 @@ fn a_deeply_nested_edn_history_exits_3_naming_file_and_line() {
         let out = faultline(args);
         let msg = text(&out);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {msg}");
-        assert!(msg.contains("deep.edn:2"), "{args:?} names file and line: {msg}");
+        assert!(
+            msg.contains("deep.edn:2"),
+            "{args:?} names file and line: {msg}"
+        );
     }
 }
