@@ -61,11 +61,13 @@ pub fn porcupine(data: &[u8]) {
 /// fed a byte at a time and in 5-byte reads: the check resumes where the last read left
 /// off, and must decide as a check of all of them at once.
 pub fn resp_frames(data: &[u8]) {
-    let whole = frames_read_in(data, data.len());
-    assert_eq!(frames_read_in(data, 1), whole, "read a byte at a time");
-    assert_eq!(frames_read_in(data, 5), whole, "read 5 bytes at a time");
+    let (frames, error, _) = resp::read_in_pieces(data, data.len());
+    for piece in [1, 5] {
+        let (f, e, _) = resp::read_in_pieces(data, piece);
+        assert_eq!((&f, &e), (&frames, &error), "read {piece} bytes at a time");
+    }
     let mut db = Db::new();
-    for frame in whole.0 {
+    for frame in frames {
         let wire = frame.to_bytes();
         let (again, used) = resp::parse(&wire).expect("an encoded frame parses");
         assert_eq!(used, wire.len());
@@ -76,24 +78,6 @@ pub fn resp_frames(data: &[u8]) {
             }
         }
     }
-}
-
-/// The frames a connection takes from `data` arriving in reads of `chunk` bytes, and the
-/// protocol error that ends it, if one does.
-fn frames_read_in(data: &[u8], chunk: usize) -> (Vec<resp::Frame>, Option<resp::ProtocolError>) {
-    let mut buf = resp::FrameBuffer::new();
-    let mut frames = Vec::new();
-    for read in data.chunks(chunk.max(1)) {
-        buf.extend(read);
-        loop {
-            match buf.take_frame() {
-                Ok(Some(frame)) => frames.push(frame),
-                Ok(None) => break,
-                Err(e) => return (frames, Some(e)),
-            }
-        }
-    }
-    (frames, None)
 }
 
 /// What nodes read from peers and from their own disk: Raft and Paxos messages, WAL

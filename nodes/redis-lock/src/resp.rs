@@ -189,9 +189,9 @@ impl Scan {
                 )));
             }
             let (line, next) = if typed {
-                line_at(buf, self.pos + 1, &mut self.searched, examined)?
+                line_at(buf, self.pos + 1, false, &mut self.searched, examined)?
             } else {
-                inline_line_at(buf, self.pos, &mut self.searched, examined)?
+                line_at(buf, self.pos, true, &mut self.searched, examined)?
             };
             self.pos = next;
             match marker {
@@ -317,71 +317,68 @@ fn skip_bulk_body(buf: &[u8], pos: &mut usize, len: usize) -> Result<(), Protoco
 
 /// One CRLF-terminated line after the type marker, without its terminator.
 fn line<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], ProtocolError> {
-    let (l, next) = line_at(buf, *pos, &mut 0, &mut 0)?;
+    let (l, next) = line_at(buf, *pos, false, &mut 0, &mut 0)?;
     *pos = next;
     Ok(l)
 }
 
 fn inline_line<'a>(buf: &'a [u8], pos: &mut usize) -> Result<&'a [u8], ProtocolError> {
-    let (l, next) = inline_line_at(buf, *pos, &mut 0, &mut 0)?;
+    let (l, next) = line_at(buf, *pos, true, &mut 0, &mut 0)?;
     *pos = next;
     Ok(l)
 }
 
-/// The CRLF-terminated line from `start` (after a type marker) and where the next element
-/// starts. `searched` carries how far an earlier call looked, so a resumed search does not
-/// look again.
+/// The line from `start` and where the next element starts: CRLF-terminated after a type
+/// marker, or an inline command ended by LF (with or without CR), as Redis accepts.
+/// `searched` carries how far an earlier call looked, so a resumed search does not look
+/// again.
 fn line_at<'a>(
     buf: &'a [u8],
     start: usize,
+    inline: bool,
     searched: &mut usize,
     examined: &mut u64,
 ) -> Result<(&'a [u8], usize), ProtocolError> {
     let rest = &buf[start.min(buf.len())..];
     let window = &rest[..rest.len().min(LINE_BYTES_MAX)];
-    // One byte back: a CR at the end of the last read may be followed by its LF now.
-    let from = searched.saturating_sub(1).min(window.len());
-    let found = window[from..].windows(2).position(|w| w == b"\r\n");
-    *examined += found.map_or(window.len() - from, |i| i + 2) as u64;
-    match found {
-        Some(i) => {
-            let i = from + i;
-            *searched = 0;
-            // RESP lines cannot carry CR or LF (a reply re-encoded would change); found by
-            // fuzzing.
-            if rest[..i].iter().any(|&b| b == b'\r' || b == b'\n') {
-                return Err(invalid("CR or LF inside a line"));
-            }
-            Ok((&rest[..i], start + i + 2))
-        }
-        None if rest.len() >= LINE_BYTES_MAX => Err(invalid("line too long")),
-        None => {
-            *searched = window.len();
-            Err(ProtocolError::Incomplete)
-        }
+    // A CRLF may straddle the last read: its CR is looked at again.
+    let from = if inline {
+        *searched
+    } else {
+        searched.saturating_sub(1)
     }
-}
-
-/// An inline command line from `start`, ended by LF (with or without CR), as Redis accepts.
-fn inline_line_at<'a>(
-    buf: &'a [u8],
-    start: usize,
-    searched: &mut usize,
-    examined: &mut u64,
-) -> Result<(&'a [u8], usize), ProtocolError> {
-    let rest = &buf[start.min(buf.len())..];
-    let window = &rest[..rest.len().min(LINE_BYTES_MAX)];
-    let from = (*searched).min(window.len());
-    let found = window[from..].iter().position(|&b| b == b'\n');
-    *examined += found.map_or(window.len() - from, |i| i + 1) as u64;
-    match found {
-        Some(i) => {
-            let i = from + i;
+    .min(window.len());
+    let end = if inline {
+        window[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| (from + i, 1))
+    } else {
+        window[from..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|i| (from + i, 2))
+    };
+    *examined += end.map_or(window.len(), |(i, terminator)| i + terminator) as u64 - from as u64;
+    match end {
+        Some((i, terminator)) => {
             *searched = 0;
             let l = &rest[..i];
-            Ok((l.strip_suffix(b"\r").unwrap_or(l), start + i + 1))
+            if inline {
+                Ok((l.strip_suffix(b"\r").unwrap_or(l), start + i + terminator))
+            } else if l.iter().any(|&b| b == b'\r' || b == b'\n') {
+                // RESP lines cannot carry CR or LF (a reply re-encoded would change); found
+                // by fuzzing.
+                Err(invalid("CR or LF inside a line"))
+            } else {
+                Ok((l, start + i + terminator))
+            }
         }
-        None if rest.len() >= LINE_BYTES_MAX => Err(invalid("inline command too long")),
+        None if rest.len() >= LINE_BYTES_MAX => Err(invalid(if inline {
+            "inline command too long"
+        } else {
+            "line too long"
+        })),
         None => {
             *searched = window.len();
             Err(ProtocolError::Incomplete)
@@ -489,6 +486,28 @@ impl FrameBuffer {
     }
 }
 
+/// The frames a connection takes from `data` arriving in reads of `piece` bytes, the
+/// protocol error that ends it if one does, and what stays buffered; for tests and fuzzing,
+/// which check that how a stream is cut into reads changes nothing.
+pub fn read_in_pieces(
+    data: &[u8],
+    piece: usize,
+) -> (Vec<Frame>, Option<ProtocolError>, FrameBuffer) {
+    let mut buf = FrameBuffer::new();
+    let mut frames = Vec::new();
+    for read in data.chunks(piece.max(1)) {
+        buf.extend(read);
+        loop {
+            match buf.take_frame() {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break,
+                Err(e) => return (frames, Some(e), buf),
+            }
+        }
+    }
+    (frames, None, buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,24 +516,6 @@ mod tests {
         let mut buf = FrameBuffer::new();
         buf.extend(bytes);
         buf
-    }
-
-    /// Frames and verdicts from feeding `bytes` in pieces of `chunk` bytes, taking every
-    /// whole frame after each piece, as a connection does.
-    fn feed(bytes: &[u8], chunk: usize) -> (Vec<Frame>, Option<ProtocolError>, FrameBuffer) {
-        let mut buf = FrameBuffer::new();
-        let mut frames = Vec::new();
-        for piece in bytes.chunks(chunk.max(1)) {
-            buf.extend(piece);
-            loop {
-                match buf.take_frame() {
-                    Ok(Some(f)) => frames.push(f),
-                    Ok(None) => break,
-                    Err(e) => return (frames, Some(e), buf),
-                }
-            }
-        }
-        (frames, None, buf)
     }
 
     /// A client trickling a large frame one byte per read: each byte is looked at a
@@ -529,7 +530,7 @@ mod tests {
         let status = Frame::Simple("x".repeat(LINE_BYTES_MAX - 10));
         bytes.extend(status.to_bytes());
         bytes.extend(b"PING PONG\r\n");
-        let (frames, err, buf) = feed(&bytes, 1);
+        let (frames, err, buf) = read_in_pieces(&bytes, 1);
         assert_eq!(err, None);
         assert_eq!(
             frames,
@@ -578,9 +579,9 @@ mod tests {
             );
         }
         for bytes in &samples {
-            let whole = feed(bytes, bytes.len());
+            let whole = read_in_pieces(bytes, bytes.len());
             for chunk in [1, 2, 3, 7] {
-                let cut = feed(bytes, chunk);
+                let cut = read_in_pieces(bytes, chunk);
                 assert_eq!(
                     (&cut.0, &cut.1),
                     (&whole.0, &whole.1),
