@@ -4,6 +4,7 @@
 # - the tools the nemesis uses: iptables, iproute2 (tc), libfaketime;
 # - etcd-server, with its own service disabled (faultline starts etcd itself);
 # - Debian's ZooKeeper and a Java runtime, for --db zookeeper;
+# - redis-server and redis-sentinel, services disabled, for --db redis;
 # - time synchronisation off, so a clock fault holds until faultline resets it;
 # - /etc/hosts naming every test host, and /opt/faultline for binaries, data and PID files.
 set -euo pipefail
@@ -20,25 +21,28 @@ done
 # service, zookeeperd would).
 [[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper)
 [[ -x /usr/bin/java ]] || missing+=(default-jre-headless)
+# --db redis: faultline starts redis-server and redis-sentinel itself, never Debian's services.
+for pkg in redis-server redis-sentinel; do
+    command -v "$pkg" >/dev/null || missing+=("$pkg")
+done
+# etcd-server for --db etcd; faultline starts etcd itself.
+command -v etcd >/dev/null || missing+=(etcd-server etcd-client)
+# A policy-rc.d keeps apt from starting the servers' own services, and their units are
+# disabled: faultline starts every daemon itself.
 if ((${#missing[@]})); then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
-fi
-
-# etcd-server for --db etcd; faultline starts etcd itself, so Debian's service never runs:
-# a policy-rc.d keeps apt from starting it, and the unit is disabled.
-if ! command -v etcd >/dev/null; then
-    policy=""
+    policy=
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
         chmod 755 /usr/sbin/policy-rc.d
-        policy=/usr/sbin/policy-rc.d
+        policy=ours
     fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends etcd-server etcd-client >/dev/null
-    [[ -n "$policy" ]] && rm -f "$policy"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
+    if [[ $policy == ours ]]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
-systemctl disable --now etcd.service >/dev/null 2>&1 || true
+for unit in redis-server redis-sentinel etcd; do
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+done
 
 install -d -m 700 /root/.ssh
 touch /root/.ssh/authorized_keys

@@ -9,6 +9,7 @@ FAULTLINE_DEBS=(
     protobuf-compiler libprotobuf-dev  # protoc and its well-known .proto files: etcd-client's build
     redis-tools                     # redis-cli against our redis-lock server
     zookeeper default-jre-headless  # the third-party ZooKeeper (--db zookeeper); no service of its own
+    redis-server redis-sentinel     # --db redis (Debian's services are never used)
     chromium                        # headless browser tests of report.html
     procps psmisc                   # ps, for process-state checks in tests
     vagrant shellcheck              # validating vagrant/Vagrantfile and its provisioning script
@@ -33,7 +34,7 @@ if ((${#faultline_missing[@]})); then
     [ -n "$faultline_policy" ] && rm -f "$faultline_policy"
     # Where systemd runs, the units stay disabled too.
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-        systemctl disable --now etcd.service >/dev/null 2>&1 || true
+        systemctl disable --now etcd.service redis-server.service redis-sentinel.service >/dev/null 2>&1 || true
     fi
     unset faultline_policy
 fi

@@ -30,7 +30,7 @@ pub fn lock_name(key: &Key) -> String {
 pub struct Holding(Arc<Mutex<HashMap<usize, bool>>>);
 
 impl Holding {
-    pub(crate) fn set(&self, worker: usize, holds: bool) {
+    pub fn set(&self, worker: usize, holds: bool) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -185,6 +185,9 @@ fn header(out: &mut String, run: &RunData, verdict: Verdict, end_ns: u64, stats:
     if let Some(bug) = t.bug.as_ref().filter(|b| !b.is_null()) {
         facts.insert(2, ("planted bug", short_value(bug, 80)));
     }
+    if let Some(deployment) = deployment_fact(run) {
+        facts.insert(1, ("deployment", deployment));
+    }
     let _ = write!(
         out,
         "<header class=\"verdict {v}\"><div class=\"test\">{name}</div><div class=\"big\" id=\"verdict\">{headline}</div><dl>",
@@ -208,6 +211,21 @@ fn header(out: &mut String, run: &RunData, verdict: Verdict, end_ns: u64, stats:
         );
     }
     out.push_str("</header>\n");
+}
+
+/// What ran, for a third-party system: test.json's `deployment` line, with the version the
+/// server itself reported in the history's `deployment` op (docs/contracts.md).
+fn deployment_fact(run: &RunData) -> Option<String> {
+    let line = run.test_raw.get("deployment")?.as_str()?;
+    let version = run
+        .history
+        .iter()
+        .filter(|op| op.process == Process::Nemesis && op.f == "deployment")
+        .find_map(|op| op.value.get("version")?.as_str());
+    Some(match version {
+        Some(v) => format!("{line} (version {v})"),
+        None => line.to_owned(),
+    })
 }
 
 fn nav(out: &mut String, verdict: Verdict, locks: bool) {

@@ -18,9 +18,9 @@ pub const DISK_SIZE: &str = "3G";
 /// Packages on top of `minbase`: a kernel to boot directly, sshd to be reached, the tools the
 /// nemesis uses (iptables, tc, kill by PID, libfaketime), what systemd needs to boot,
 /// QEMU's guest agent (vagrant-libvirt asks it for a VM's address when there is no DHCP),
-/// and the third-party servers faultline starts itself (etcd, ZooKeeper and its Java runtime:
-/// VMs have no network to fetch them; their services are masked or absent).
-pub const PACKAGES: [&str; 16] = [
+/// and the third-party servers faultline starts itself (etcd, ZooKeeper and its Java runtime,
+/// Redis and Sentinel: VMs have no network to fetch them; their services are masked or absent).
+pub const PACKAGES: [&str; 18] = [
     "linux-image-amd64",
     "systemd-sysv",
     "udev",
@@ -38,6 +38,8 @@ pub const PACKAGES: [&str; 16] = [
     "etcd-client",
     "zookeeper",
     "default-jre-headless",
+    "redis-server",
+    "redis-sentinel",
 ];
 
 /// Runs in the guest before sshd: sets hostname, address, `/etc/hosts`, root's key and host
@@ -125,7 +127,7 @@ mkdir -p "$root/etc/ssh/sshd_config.d"
 printf '%s' "$4" > "$root/etc/ssh/sshd_config.d/faultline.conf"
 rm -f "$root"/etc/ssh/ssh_host_*
 printf '/dev/vda / ext4 rw,noatime 0 1\n' > "$root/etc/fstab"
-for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer systemd-timesyncd.service getty-static.service etcd.service; do
+for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer systemd-timesyncd.service getty-static.service etcd.service redis-server.service redis-sentinel.service; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 install -d -m 755 "$root/opt/faultline"
