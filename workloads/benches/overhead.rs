@@ -15,7 +15,7 @@ use faultline_core::run::{run, RunOptions};
 use faultline_core::worker::{ClientPool, WorkerConfig};
 use faultline_workloads::binary::{env_or_build, NODE_BINARY};
 use faultline_workloads::register::RegisterGenerator;
-use faultline_workloads::systems::{build_test, SystemSpec};
+use faultline_workloads::system::{Registry, SystemRequest};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,12 +87,11 @@ fn raft_runs(
             ops_per_key: 500,
             ..RunOptions::default()
         };
-        let spec = SystemSpec {
-            db: "raft".into(),
-            node_binary: Some(node.clone()),
-            ..SystemSpec::default()
+        let request = SystemRequest {
+            binary: Some(node.clone()),
+            ..SystemRequest::default()
         };
-        let test = build_test(&spec, options)?;
+        let test = Registry::stock().build("raft", &request, options)?;
         let outcome = runtime.block_on(run(test, std::future::pending()))?;
         let stats = &outcome.stats;
         let p50 = |f: &str| stats.by_f.get(f).and_then(|s| s.p50_ms).unwrap_or(0.0);

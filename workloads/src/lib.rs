@@ -10,13 +10,17 @@
 //!   generic over lock services through its `GuardedSet` trait.
 //! - `lock_db`: the `redis-lock` system (single, replica, Redlock) and its failover fault.
 //! - `binary`: finding or building the `faultline-node` binary to upload.
-//! - `systems`: `--db` / `--workload` names to a runnable `Test`.
+//! - `system`: the `System` and `Workload` traits and the `Registry` of both.
+//! - `systems`: the stock systems (raft, paxos, zk-lock, redis-lock) and workloads.
+//! - `external`: a system described by a TOML file, its client a program speaking NDJSON.
 
 pub mod binary;
+pub mod external;
 pub mod http;
 pub mod lock;
 pub mod lock_db;
 pub mod lock_set;
 pub mod node_db;
 pub mod register;
+pub mod system;
 pub mod systems;

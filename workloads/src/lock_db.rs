@@ -42,17 +42,11 @@ fn daemon() -> Daemon {
 pub struct RedisLockDb {
     binary: PathBuf,
     mode: LockMode,
-    env: Vec<(String, String)>,
     primary: Arc<AtomicUsize>,
 }
 
 impl RedisLockDb {
-    pub fn new(
-        binary: PathBuf,
-        mode: LockMode,
-        env: Vec<(String, String)>,
-        primary: Arc<AtomicUsize>,
-    ) -> anyhow::Result<Self> {
+    pub fn new(binary: PathBuf, mode: LockMode, primary: Arc<AtomicUsize>) -> anyhow::Result<Self> {
         anyhow::ensure!(
             binary.is_file(),
             "node binary {} does not exist",
@@ -61,7 +55,6 @@ impl RedisLockDb {
         Ok(RedisLockDb {
             binary,
             mode,
-            env,
             primary,
         })
     }
@@ -118,7 +111,7 @@ impl RedisLockDb {
             argv.extend(["--replica-of".into(), Self::addr(primary)]);
         }
         let start = Start::new(argv)
-            .envs(self.env.iter().cloned())
+            .envs(cx.env.iter().cloned())
             .pid_file_by(PidFileBy::Program);
         daemon()
             .start(node, &start)

@@ -40,8 +40,8 @@ pub struct NodeDbConfig {
     pub read_mode: Option<String>,
     /// Further node options, passed through as given (e.g. `--tick-ms`, `50`).
     pub extra_args: Vec<String>,
-    /// Environment of the node process, set with `env` in front of it.
-    pub env: Vec<(String, String)>,
+    /// Whether its nodes elect a leader (raft, zk-lock), which `/status` names.
+    pub primaries: bool,
 }
 
 /// The client endpoint of the node on host `name` at `address`.
@@ -146,7 +146,7 @@ impl NodeDb {
     /// Starts the node detached and waits for the PID file it writes once it serves.
     async fn start_node(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
         let start = Start::new(self.node_argv(cx, node))
-            .envs(self.config.env.iter().cloned())
+            .envs(cx.env.iter().cloned())
             .pid_file_by(PidFileBy::Program)
             .timeout(START_TIMEOUT);
         self.daemon().start(node, &start).await.with_context(|| {
@@ -294,7 +294,7 @@ impl Db for NodeDb {
         Some(self)
     }
     fn primaries(&self) -> Option<&dyn Primaries> {
-        matches!(self.config.system.as_str(), "raft" | "zk-lock").then_some(self as &dyn Primaries)
+        self.config.primaries.then_some(self as &dyn Primaries)
     }
     fn log_files(&self) -> Option<&dyn LogFiles> {
         Some(self)

@@ -1,6 +1,11 @@
-//! Choosing the system under test and the workload by name, as `faultline run` does:
-//! `--db`, `--workload`, `--bug`, `--read-mode` and pass-through node options become a
-//! `faultline_core::run::Test`.
+//! The stock systems — our own nodes (raft, paxos, zk-lock, redis-lock) and Debian's
+//! servers (etcd, redis, zookeeper, each in its own folder) — and workloads (register,
+//! lock, lock-set), each one value implementing `System` or `Workload`, registered by
+//! [`register_stock`].
+
+pub mod etcd;
+pub mod redis;
+pub mod zookeeper;
 
 use crate::binary::find_node_binary;
 use crate::http::NodeClientFactory;
@@ -8,35 +13,19 @@ use crate::lock::{
     Holding, LockGenerator, LockMode, RedisLockClientFactory, RedisLockSettings,
     ZkLockClientFactory, ZkLockSettings,
 };
-use crate::lock_db::{FailoverNemesis, RedisLockDb, REDIS_PORT};
+use crate::lock_db::{BothNemeses, FailoverNemesis, RedisLockDb, REDIS_PORT};
 use crate::node_db::{endpoint, NodeDb, NodeDbConfig, CLIENT_PORT};
 use crate::register::RegisterGenerator;
-use faultline_core::nemesis::{Nemesis, NoNemesis};
+use crate::system::{
+    Capabilities, Named, Registry, System, SystemRequest, Workload, WorkloadParts,
+};
 use faultline_core::run::{RunOptions, Test};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod etcd;
-pub mod zookeeper;
-
-/// Systems `--db` accepts now.
-pub const DBS: [&str; 6] = [
-    "raft",
-    "paxos",
-    "zk-lock",
-    "redis-lock",
-    "etcd",
-    zookeeper::NAME,
-];
-/// Workloads `--workload` accepts now.
-pub const WORKLOADS: [&str; 3] = ["register", "lock", "lock-set"];
-/// Systems planned but not built yet, named in the error so users know.
-const DBS_LATER: [&str; 1] = ["redis"];
-/// The lock services: the only systems of the `lock` workload, which they alone serve.
-const LOCK_DBS: [&str; 2] = ["zk-lock", "redis-lock"];
 /// Default lease of a grant: zk-lock's session timeout, redis-lock's TTL.
 const ZK_SESSION_TIMEOUT_MS: u64 = 3000;
 const REDIS_TTL_MS: u64 = 1000;
@@ -48,273 +37,283 @@ const REDLOCK_REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long the replica-mode primary grants without replicating before a failover stops it.
 const FAILOVER_LAG: Duration = Duration::from_millis(1000);
 
-/// Which system and workload, and how to start the system.
-#[derive(Debug, Clone)]
-pub struct SystemSpec {
-    pub db: String,
-    pub workload: String,
-    /// `--bug` names planted in every node.
-    pub bugs: Vec<String>,
-    pub read_mode: Option<String>,
-    /// Further node options, passed through word by word.
-    pub node_args: Vec<String>,
-    /// `--node-binary`; `None`: found or built (see `binary::find_node_binary`).
-    pub node_binary: Option<PathBuf>,
-    /// The client's bound on one request.
-    pub client_timeout: Duration,
-    /// Environment of the node processes (e.g. libfaketime's, for clock faults).
-    pub env: Vec<(String, String)>,
-    /// redis-lock's deployment: `single` (default), `replica` or `redlock`.
-    pub lock_mode: Option<String>,
-    /// A grant's lease: zk-lock's session timeout, redis-lock's TTL (ms).
-    pub lock_ttl_ms: Option<u64>,
-    /// redis-lock replica mode: run the `failover` fault about this often.
-    pub failover_interval: Option<Duration>,
-    /// The register workload draws values from `0..register_values`.
-    pub register_values: u64,
-    /// etcd: `--read-consistency` (linearizable or serializable).
-    pub read_consistency: Option<String>,
-    /// lock-set: guard writes with the lock's fencing token.
-    pub fencing: bool,
+/// The option names of the stock systems and workloads (also CLI flags of `run`).
+pub const READ_MODE: &str = "read-mode";
+pub const LOCK_MODE: &str = "lock-mode";
+pub const LOCK_TTL_MS: &str = "lock-ttl-ms";
+pub const REGISTER_VALUES: &str = "register-values";
+pub const FENCING: &str = "fencing";
+
+/// Adds the stock systems and workloads to `registry`.
+pub fn register_stock(registry: Registry) -> Registry {
+    registry
+        .with_workload(RegisterWorkload)
+        .with_workload(LockWorkload)
+        .with_workload(LockSetWorkload)
+        .with(NodeRegisterSystem::raft())
+        .with(NodeRegisterSystem::paxos())
+        .with(ZkLockSystem)
+        .with(RedisLockSystem)
+        .with(etcd::EtcdSystem)
+        .with(redis::RedisSystem)
+        .with(zookeeper::ZooKeeperSystem)
 }
 
-impl Default for SystemSpec {
-    fn default() -> Self {
-        SystemSpec {
-            db: "raft".into(),
-            workload: "register".into(),
-            bugs: Vec::new(),
-            read_mode: None,
-            node_args: Vec::new(),
-            node_binary: None,
-            client_timeout: Duration::from_millis(2500),
-            env: Vec::new(),
-            lock_mode: None,
-            lock_ttl_ms: None,
-            register_values: crate::register::DEFAULT_VALUES,
-            failover_interval: None,
-            read_consistency: None,
-            fencing: false,
-        }
-    }
-}
-
-/// The etcd options of `spec`.
-fn etcd_options(spec: &SystemSpec) -> etcd::EtcdOptions {
-    etcd::EtcdOptions {
-        workload: spec.workload.clone(),
-        read_consistency: spec.read_consistency.clone(),
-        lease_ms: spec.lock_ttl_ms,
-        fencing: spec.fencing,
-        client_timeout: spec.client_timeout,
-        register_values: spec.register_values,
-    }
-}
-
-/// Checks names before anything is started, so a typo fails in milliseconds.
-pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
-    if !DBS.contains(&spec.db.as_str()) {
-        if DBS_LATER.contains(&spec.db.as_str()) {
-            anyhow::bail!(
-                "--db {} is not available yet; available: {}",
-                spec.db,
-                DBS.join(", ")
-            );
-        }
-        anyhow::bail!(
-            "unknown --db {:?}; expected one of {}",
-            spec.db,
-            DBS.join(", ")
-        );
-    }
-    if spec.db == zookeeper::NAME {
-        return zookeeper::validate(spec);
-    }
+/// Third-party servers run as Debian ships them: `--node-opt` and `--node-binary` are for
+/// faultline's own node program.
+pub(crate) fn refuse_program_flags(system: &str, request: &SystemRequest) -> anyhow::Result<()> {
     anyhow::ensure!(
-        WORKLOADS.contains(&spec.workload.as_str()),
-        "unknown --workload {:?}; expected one of {}",
-        spec.workload,
-        WORKLOADS.join(", ")
+        request.program_args.is_empty() && request.binary.is_none(),
+        "--node-opt and --node-binary are for faultline's own nodes, not {system}"
     );
-    if spec.db == "etcd" {
-        anyhow::ensure!(
-            spec.bugs.is_empty() && spec.read_mode.is_none() && spec.lock_mode.is_none(),
-            "--bug, --read-mode and --lock-mode are for faultline's own nodes, not etcd \
-             (etcd's reads: --read-consistency)"
-        );
-        return etcd::validate(&etcd_options(spec));
-    }
-    anyhow::ensure!(
-        spec.read_consistency.is_none() && !spec.fencing,
-        "--read-consistency and --fencing are for --db etcd"
-    );
-    anyhow::ensure!(
-        spec.workload != "lock-set",
-        "--workload lock-set runs on --db etcd; zk-lock and redis-lock do not serve it yet"
-    );
-    let lock_db = LOCK_DBS.contains(&spec.db.as_str());
-    anyhow::ensure!(
-        lock_db == (spec.workload == "lock"),
-        "--workload {} does not run on --db {}: the lock workload runs on {}, the register \
-         workload on raft and paxos",
-        spec.workload,
-        spec.db,
-        LOCK_DBS.join(" and ")
-    );
-    if let Some(mode) = &spec.lock_mode {
-        anyhow::ensure!(
-            spec.db == "redis-lock",
-            "--lock-mode is for --db redis-lock only"
-        );
-        mode.parse::<LockMode>().map_err(anyhow::Error::msg)?;
-    }
-    if spec.failover_interval.is_some() {
-        anyhow::ensure!(
-            spec.db == "redis-lock" && spec.lock_mode.as_deref() == Some("replica"),
-            "the failover fault needs --db redis-lock --lock-mode replica"
-        );
-    }
-    anyhow::ensure!(
-        spec.db != "redis-lock" || spec.bugs.is_empty(),
-        "redis-lock has no planted bugs"
-    );
-    if spec.read_mode.is_some() {
-        anyhow::ensure!(
-            !lock_db,
-            "--read-mode is for raft and paxos, not {}",
-            spec.db
-        );
-    }
-    anyhow::ensure!(
-        spec.register_values >= 1,
-        "--register-values must be at least 1"
-    );
-    if let Some(mode) = &spec.read_mode {
-        let allowed: &[&str] = match spec.db.as_str() {
-            "paxos" => &["readindex"],
-            _ => &["readindex", "lease"],
-        };
-        anyhow::ensure!(
-            allowed.contains(&mode.as_str()),
-            "--read-mode {mode:?} is not one of {} for {}",
-            allowed.join(", "),
-            spec.db
-        );
-    }
     Ok(())
 }
 
-/// Records in test.json what every run of a faultline node says about itself, plus the
-/// workload's own `specific` fields; a field the caller already set is kept.
-fn record_test_fields<const N: usize>(
-    options: &mut RunOptions,
-    spec: &SystemSpec,
-    binary: &Path,
-    specific: [(&'static str, Value); N],
-) {
-    let bug = match spec.bugs.as_slice() {
-        [] => json!(null),
-        [one] => json!(one),
-        many => json!(many),
-    };
-    let common = [
-        ("db", json!(spec.db)),
-        ("workload", json!(spec.workload)),
-        ("bug", bug),
-        ("node_args", json!(spec.node_args)),
+pub(crate) fn named(list: &[(&str, &str)]) -> Vec<Named> {
+    list.iter().map(|(n, h)| Named::new(*n, *h)).collect()
+}
+
+/// test.json fields every faultline-node system records.
+fn node_fields(options: &mut RunOptions, request: &SystemRequest, binary: &std::path::Path) {
+    for (key, value) in [
+        ("node_args", json!(request.program_args)),
         ("node_binary", json!(binary.display().to_string())),
-        (
-            "client_timeout_ms",
-            json!(spec.client_timeout.as_millis() as u64),
-        ),
-    ];
-    for (key, value) in common.into_iter().chain(specific) {
+    ] {
         options.test_fields.entry(key).or_insert(value);
     }
 }
 
-/// The test for `spec` on `options.hosts`, without faults (set `nemesis` to add them).
-/// Fills in the checker's model and test.json's system fields.
-pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<Test> {
-    validate(spec)?;
-    if spec.db == zookeeper::NAME {
-        return zookeeper::build_test(spec, options);
-    }
-    anyhow::ensure!(
-        !options.hosts.is_empty(),
-        "{} needs hosts to run on",
-        spec.db
-    );
-    if spec.db == "etcd" {
-        return etcd::build_test(&etcd_options(spec), options);
-    }
-    let binary = find_node_binary(spec.node_binary.as_deref())?;
-    if spec.workload == "lock" {
-        return build_lock_test(spec, options, binary);
-    }
-    let read_mode = spec.read_mode.clone().unwrap_or_else(|| "readindex".into());
-    let db = NodeDb::new(NodeDbConfig {
-        system: spec.db.clone(),
-        binary: binary.clone(),
-        bugs: spec.bugs.clone(),
-        read_mode: spec.read_mode.clone(),
-        extra_args: spec.node_args.clone(),
-        env: spec.env.clone(),
-    })?;
-    let endpoints = options
-        .hosts
-        .iter()
-        .map(|h| endpoint(&h.name, &h.address))
-        .collect();
-    let client = NodeClientFactory::new(endpoints, spec.client_timeout)?;
-    options.check.model = Some("cas-register".into());
-    record_test_fields(
-        &mut options,
-        spec,
-        &binary,
-        [
-            ("read_mode", json!(read_mode)),
-            ("register_values", json!(spec.register_values)),
-        ],
-    );
-    Ok(Test {
-        options,
-        db: Arc::new(db),
-        client: Arc::new(client),
-        generator: Arc::new(RegisterGenerator {
-            values: spec.register_values,
-        }),
-        nemesis: Arc::new(NoNemesis),
-    })
+fn node_binary(request: &SystemRequest) -> anyhow::Result<PathBuf> {
+    find_node_binary(request.binary.as_deref())
 }
 
-/// The lock workload on zk-lock or redis-lock, checked for mutual exclusion (and fencing
-/// order where tokens exist).
-fn build_lock_test(
-    spec: &SystemSpec,
-    mut options: RunOptions,
-    binary: PathBuf,
-) -> anyhow::Result<Test> {
-    // A group keeps its lock for the whole run: a worker must release what it acquired.
-    options.ops_per_key = u64::MAX;
-    options.check.model = None;
-    options.check.mutex = Some(true);
-    let mut nemesis: Arc<dyn Nemesis> = Arc::new(NoNemesis);
-    let holding = Holding::default();
-    let (db, client, lease_ms): (
-        Arc<dyn faultline_core::db::Db>,
-        Arc<dyn faultline_core::client::ClientFactory>,
-        u64,
-    ) = if spec.db == "zk-lock" {
-        let lease_ms = spec.lock_ttl_ms.unwrap_or(ZK_SESSION_TIMEOUT_MS);
+/// `register`: read / write / cas on independent keys, linearizable against a
+/// cas-register.
+pub struct RegisterWorkload;
+
+impl Workload for RegisterWorkload {
+    fn name(&self) -> &str {
+        "register"
+    }
+    fn description(&self) -> &str {
+        "read, write and cas of small integers on independent keys; linearizable (cas-register)"
+    }
+    fn options(&self) -> Vec<Named> {
+        named(&[(
+            REGISTER_VALUES,
+            "values are drawn from 0..N (default 5): more make a stale read harder to explain away",
+        )])
+    }
+    fn build(&self, request: &SystemRequest) -> anyhow::Result<WorkloadParts> {
+        let values = request
+            .parsed::<u64>(REGISTER_VALUES)?
+            .unwrap_or(crate::register::DEFAULT_VALUES);
+        anyhow::ensure!(values >= 1, "--register-values must be at least 1");
+        let mut parts = WorkloadParts::new(Arc::new(RegisterGenerator { values }));
+        parts.check.model = Some("cas-register".into());
+        parts.test_fields.push(("register_values", json!(values)));
+        Ok(parts)
+    }
+}
+
+/// `lock`: acquire, hold, release one lock per group of workers for the whole run,
+/// checked for mutual exclusion (and fencing order where tokens exist).
+pub struct LockWorkload;
+
+impl Workload for LockWorkload {
+    fn name(&self) -> &str {
+        "lock"
+    }
+    fn description(&self) -> &str {
+        "acquire, hold, release; mutual exclusion and fencing-token order"
+    }
+    fn build(&self, _request: &SystemRequest) -> anyhow::Result<WorkloadParts> {
+        // The lock systems replace this generator with one sharing their clients' state.
+        let mut parts = WorkloadParts::new(Arc::new(LockGenerator::new(Holding::default())));
+        parts.check.model = None;
+        parts.check.mutex = Some(true);
+        // A group keeps its lock for the whole run: a worker must release what it acquired.
+        parts.ops_per_key = Some(u64::MAX);
+        Ok(parts)
+    }
+}
+
+/// `lock-set`: each worker takes the lock, reads the set, adds its element and writes the
+/// set back; the final read must hold every acknowledged add (lost updates show a lock
+/// that did not exclude). The system supplies the client (see `lock_set::GuardedSet`).
+pub struct LockSetWorkload;
+
+impl Workload for LockSetWorkload {
+    fn name(&self) -> &str {
+        "lock-set"
+    }
+    fn description(&self) -> &str {
+        "a lock-guarded read-modify-write of one set; the final read must hold every acknowledged add"
+    }
+    fn build(&self, _request: &SystemRequest) -> anyhow::Result<WorkloadParts> {
+        let mut parts = WorkloadParts::new(Arc::new(crate::lock_set::LockSetGenerator::default()));
+        parts.check.model = None;
+        parts.check.mutex = Some(false);
+        parts.check.set = Some(true);
+        Ok(parts)
+    }
+}
+
+/// raft and paxos: `faultline-node` on every host, the register workload over HTTP.
+pub struct NodeRegisterSystem {
+    name: &'static str,
+    description: &'static str,
+    bugs: &'static [(&'static str, &'static str)],
+    read_modes: &'static [&'static str],
+    /// Whether it has a leader (`primaries`).
+    leader: bool,
+}
+
+impl NodeRegisterSystem {
+    pub fn raft() -> NodeRegisterSystem {
+        NodeRegisterSystem {
+            name: "raft",
+            description: "our Raft key-value store (faultline-node raft), linearizable reads by ReadIndex or lease",
+            bugs: &[
+                ("stale-read", "followers answer reads from their own state"),
+                ("lease-unsafe", "the leader lease is measured on the wall clock"),
+                ("no-fsync", "the log is not synced before acknowledging"),
+                ("ack-before-commit", "writes are acknowledged before they commit"),
+            ],
+            read_modes: &["readindex", "lease"],
+            leader: true,
+        }
+    }
+
+    pub fn paxos() -> NodeRegisterSystem {
+        NodeRegisterSystem {
+            name: "paxos",
+            description: "our CASPaxos register store (faultline-node paxos), one instance per key",
+            bugs: &[("skip-prepare", "a proposer skips the prepare phase")],
+            read_modes: &["readindex"],
+            leader: false,
+        }
+    }
+}
+
+impl System for NodeRegisterSystem {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn description(&self) -> &str {
+        self.description
+    }
+    fn workloads(&self) -> Vec<String> {
+        vec!["register".into()]
+    }
+    fn bugs(&self) -> Vec<Named> {
+        named(self.bugs)
+    }
+    fn options(&self) -> Vec<Named> {
+        vec![Named::new(
+            READ_MODE,
+            format!("the read path: {}", self.read_modes.join(" or ")),
+        )]
+    }
+    fn capabilities(&self, _request: &SystemRequest) -> Capabilities {
+        Capabilities {
+            primaries: self.leader,
+            ..Capabilities::default()
+        }
+    }
+    fn check(&self, request: &SystemRequest) -> anyhow::Result<()> {
+        if let Some(mode) = request.option(READ_MODE) {
+            anyhow::ensure!(
+                self.read_modes.contains(&mode),
+                "--read-mode {mode:?} is not one of {} for {}",
+                self.read_modes.join(", "),
+                self.name
+            );
+        }
+        Ok(())
+    }
+    fn build(
+        &self,
+        request: &SystemRequest,
+        workload: WorkloadParts,
+        mut options: RunOptions,
+    ) -> anyhow::Result<Test> {
+        let binary = node_binary(request)?;
+        let read_mode = request.option(READ_MODE).map(str::to_owned);
         let db = NodeDb::new(NodeDbConfig {
-            system: spec.db.clone(),
+            system: self.name.into(),
             binary: binary.clone(),
-            bugs: spec.bugs.clone(),
-            read_mode: None,
-            extra_args: spec.node_args.clone(),
-            env: spec.env.clone(),
+            bugs: request.bugs.clone(),
+            read_mode: read_mode.clone(),
+            extra_args: request.program_args.clone(),
+            primaries: self.leader,
         })?;
+        let endpoints = options
+            .hosts
+            .iter()
+            .map(|h| endpoint(&h.name, &h.address))
+            .collect();
+        let client = NodeClientFactory::new(endpoints, request.client_timeout)?;
+        node_fields(&mut options, request, &binary);
+        options
+            .test_fields
+            .entry("read_mode")
+            .or_insert(json!(read_mode.unwrap_or_else(|| "readindex".into())));
+        Ok(workload.into_test(options, Arc::new(db), Arc::new(client)))
+    }
+}
+
+/// zk-lock: the ZooKeeper-style lock service on our Raft.
+pub struct ZkLockSystem;
+
+impl System for ZkLockSystem {
+    fn name(&self) -> &str {
+        "zk-lock"
+    }
+    fn description(&self) -> &str {
+        "our ZooKeeper-style lock service on Raft: sessions, ephemeral sequential nodes, fencing tokens"
+    }
+    fn workloads(&self) -> Vec<String> {
+        vec!["lock".into()]
+    }
+    fn bugs(&self) -> Vec<Named> {
+        named(&[(
+            "wall-clock-expiry",
+            "sessions expire on the leader's wall clock",
+        )])
+    }
+    fn options(&self) -> Vec<Named> {
+        named(&[(LOCK_TTL_MS, "the session timeout in ms (default 3000)")])
+    }
+    fn capabilities(&self, _request: &SystemRequest) -> Capabilities {
+        Capabilities {
+            primaries: true,
+            ..Capabilities::default()
+        }
+    }
+    fn check(&self, request: &SystemRequest) -> anyhow::Result<()> {
+        request.parsed::<u64>(LOCK_TTL_MS)?;
+        Ok(())
+    }
+    fn build(
+        &self,
+        request: &SystemRequest,
+        mut workload: WorkloadParts,
+        mut options: RunOptions,
+    ) -> anyhow::Result<Test> {
+        let binary = node_binary(request)?;
+        let lease_ms = request
+            .parsed::<u64>(LOCK_TTL_MS)?
+            .unwrap_or(ZK_SESSION_TIMEOUT_MS);
+        let db = NodeDb::new(NodeDbConfig {
+            system: "zk-lock".into(),
+            binary: binary.clone(),
+            bugs: request.bugs.clone(),
+            read_mode: None,
+            extra_args: request.program_args.clone(),
+            primaries: true,
+        })?;
+        let holding = Holding::default();
         let client = ZkLockClientFactory::new(
             ZkLockSettings {
                 nodes: options
@@ -322,33 +321,93 @@ fn build_lock_test(
                     .iter()
                     .map(|h| (h.name.clone(), format!("{}:{CLIENT_PORT}", h.address)))
                     .collect(),
-                request_timeout: spec.client_timeout,
+                request_timeout: request.client_timeout,
                 session_timeout_ms: lease_ms,
                 acquire_wait_ms: ZK_ACQUIRE_WAIT_MS,
             },
             holding.clone(),
         )?;
-        (Arc::new(db), Arc::new(client), lease_ms)
-    } else {
-        let mode: LockMode = spec
-            .lock_mode
-            .as_deref()
+        workload.generator = Arc::new(LockGenerator::new(holding));
+        node_fields(&mut options, request, &binary);
+        options
+            .test_fields
+            .entry("lease_ms")
+            .or_insert(json!(lease_ms));
+        Ok(workload.into_test(options, Arc::new(db), Arc::new(client)))
+    }
+}
+
+/// redis-lock: the Redis-style lock server, alone, with an async replica, or as Redlock.
+pub struct RedisLockSystem;
+
+impl RedisLockSystem {
+    fn mode(request: &SystemRequest) -> anyhow::Result<LockMode> {
+        request
+            .option(LOCK_MODE)
             .unwrap_or("single")
             .parse()
-            .map_err(anyhow::Error::msg)?;
+            .map_err(anyhow::Error::msg)
+    }
+}
+
+impl System for RedisLockSystem {
+    fn name(&self) -> &str {
+        "redis-lock"
+    }
+    fn description(&self) -> &str {
+        "our Redis-style lock server (SET NX PX, compare-and-delete): single, primary + async replica, or Redlock"
+    }
+    fn workloads(&self) -> Vec<String> {
+        vec!["lock".into()]
+    }
+    fn options(&self) -> Vec<Named> {
+        named(&[
+            (
+                LOCK_MODE,
+                "single (default), replica (primary + async replica) or redlock",
+            ),
+            (LOCK_TTL_MS, "the lock TTL in ms (default 1000)"),
+        ])
+    }
+    fn faults(&self) -> Vec<Named> {
+        named(&[(
+            "failover",
+            "replica mode: cut the replica off, kill the primary after 1 s, promote the replica",
+        )])
+    }
+    fn capabilities(&self, request: &SystemRequest) -> Capabilities {
+        Capabilities {
+            // Redlock's servers are independent: none leads.
+            primaries: Self::mode(request).is_ok_and(|m| m != LockMode::Redlock),
+            ..Capabilities::default()
+        }
+    }
+    fn check(&self, request: &SystemRequest) -> anyhow::Result<()> {
+        let mode = Self::mode(request)?;
+        request.parsed::<u64>(LOCK_TTL_MS)?;
+        anyhow::ensure!(
+            !request.has_fault("failover") || mode == LockMode::Replica,
+            "the failover fault needs --db redis-lock --lock-mode replica"
+        );
+        Ok(())
+    }
+    fn build(
+        &self,
+        request: &SystemRequest,
+        mut workload: WorkloadParts,
+        mut options: RunOptions,
+    ) -> anyhow::Result<Test> {
+        let binary = node_binary(request)?;
+        let mode = Self::mode(request)?;
         let servers = RedisLockDb::servers(mode, options.hosts.len());
         anyhow::ensure!(
             mode != LockMode::Replica || servers == 2,
             "--lock-mode replica needs at least 2 hosts"
         );
-        let lease_ms = spec.lock_ttl_ms.unwrap_or(REDIS_TTL_MS);
+        let lease_ms = request.parsed::<u64>(LOCK_TTL_MS)?.unwrap_or(REDIS_TTL_MS);
         let primary = Arc::new(AtomicUsize::new(0));
-        let db = Arc::new(RedisLockDb::new(
-            binary.clone(),
-            mode,
-            spec.env.clone(),
-            primary.clone(),
-        )?);
+        let db = Arc::new(RedisLockDb::new(binary.clone(), mode, primary.clone())?);
+        let holding = Holding::default();
         let client = RedisLockClientFactory::new(
             RedisLockSettings {
                 mode,
@@ -360,48 +419,118 @@ fn build_lock_test(
                 ttl_ms: lease_ms,
                 request_timeout: match mode {
                     LockMode::Redlock => REDLOCK_REQUEST_TIMEOUT,
-                    _ => spec.client_timeout,
+                    _ => request.client_timeout,
                 },
             },
             holding.clone(),
         )?;
-        if let Some(interval) = spec.failover_interval {
-            nemesis = Arc::new(FailoverNemesis::new(db.clone(), interval, FAILOVER_LAG));
+        workload.generator = Arc::new(LockGenerator::new(holding));
+        node_fields(&mut options, request, &binary);
+        let fields = &mut options.test_fields;
+        fields.entry("lock_mode").or_insert(json!(mode.name()));
+        fields.entry("lease_ms").or_insert(json!(lease_ms));
+        let failover = request.has_fault("failover");
+        if failover {
+            let interval = request.fault_interval;
+            fields
+                .entry("failover_interval_s")
+                .or_insert(json!(interval.as_secs_f64()));
+            let perf = json!({"name": "failover", "start": ["failover"],
+                              "stop": ["failover-done"], "color": "#ffc9a8"});
+            append_perf(&mut options, perf, interval);
         }
-        options
-            .test_fields
-            .entry("lock_mode")
-            .or_insert(json!(mode.name()));
-        (db, Arc::new(client), lease_ms)
-    };
-    record_test_fields(&mut options, spec, &binary, [("lease_ms", json!(lease_ms))]);
-    if let Some(interval) = spec.failover_interval {
-        options
-            .test_fields
-            .entry("failover_interval_s")
-            .or_insert(json!(interval.as_secs_f64()));
+        let mut test = workload.into_test(options, db.clone(), Arc::new(client));
+        if failover {
+            test.nemesis = Arc::new(FailoverNemesis::new(
+                db,
+                request.fault_interval,
+                FAILOVER_LAG,
+            ));
+        }
+        Ok(test)
     }
-    Ok(Test {
-        options,
-        db,
-        client,
-        generator: Arc::new(LockGenerator::new(holding)),
-        nemesis,
-    })
+}
+
+/// Adds a system's own fault to test.json's `nemesis_perf` (the report's fault bands),
+/// after the scheduled families' entries when there are any.
+pub fn append_perf(options: &mut RunOptions, perf: Value, interval: Duration) {
+    match options.test_fields.get_mut("nemesis_perf") {
+        Some(Value::Array(list)) => list.push(perf),
+        _ => {
+            options
+                .test_fields
+                .insert("nemesis_perf".into(), json!([perf]));
+            options
+                .test_fields
+                .insert("nemesis_interval_s".into(), json!(interval.as_secs_f64()));
+        }
+    }
+}
+
+/// The scheduled nemesis beside the one a system built into its test (its own faults, or
+/// a watcher such as Redis's role watcher, which has no fault names but must run too).
+pub fn with_scheduled(test: &mut Test, scheduled: Arc<dyn faultline_core::nemesis::Nemesis>) {
+    test.nemesis = Arc::new(BothNemeses(scheduled, test.nemesis.clone()));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::system::ClockReach;
+
+    fn request(workload: &str) -> SystemRequest {
+        SystemRequest {
+            workload: workload.into(),
+            ..SystemRequest::default()
+        }
+    }
 
     #[test]
-    fn register_values_must_leave_something_to_draw() {
-        assert!(validate(&SystemSpec::default()).is_ok());
-        let none = SystemSpec {
-            register_values: 0,
-            ..SystemSpec::default()
-        };
-        let err = validate(&none).unwrap_err().to_string();
-        assert!(err.contains("--register-values"), "{err}");
+    fn the_registry_checks_names_before_anything_starts() {
+        let registry = Registry::stock();
+        let raft = registry.system("raft").unwrap();
+        assert!(registry.check(&*raft, &request("register")).is_ok());
+        let err = registry
+            .check(&*raft, &request("lock"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zk-lock, redis-lock"), "{err}");
+        let mut none = request("register");
+        none.options.push((REGISTER_VALUES.into(), "0".into()));
+        assert!(RegisterWorkload.build(&none).is_err());
+        let mut lease = request("register");
+        lease.options.push((READ_MODE.into(), "lease".into()));
+        assert!(registry.check(&*raft, &lease).is_ok());
+        let paxos = registry.system("paxos").unwrap();
+        let err = registry.check(&*paxos, &lease).unwrap_err().to_string();
+        assert!(err.contains("readindex"), "{err}");
+        let mut bug = request("lock");
+        bug.bugs.push("stale-read".into());
+        let redis = registry.system("redis-lock").unwrap();
+        let err = registry.check(&*redis, &bug).unwrap_err().to_string();
+        assert!(err.contains("no planted bugs"), "{err}");
+        let mut failover = request("lock");
+        failover.faults.push("failover".into());
+        assert!(registry.check(&*redis, &failover).is_err());
+        failover.options.push((LOCK_MODE.into(), "replica".into()));
+        assert!(registry.check(&*redis, &failover).is_ok());
+        let err = registry.system("etcd2").err().unwrap().to_string();
+        assert!(
+            err.contains("raft, paxos, zk-lock, redis-lock, etcd, redis, zookeeper"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn capabilities_follow_the_request() {
+        let mut redlock = request("lock");
+        redlock.options.push((LOCK_MODE.into(), "redlock".into()));
+        assert!(!RedisLockSystem.capabilities(&redlock).primaries);
+        assert!(RedisLockSystem.capabilities(&request("lock")).primaries);
+        assert!(!NodeRegisterSystem::paxos().capabilities(&redlock).primaries);
+        assert_eq!(
+            NodeRegisterSystem::raft().capabilities(&redlock).clock,
+            ClockReach::both()
+        );
     }
 }

@@ -13,7 +13,7 @@ use faultline_core::history::Event;
 use faultline_core::nemesis::{Nemesis, NemesisContext};
 use faultline_core::run::{run, RunOptions, RunOutcome};
 use faultline_workloads::binary::{env_or_build, NODE_BINARY};
-use faultline_workloads::systems::{build_test, SystemSpec};
+use faultline_workloads::system::{Registry, SystemRequest};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -76,13 +76,14 @@ async fn run_scenario(s: Scenario) -> (RunOutcome, tempfile::TempDir) {
         time_limit: Duration::from_secs(s.time_limit_s),
         ..RunOptions::default()
     };
-    let spec = SystemSpec {
-        db: s.db.into(),
+    let request = SystemRequest {
         bugs: s.bugs.iter().map(|b| b.to_string()).collect(),
-        node_binary: Some(binary),
-        ..SystemSpec::default()
+        binary: Some(binary),
+        ..SystemRequest::default()
     };
-    let mut test = build_test(&spec, options).expect("building the test");
+    let mut test = Registry::stock()
+        .build(s.db, &request, options)
+        .expect("building the test");
     if let Some(nemesis) = s.nemesis {
         test.nemesis = nemesis;
     }

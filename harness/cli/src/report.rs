@@ -4,7 +4,9 @@
 use clap::Args;
 use faultline_checker::{CheckOptions, Limits};
 use faultline_report::{summary_table, write_junit, RunSummary};
+use faultline_workloads::system::{Registry, SystemRequest};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args)]
@@ -25,22 +27,51 @@ pub struct ReportArgs {
     pub junit: Option<PathBuf>,
 }
 
+/// The checks of the run's workload, when `registry` has it (a user's own binary has its
+/// own workloads): its built-in options (model, mutex, set) and its own checkers, so a
+/// re-check judges the run as `run` did.
+fn workload_checks(
+    dir: &std::path::Path,
+    registry: &Registry,
+) -> (CheckOptions, Vec<Arc<dyn faultline_core::check::Checker>>) {
+    let test: Option<serde_json::Value> = std::fs::read(dir.join("test.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let parts = test
+        .as_ref()
+        .and_then(|t| t.get("workload")?.as_str().map(str::to_owned))
+        .and_then(|name| {
+            let request = SystemRequest {
+                workload: name.clone(),
+                ..SystemRequest::default()
+            };
+            registry.workload(&name).ok()?.build(&request).ok()
+        });
+    match parts {
+        Some(parts) => (parts.check, parts.checkers),
+        None => (CheckOptions::default(), Vec::new()),
+    }
+}
+
 /// Returns the process exit code (DESIGN §3).
-pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
+pub fn run(args: ReportArgs, registry: &Registry) -> anyhow::Result<u8> {
     let dir = args.run_dir;
     let run = if args.no_check {
         faultline_report::write_report(&dir)?;
         faultline_report::RunData::load(&dir)?
     } else {
+        let (workload, checkers) = workload_checks(&dir, registry);
         let options = CheckOptions {
             model: args.model,
             limits: Limits {
                 time_limit: Some(Duration::from_secs(args.time_limit)),
                 ..Limits::default()
             },
+            mutex: workload.mutex,
+            set: workload.set,
             ..CheckOptions::default()
         };
-        faultline_report::recheck_run(&dir, &options)?
+        faultline_report::recheck_run(&dir, &options, &checkers)?
     };
     print!("{}", summary_table(&run));
     if let Some(path) = args.junit {

@@ -7,34 +7,38 @@ use clap::Args;
 use faultline_control::local_cluster::{self, ClusterConfig};
 use faultline_control::{HostSpec, SshArgs, SshConfig};
 use faultline_core::run::{self as core_run, RunOptions};
+use faultline_nemesis::clock::ClockStrategy;
 use faultline_nemesis::runner::ScheduledNemesis;
 use faultline_nemesis::schedule::Family;
-use faultline_workloads::systems::{self, SystemSpec};
+use faultline_workloads::system::{Capabilities, Registry, System, SystemRequest};
+use faultline_workloads::systems;
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// The system under test: raft, paxos, zk-lock, redis-lock or etcd.
+    /// The system under test: a registered system (`faultline systems` lists them; stock:
+    /// raft, paxos, zk-lock, redis-lock and Debian's etcd, redis, zookeeper), or
+    /// `external:FILE.toml`; `help` prints the table.
     #[arg(long, default_value = "raft")]
     pub db: String,
-    /// The workload: register (raft, paxos, etcd), lock (zk-lock, redis-lock, etcd) or
-    /// lock-set (etcd).
+    /// The workload: one the system serves (`faultline systems` lists them: register, lock,
+    /// lock-set).
     #[arg(long, default_value = "register")]
     pub workload: String,
+    /// An option of the system or workload (repeatable), e.g. `read-mode=lease`; the
+    /// system's row in `faultline systems` lists what it takes.
+    #[arg(long = "db-opt", value_name = "NAME=VALUE")]
+    pub db_opts: Vec<String>,
     /// Start the nodes with a planted bug (repeatable), e.g. stale-read.
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
     /// The nodes' read path: readindex or lease (raft only).
     #[arg(long, value_name = "MODE")]
     pub read_mode: Option<String>,
-    /// etcd's read option: linearizable (default) or serializable.
-    #[arg(long, value_name = "MODE")]
-    pub read_consistency: Option<String>,
-    /// lock-set: guard each write of the set with the lock's fencing token.
-    #[arg(long)]
-    pub fencing: bool,
     /// A further faultline-node option, passed through (repeatable): `tick-ms=20` becomes
     /// `--tick-ms 20`, `foo` becomes `--foo`.
     #[arg(long = "node-opt", value_name = "NAME[=VALUE]")]
@@ -42,6 +46,22 @@ pub struct RunArgs {
     /// redis-lock's deployment: single, replica (primary + async replica) or redlock.
     #[arg(long, value_name = "MODE")]
     pub lock_mode: Option<String>,
+    /// etcd's read option: linearizable (default) or serializable.
+    #[arg(long, value_name = "MODE")]
+    pub read_consistency: Option<String>,
+    /// lock-set: guard each write of the set with the lock's fencing token.
+    #[arg(long)]
+    pub fencing: bool,
+    /// --db redis: single, replica (primary + async replicas), sentinel (the same with a
+    /// Sentinel per host) or redlock (independent servers).
+    #[arg(long, value_name = "MODE")]
+    pub redis_mode: Option<String>,
+    /// --db redis: `appendonly` (yes or no; Debian's default is no).
+    #[arg(long, value_name = "YES|NO")]
+    pub redis_appendonly: Option<String>,
+    /// --db redis: `appendfsync` (always, everysec or no; Debian's default is everysec).
+    #[arg(long, value_name = "POLICY")]
+    pub redis_appendfsync: Option<String>,
     /// A lock grant's lease in ms: zk-lock's session timeout (default 3000), redis-lock's
     /// TTL (default 1000).
     #[arg(long, value_name = "MS")]
@@ -49,8 +69,9 @@ pub struct RunArgs {
     /// The register workload's values are drawn from 0..N: more values make a stale read
     /// harder to explain away by an indeterminate write of the same value, fewer make cas
     /// succeed more often.
-    #[arg(long, default_value_t = faultline_workloads::register::DEFAULT_VALUES, value_name = "N")]
-    pub register_values: u64,
+    /// (Default 5; the same as `--db-opt register-values=N`.)
+    #[arg(long, value_name = "N")]
+    pub register_values: Option<u64>,
     /// The faultline-node binary to upload; default: beside this program, or built with
     /// cargo.
     #[arg(long, value_name = "PATH")]
@@ -198,9 +219,66 @@ fn combine(a: u8, b: u8) -> u8 {
 }
 
 /// Returns the process exit code (DESIGN §3).
-pub fn run(args: RunArgs) -> anyhow::Result<u8> {
-    // The arguments after `run`, recorded so that `--replay` can run the same test again.
-    let (mut args, argv, replay_of) = match &args.replay {
+pub fn run(args: RunArgs, registry: &Registry) -> anyhow::Result<u8> {
+    if args.db == "help" {
+        print!("{}", crate::systems::table(registry));
+        return Ok(0);
+    }
+    let (mut args, argv, replay_of) = resolve_replay(args)?;
+    vm_clock_default(&mut args);
+    let plan = plan(&args, registry)?;
+    let (hosts, ssh, _cluster) = hosts(&args)?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", plan.system.name(), args.workload));
+    let command = std::env::args()
+        .map(|a| faultline_control::shell_escape(&a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut code = 0;
+    let mut summaries = Vec::new();
+    for n in 0..args.test_count {
+        let seed = seed.wrapping_add(u64::from(n));
+        let mut options = run_options(&args, &plan, name.clone(), hosts.clone(), ssh.clone(), seed);
+        options.test_fields.insert("command".into(), json!(command));
+        options.test_fields.insert("argv".into(), json!(argv));
+        if let Some(dir) = &replay_of {
+            options.test_fields.insert("replay_of".into(), json!(dir));
+        }
+        let scheduled = plan
+            .nemesis
+            .clone()
+            .map(|config| ScheduledNemesis::new(config, seed));
+        if let Some(nemesis) = &scheduled {
+            record_schedule(&mut options, &plan.nemesis_args, nemesis)?;
+        }
+        let mut test = registry.build_test(&*plan.system, &plan.request, options)?;
+        if let Some(nemesis) = scheduled {
+            systems::with_scheduled(&mut test, Arc::new(nemesis));
+        }
+        eprintln!(
+            "faultline: run {}/{} of {name} (seed {seed})",
+            n + 1,
+            args.test_count
+        );
+        let (outcome, interrupted) = runtime.block_on(run_with_progress(test, args.time_limit));
+        let outcome = outcome?;
+        code = combine(code, outcome.exit_code());
+        report(&outcome, args.junit.as_deref(), &mut summaries)?;
+        if interrupted {
+            break;
+        }
+    }
+    Ok(code)
+}
+
+/// The arguments of this run: as given, or those recorded in `--replay`'s run folder; with
+/// the words after `run` (recorded so that `--replay` can run the same test again).
+fn resolve_replay(args: RunArgs) -> anyhow::Result<(RunArgs, Vec<String>, Option<String>)> {
+    Ok(match &args.replay {
         Some(dir) => {
             let (replayed, argv) = replay_args(dir, &args)?;
             eprintln!(
@@ -217,18 +295,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 .collect();
             (args, argv, None)
         }
-    };
-    // `failover` is redis-lock's own fault (`lock_db::FailoverNemesis`), run beside the
-    // scheduled families rather than as one of them.
-    let failover = args.nemesis.nemesis.iter().any(|n| n.trim() == "failover");
-    args.nemesis.nemesis.retain(|n| n.trim() != "failover");
-    anyhow::ensure!(
-        !failover
-            || (args.nemesis.nemesis_interval.is_finite() && args.nemesis.nemesis_interval > 0.0),
-        "--nemesis-interval must be a positive number of seconds"
-    );
-    // VMs have their own clocks: unless told otherwise, clock faults set the system clock
-    // on hosts from a nodes file that `cluster up --vm` marked as VMs.
+    })
+}
+
+/// VMs have their own clocks: unless told otherwise, clock faults set the system clock on
+/// hosts from a nodes file that `cluster up --vm` marked as VMs.
+fn vm_clock_default(args: &mut RunArgs) {
     if args.nemesis.clock_strategy.is_none()
         && args
             .ssh
@@ -236,214 +308,279 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             .as_deref()
             .is_some_and(faultline_control::vm::nodes_file_is_vm)
     {
-        args.nemesis.clock_strategy = Some(faultline_nemesis::clock::ClockStrategy::System);
+        args.nemesis.clock_strategy = Some(ClockStrategy::System);
     }
-    let spec = SystemSpec {
-        lock_mode: args.lock_mode.clone(),
-        lock_ttl_ms: args.lock_ttl_ms,
-        register_values: args.register_values,
-        read_consistency: args.read_consistency.clone(),
-        fencing: args.fencing,
-        failover_interval: failover.then(|| Duration::from_secs_f64(args.nemesis.nemesis_interval)),
-        db: args.db.clone(),
+}
+
+/// What is to run, checked before any host is touched so that a typo or a fault the
+/// system cannot take fails in milliseconds.
+struct Plan {
+    system: Arc<dyn System>,
+    request: SystemRequest,
+    /// The scheduled faults; `None` without any.
+    nemesis: Option<faultline_nemesis::runner::NemesisConfig>,
+    /// `--nemesis` and friends without the system's own faults.
+    nemesis_args: NemesisArgs,
+}
+
+fn plan(args: &RunArgs, registry: &Registry) -> anyhow::Result<Plan> {
+    let system = registry.system(&args.db)?;
+    // A name in --nemesis is either a scheduled family or one of the system's own faults.
+    let (own, families): (Vec<String>, Vec<String>) = args
+        .nemesis
+        .nemesis
+        .iter()
+        .map(|n| n.trim().to_owned())
+        .partition(|n| registry.is_system_fault(&*system, n));
+    let mut nemesis_args = args.nemesis.clone();
+    nemesis_args.nemesis = families;
+    anyhow::ensure!(
+        own.is_empty()
+            || (args.nemesis.nemesis_interval.is_finite() && args.nemesis.nemesis_interval > 0.0),
+        "--nemesis-interval must be a positive number of seconds"
+    );
+    let request = SystemRequest {
         workload: args.workload.clone(),
         bugs: args.bugs.clone(),
-        read_mode: args.read_mode.clone(),
-        node_args: node_args(&args.node_opts)?,
-        node_binary: args.node_binary.clone(),
+        options: db_options(args)?,
+        program_args: node_args(&args.node_opts)?,
+        binary: args.node_binary.clone(),
         client_timeout: Duration::from_millis(args.client_timeout_ms),
-        env: if args.nemesis.needs_faketime() {
-            faultline_nemesis::clock::faketime_env()
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect()
-        } else {
-            Vec::new()
-        },
+        faults: own,
+        fault_interval: Duration::from_secs_f64(args.nemesis.nemesis_interval.max(0.001)),
     };
-    systems::validate(&spec)?;
+    registry.check(&*system, &request)?;
     anyhow::ensure!(
         args.time_limit.is_finite() && args.time_limit > 0.0,
         "--time-limit must be a positive number of seconds"
     );
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     anyhow::ensure!(args.rate >= 0.0, "--rate must not be negative");
-
-    // Faults are checked before any host is touched, so a bad --nemesis fails at once.
-    let nemesis_config = args.nemesis.config(
-        Duration::from_secs_f64(args.time_limit),
-        clock_skewable(&args.db, &args.nemesis),
-    )?;
-
-    let (hosts, ssh, _cluster) = hosts(&args)?;
-    let seed = args.seed.unwrap_or_else(rand::random);
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", args.db, args.workload));
-    let command = std::env::args()
-        .map(|a| faultline_control::shell_escape(&a))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let runtime = tokio::runtime::Runtime::new()?;
-    let mut code = 0;
-    let mut summaries = Vec::new();
-    for n in 0..args.test_count {
-        let seed = seed.wrapping_add(u64::from(n));
-        let mut options = RunOptions {
-            name: name.clone(),
-            results_dir: args.results_dir.clone(),
-            hosts: hosts.clone(),
-            ssh: ssh.clone(),
-            seed,
-            concurrency: args.concurrency,
-            rate: (args.rate > 0.0).then_some(args.rate),
-            time_limit: Duration::from_secs_f64(args.time_limit),
-            workers_per_key: args.workers_per_key,
-            ops_per_key: args.ops_per_key,
-            leave_db_running: args.leave_db_running,
-            stderr_log: Some(tracing::Level::INFO),
-            ..RunOptions::default()
-        };
-        options.test_fields.insert("command".into(), json!(command));
-        options.test_fields.insert("argv".into(), json!(argv));
-        if let Some(dir) = &replay_of {
-            options.test_fields.insert("replay_of".into(), json!(dir));
-        }
-        let nemesis = nemesis_config
-            .clone()
-            .map(|config| ScheduledNemesis::new(config, seed));
-        if let Some(nemesis) = &nemesis {
-            let families = &args.nemesis.families()?;
-            options.test_fields.insert(
-                "nemesis_perf".into(),
-                json!(families.iter().map(|f| f.perf()).collect::<Vec<_>>()),
-            );
-            options.test_fields.insert(
-                "nemesis_interval_s".into(),
-                json!(args.nemesis.nemesis_interval),
-            );
-            options
-                .test_fields
-                .insert("nemesis_schedule".into(), json!(nemesis.steps()));
-            options.test_fields.insert(
-                "clock_strategy".into(),
-                json!(args.nemesis.effective_clock_strategy()),
-            );
-        }
-        if failover {
-            let perf = json!({"name": "failover", "start": ["failover"],
-                              "stop": ["failover-done"], "color": "#ffc9a8"});
-            match options.test_fields.get_mut("nemesis_perf") {
-                Some(serde_json::Value::Array(list)) => list.push(perf),
-                _ => {
-                    options
-                        .test_fields
-                        .insert("nemesis_perf".into(), json!([perf]));
-                    options.test_fields.insert(
-                        "nemesis_interval_s".into(),
-                        json!(args.nemesis.nemesis_interval),
-                    );
-                }
-            }
-        }
-        let mut test = systems::build_test(&spec, options)?;
-        if let Some(nemesis) = nemesis {
-            let scheduled: std::sync::Arc<dyn faultline_core::nemesis::Nemesis> =
-                std::sync::Arc::new(nemesis);
-            test.nemesis = if failover {
-                std::sync::Arc::new(faultline_workloads::lock_db::BothNemeses(
-                    scheduled,
-                    test.nemesis.clone(),
-                ))
-            } else {
-                scheduled
-            };
-        }
-        eprintln!(
-            "faultline: run {}/{} of {name} (seed {seed})",
-            n + 1,
-            args.test_count
-        );
-        let (outcome, interrupted) = runtime.block_on(async {
-            let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = interrupted.clone();
-            let interrupt = async move {
-                shutdown_signal().await;
-                flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            };
-            // Setup takes a while before the workload starts; the bar counts the whole run
-            // against the time limit, so it shows how far along the run is, not more.
-            let bar =
-                faultline_report::progress_bar(Duration::from_secs_f64(args.time_limit), "running");
-            let ticker = {
-                let bar = bar.clone();
-                tokio::spawn(async move {
-                    let started = tokio::time::Instant::now();
-                    loop {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        bar.set_position(started.elapsed().as_secs());
-                    }
-                })
-            };
-            let outcome = core_run::run(test, interrupt).await;
-            ticker.abort();
-            bar.finish_and_clear();
-            (
-                outcome,
-                interrupted.load(std::sync::atomic::Ordering::SeqCst),
-            )
-        });
-        let outcome = outcome?;
-        // The report is extra: a run whose report fails still has its verdict.
-        match faultline_report::finish_run(&outcome.dir) {
-            Ok(_report) => {
-                // The summary ends with the report's path.
-                if let Err(err) = faultline_report::print_summary(&outcome.dir) {
-                    eprintln!("faultline: summary: {err:#}");
-                }
-            }
-            Err(err) => eprintln!("faultline: report: {err:#}"),
-        }
-        println!("run folder: {}", outcome.dir.display());
-        if let Some(error) = &outcome.error {
-            eprintln!("faultline: the run failed: {error}");
-        }
-        code = combine(code, outcome.exit_code());
-        if let Some(path) = &args.junit {
-            match faultline_report::RunSummary::load(&outcome.dir) {
-                Ok(summary) => summaries.push(summary),
-                Err(err) => eprintln!("faultline: JUnit: {err:#}"),
-            }
-            faultline_report::write_junit(&summaries, path)
-                .with_context(|| format!("writing the JUnit report {}", path.display()))?;
-        }
-        if interrupted {
-            break;
-        }
-    }
-    Ok(code)
+    let capabilities = system.capabilities(&request);
+    let families = nemesis_args.families()?;
+    refuse_unsupported(system.name(), &capabilities, &families, &nemesis_args)?;
+    let nemesis = nemesis_args.config(Duration::from_secs_f64(args.time_limit), Ok(()))?;
+    Ok(Plan {
+        system,
+        request,
+        nemesis,
+        nemesis_args,
+    })
 }
 
-/// Whether `db`'s clock can be changed the way `--clock-strategy` says; the reason when not.
-fn clock_skewable(db: &str, nemesis: &NemesisArgs) -> Result<(), String> {
-    use faultline_nemesis::clock::ClockStrategy;
-    let wants_clock = nemesis.families().is_ok_and(|f| f.contains(&Family::Clock));
-    match (db, nemesis.effective_clock_strategy()) {
-        (_, ClockStrategy::System) => Ok(()),
-        // ZooKeeper's JVM is reached: libfaketime moves System.currentTimeMillis, not the
-        // monotonic nanoTime its timeouts use (docs/zookeeper.md).
-        ("etcd", ClockStrategy::Faketime) if wants_clock => Err(format!(
-            "{db} cannot be clock-skewed on local hosts: libfaketime does not reach its clock \
-             (Go reads the kernel clock directly); use VMs with --clock-strategy system"
-        )),
-        ("redis", ClockStrategy::Faketime) if wants_clock => Err(
-            "redis-server hangs at start under libfaketime (jemalloc); use VMs with \
-             --clock-strategy system"
-                .into(),
+/// `--db-opt name=value` and the stock systems' named flags, as the system's options.
+fn db_options(args: &RunArgs) -> anyhow::Result<Vec<(String, String)>> {
+    let mut options = Vec::new();
+    let named = [
+        (systems::READ_MODE, args.read_mode.clone()),
+        (systems::LOCK_MODE, args.lock_mode.clone()),
+        (
+            systems::etcd::READ_CONSISTENCY,
+            args.read_consistency.clone(),
         ),
-        _ => Ok(()),
+        (systems::FENCING, args.fencing.then(|| "true".to_owned())),
+        (systems::redis::REDIS_MODE, args.redis_mode.clone()),
+        (
+            systems::redis::REDIS_APPENDONLY,
+            args.redis_appendonly.clone(),
+        ),
+        (
+            systems::redis::REDIS_APPENDFSYNC,
+            args.redis_appendfsync.clone(),
+        ),
+        (
+            systems::LOCK_TTL_MS,
+            args.lock_ttl_ms.map(|v| v.to_string()),
+        ),
+        (
+            systems::REGISTER_VALUES,
+            args.register_values.map(|v| v.to_string()),
+        ),
+    ];
+    for (name, value) in named {
+        if let Some(value) = value {
+            options.push((name.to_owned(), value));
+        }
     }
+    for opt in &args.db_opts {
+        let (name, value) = opt.split_once('=').unwrap_or((opt.as_str(), "true"));
+        let name = name.trim().trim_start_matches("--");
+        anyhow::ensure!(!name.is_empty(), "--db-opt {opt:?} names no option");
+        options.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(options)
+}
+
+/// Refuses, before anything starts, a fault the system cannot take, naming the system, the
+/// fault and what would work.
+fn refuse_unsupported(
+    db: &str,
+    capabilities: &Capabilities,
+    families: &[Family],
+    nemesis: &NemesisArgs,
+) -> anyhow::Result<()> {
+    for family in families {
+        let refused = match family {
+            Family::Kill => (!capabilities.kill).then(|| {
+                "it cannot be killed and restarted; drop `kill` from --nemesis".to_owned()
+            }),
+            Family::Pause => (!capabilities.pause)
+                .then(|| "it cannot be paused; drop `pause` from --nemesis".to_owned()),
+            Family::Partition => (!capabilities.partition).then(|| {
+                "its hosts cannot be partitioned; drop `partition` from --nemesis".to_owned()
+            }),
+            Family::Packet => (!capabilities.packet)
+                .then(|| "its traffic cannot be shaped; drop `packet` from --nemesis".to_owned()),
+            Family::Clock => clock_refusal(db, capabilities, nemesis.effective_clock_strategy()),
+        };
+        if let Some(why) = refused {
+            anyhow::bail!("--db {db} cannot take --nemesis {}: {why}", family.name());
+        }
+    }
+    Ok(())
+}
+
+fn clock_refusal(db: &str, capabilities: &Capabilities, strategy: ClockStrategy) -> Option<String> {
+    let reach = &capabilities.clock;
+    let (tried, other, other_works) = match strategy {
+        ClockStrategy::Faketime => (&reach.faketime, "system", reach.system.is_ok()),
+        ClockStrategy::System => (&reach.system, "faketime", reach.faketime.is_ok()),
+    };
+    let why = tried.as_ref().err()?;
+    let strategy_name = match strategy {
+        ClockStrategy::Faketime => "faketime",
+        ClockStrategy::System => "system",
+    };
+    let hint = if !other_works {
+        format!("no clock strategy reaches {db}; drop `clock` from --nemesis")
+    } else if other == "system" {
+        "use VMs (`faultline cluster up --vm`) with --clock-strategy system".to_owned()
+    } else {
+        "use --clock-strategy faketime (local hosts)".to_owned()
+    };
+    Some(format!(
+        "with --clock-strategy {strategy_name}, {why}; {hint}"
+    ))
+}
+
+fn run_options(
+    args: &RunArgs,
+    plan: &Plan,
+    name: String,
+    hosts: Vec<HostSpec>,
+    ssh: SshConfig,
+    seed: u64,
+) -> RunOptions {
+    let db_env = if plan.nemesis_args.needs_faketime() {
+        faultline_nemesis::clock::faketime_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    RunOptions {
+        name,
+        results_dir: args.results_dir.clone(),
+        hosts,
+        ssh,
+        seed,
+        concurrency: args.concurrency,
+        rate: (args.rate > 0.0).then_some(args.rate),
+        time_limit: Duration::from_secs_f64(args.time_limit),
+        workers_per_key: args.workers_per_key,
+        ops_per_key: args.ops_per_key,
+        leave_db_running: args.leave_db_running,
+        stderr_log: Some(tracing::Level::INFO),
+        db_env,
+        ..RunOptions::default()
+    }
+}
+
+/// test.json's record of the fault schedule: what the report shades and `--replay` reruns.
+fn record_schedule(
+    options: &mut RunOptions,
+    nemesis_args: &NemesisArgs,
+    nemesis: &ScheduledNemesis,
+) -> anyhow::Result<()> {
+    let families = nemesis_args.families()?;
+    let fields = &mut options.test_fields;
+    fields.insert(
+        "nemesis_perf".into(),
+        json!(families.iter().map(|f| f.perf()).collect::<Vec<_>>()),
+    );
+    fields.insert(
+        "nemesis_interval_s".into(),
+        json!(nemesis_args.nemesis_interval),
+    );
+    fields.insert("nemesis_schedule".into(), json!(nemesis.steps()));
+    fields.insert(
+        "clock_strategy".into(),
+        json!(nemesis_args.effective_clock_strategy()),
+    );
+    Ok(())
+}
+
+/// Runs one test with a progress bar, stopping it on Ctrl-C or SIGTERM; whether it was
+/// interrupted.
+async fn run_with_progress(
+    test: faultline_core::run::Test,
+    time_limit: f64,
+) -> (anyhow::Result<core_run::RunOutcome>, bool) {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let interrupt = async move {
+        shutdown_signal().await;
+        flag.store(true, Ordering::SeqCst);
+    };
+    // Setup takes a while before the workload starts; the bar counts the whole run against
+    // the time limit, so it shows how far along the run is, not more.
+    let bar = faultline_report::progress_bar(Duration::from_secs_f64(time_limit), "running");
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                bar.set_position(started.elapsed().as_secs());
+            }
+        })
+    };
+    let outcome = core_run::run(test, interrupt).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    (outcome, interrupted.load(Ordering::SeqCst))
+}
+
+/// The report, the summary on the terminal, and the JUnit file when asked for.
+fn report(
+    outcome: &core_run::RunOutcome,
+    junit: Option<&std::path::Path>,
+    summaries: &mut Vec<faultline_report::RunSummary>,
+) -> anyhow::Result<()> {
+    // The report is extra: a run whose report fails still has its verdict.
+    match faultline_report::finish_run(&outcome.dir) {
+        Ok(_report) => {
+            // The summary ends with the report's path.
+            if let Err(err) = faultline_report::print_summary(&outcome.dir) {
+                eprintln!("faultline: summary: {err:#}");
+            }
+        }
+        Err(err) => eprintln!("faultline: report: {err:#}"),
+    }
+    println!("run folder: {}", outcome.dir.display());
+    if let Some(error) = &outcome.error {
+        eprintln!("faultline: the run failed: {error}");
+    }
+    if let Some(path) = junit {
+        match faultline_report::RunSummary::load(&outcome.dir) {
+            Ok(summary) => summaries.push(summary),
+            Err(err) => eprintln!("faultline: JUnit: {err:#}"),
+        }
+        faultline_report::write_junit(summaries, path)
+            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Hosts and login: `--nodes`/`--nodes-file`, or the local cluster (brought up if down,

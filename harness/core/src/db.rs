@@ -12,6 +12,11 @@ pub struct DbContext {
     pub remotes: Vec<Remote>,
     /// The run folder (test.json, history.jsonl, nodes/ …).
     pub run_dir: PathBuf,
+    /// Environment every process of the system under test must start with: libfaketime's
+    /// when clock faults run on local hosts (`LD_PRELOAD`, its timestamp file, …), empty
+    /// otherwise. Every `Db` passes it to each process it starts (and restarts), so clock
+    /// faults reach every system the same way.
+    pub env: Vec<(String, String)>,
 }
 
 impl DbContext {

@@ -18,13 +18,36 @@ pub struct Invocation {
     pub value: Value,
 }
 
+/// Where an operation is asked for: which process and worker, how far the run is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenContext {
+    /// The process that will perform it (a retired process's worker continues under a
+    /// fresh one, DESIGN §2).
+    pub process: u64,
+    /// The worker (0..concurrency), stable across processes.
+    pub worker: usize,
+    /// Time since the workload started.
+    pub elapsed: Duration,
+    /// `true` in the final phase (after the faults were healed).
+    pub final_phase: bool,
+}
+
 /// What a workload generates: the next operation on a key, and the final-phase
-/// operation (e.g. a read) for every key that was used.
+/// operation (e.g. a read) for every key that was used. A generator is shared by every
+/// worker; one that keeps state (e.g. what each worker holds) keeps it per worker.
 pub trait OpGenerator: Send + Sync {
     /// The next operation on `key`, chosen with the worker's own seeded rng.
     fn next_op(&self, key: &Key, rng: &mut ChaCha8Rng) -> Invocation;
     /// The operation issued once per used key after the faults are healed, if any.
     fn final_op(&self, key: &Key) -> Option<Invocation>;
+    /// As [`OpGenerator::next_op`], seeing where it is asked (process, worker, elapsed
+    /// time). The workers call this one; override it to use the context.
+    fn next_op_in(&self, _cx: &GenContext, key: &Key, rng: &mut ChaCha8Rng) -> Invocation {
+        self.next_op(key, rng)
+    }
+    /// Sees how each of its operations ended, before the worker asks for its next one
+    /// (e.g. to react to a failed acquire, or to stop writing a key that timed out).
+    fn completed(&self, _cx: &GenContext, _op: &Invocation, _done: &crate::client::Completion) {}
 }
 
 /// The rng of one client worker: derived from the run's seed and the worker's number,

@@ -4,6 +4,7 @@
 //! Layout:
 //! - `history`: numbers and times events, appends them to `history.jsonl` in batches.
 //! - `generator`: seeded choice of the next op, independent keys, rate pacing.
+//! - `check`: the `Checker` trait a test's checkers implement (built-in checks, any `Model`).
 //! - `client`: the `Client` trait a workload implements per system, and a no-op client.
 //! - `worker`: the tokio tasks that drive clients and record their ops.
 //! - `db`: the `Db` lifecycle trait and its optional abilities (`Kill`, `Pause`, …).
@@ -12,6 +13,7 @@
 //! - `runlog`: the per-run tracing dispatcher writing `faultline.log`.
 //! - `run`: one run end to end, with clean-up on every path.
 
+pub mod check;
 pub mod client;
 pub mod db;
 pub mod generator;

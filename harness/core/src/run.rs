@@ -2,6 +2,7 @@
 //! phase, teardown, logs, check, results.json — with the clean-up steps run on every path
 //! (error, panic, interrupt).
 
+use crate::check::Checker;
 use crate::client::ClientFactory;
 use crate::db::{Db, DbContext};
 use crate::generator::{KeyPlan, OpGenerator};
@@ -61,6 +62,9 @@ pub struct RunOptions {
     pub test_fields: Map<String, Value>,
     /// Mirror the run's log to stderr from this level on.
     pub stderr_log: Option<tracing::Level>,
+    /// Environment of the system's processes (`DbContext::env`): libfaketime's for clock
+    /// faults on local hosts.
+    pub db_env: Vec<(String, String)>,
 }
 
 impl Default for RunOptions {
@@ -81,17 +85,46 @@ impl Default for RunOptions {
             check: CheckOptions::default(),
             test_fields: Map::new(),
             stderr_log: None,
+            db_env: Vec::new(),
         }
     }
 }
 
-/// A test: the system, its client and generator, and the nemesis.
+/// A test: the system, its client and generator, the nemesis, and how its history is
+/// checked.
 pub struct Test {
     pub options: RunOptions,
     pub db: Arc<dyn Db>,
     pub client: Arc<dyn ClientFactory>,
     pub generator: Arc<dyn OpGenerator>,
     pub nemesis: Arc<dyn Nemesis>,
+    /// Checkers run on the history after `options.check`'s built-in ones (see
+    /// `built_in_check`); their verdicts combine into the run's. `faultline report`
+    /// re-checks with them too when the registry it runs with has the test's workload.
+    pub checkers: Vec<Arc<dyn Checker>>,
+    /// Whether the built-in checks of `options.check` run; off for a test whose own
+    /// `checkers` say everything (a user's model on a history the built-ins would misread).
+    pub built_in_check: bool,
+}
+
+impl Test {
+    /// A test without faults, checked by `options.check`'s built-in checks.
+    pub fn new(
+        options: RunOptions,
+        db: Arc<dyn Db>,
+        client: Arc<dyn ClientFactory>,
+        generator: Arc<dyn OpGenerator>,
+    ) -> Test {
+        Test {
+            options,
+            db,
+            client,
+            generator,
+            nemesis: Arc::new(crate::nemesis::NoNemesis),
+            checkers: Vec::new(),
+            built_in_check: true,
+        }
+    }
 }
 
 /// How a run ended.
@@ -262,7 +295,15 @@ async fn run_in(
         }
     };
     let history = checkable.then_some(history_path.as_path());
-    finish(&dir, history, &test.options.check, errors).await
+    finish(
+        &dir,
+        history,
+        &test.options.check,
+        test.built_in_check,
+        test.checkers.clone(),
+        errors,
+    )
+    .await
 }
 
 fn panic_text(what: &str, join: tokio::task::JoinError) -> String {
@@ -320,6 +361,7 @@ async fn main_phases(
     let db_cx = DbContext {
         remotes,
         run_dir: dir.clone(),
+        env: options.db_env.clone(),
     };
     lock(&shared).db_cx = Some(db_cx.clone());
 
@@ -544,6 +586,8 @@ async fn finish(
     dir: &Path,
     history_path: Option<&Path>,
     check: &CheckOptions,
+    built_in: bool,
+    extra: Vec<Arc<dyn Checker>>,
     mut errors: Vec<String>,
 ) -> RunOutcome {
     let mut outcome = RunOutcome {
@@ -563,8 +607,10 @@ async fn finish(
         let path = path.to_owned();
         let options = check.clone();
         info!("checking {}", path.display());
-        let analysed =
-            tokio::task::spawn_blocking(move || faultline_checker::analyze(&path, &options)).await;
+        let analysed = tokio::task::spawn_blocking(move || {
+            crate::check::analyze(&path, &options, built_in, &extra)
+        })
+        .await;
         match analysed {
             Ok(Ok(analysis)) => {
                 info!("verdict: {:?}", analysis.results.valid);

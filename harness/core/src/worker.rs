@@ -2,7 +2,7 @@
 //! through their client, and record invoke and completion in the history.
 
 use crate::client::{Client, ClientFactory, Completion};
-use crate::generator::{worker_rng, Invocation, KeyPlan, OpGenerator, Pacer};
+use crate::generator::{worker_rng, GenContext, Invocation, KeyPlan, OpGenerator, Pacer};
 use crate::history::{ClientEvent, History};
 use anyhow::Context;
 use faultline_checker::history::{Key, OpType, Process};
@@ -61,6 +61,8 @@ pub struct ClientPool {
     factory: Arc<dyn ClientFactory>,
     history: History,
     workers: Vec<Worker>,
+    /// When the main phase started: time 0 of `GenContext::elapsed`.
+    started: Option<Instant>,
 }
 
 impl ClientPool {
@@ -89,6 +91,7 @@ impl ClientPool {
             factory,
             history,
             workers,
+            started: None,
         })
     }
 
@@ -101,6 +104,7 @@ impl ClientPool {
         deadline: Instant,
         stop: CancellationToken,
     ) -> PhaseCounts {
+        self.started.get_or_insert_with(Instant::now);
         let workers = std::mem::take(&mut self.workers);
         let mut tasks = tokio::task::JoinSet::new();
         for mut worker in workers {
@@ -128,8 +132,9 @@ impl ClientPool {
                             break;
                         }
                         let key = plan.next_key(worker.index);
-                        let op = generator.next_op(&key, &mut worker.rng);
-                        counts.add(worker.perform(&op, &cx).await);
+                        let gcx = worker.gen_context(&cx, false);
+                        let op = generator.next_op_in(&gcx, &key, &mut worker.rng);
+                        counts.add(worker.perform(&op, &cx, &*generator, &gcx).await);
                         while cx.history.backlogged() && !cx.stop.is_cancelled() {
                             tokio::time::sleep(Duration::from_millis(1)).await;
                         }
@@ -173,8 +178,10 @@ impl ClientPool {
             }
         }
         let mut tasks = tokio::task::JoinSet::new();
+        self.started.get_or_insert_with(Instant::now);
         for (mut worker, ops) in workers.into_iter().zip(jobs) {
             let cx = self.op_context(stop.clone());
+            let generator = generator.clone();
             tasks.spawn(
                 async move {
                     let mut counts = PhaseCounts::default();
@@ -182,7 +189,8 @@ impl ClientPool {
                         if cx.stop.is_cancelled() {
                             break;
                         }
-                        counts.add(worker.perform(&op, &cx).await);
+                        let gcx = worker.gen_context(&cx, true);
+                        counts.add(worker.perform(&op, &cx, &*generator, &gcx).await);
                     }
                     (worker, counts)
                 }
@@ -198,6 +206,7 @@ impl ClientPool {
             factory: self.factory.clone(),
             concurrency: self.config.concurrency as u64,
             op_timeout: self.config.op_timeout,
+            started: self.started.unwrap_or_else(Instant::now),
             stop,
         }
     }
@@ -228,11 +237,27 @@ struct OpContext {
     factory: Arc<dyn ClientFactory>,
     concurrency: u64,
     op_timeout: Duration,
+    started: Instant,
     stop: CancellationToken,
 }
 
 impl Worker {
-    async fn perform(&mut self, op: &Invocation, cx: &OpContext) -> PhaseCounts {
+    fn gen_context(&self, cx: &OpContext, final_phase: bool) -> GenContext {
+        GenContext {
+            process: self.process,
+            worker: self.index,
+            elapsed: cx.started.elapsed(),
+            final_phase,
+        }
+    }
+
+    async fn perform(
+        &mut self,
+        op: &Invocation,
+        cx: &OpContext,
+        generator: &dyn OpGenerator,
+        gcx: &GenContext,
+    ) -> PhaseCounts {
         let process = Process::Client(self.process);
         let node = self.node.clone();
         cx.history.record_client(ClientEvent {
@@ -255,6 +280,7 @@ impl Worker {
             },
             _ = cx.stop.cancelled() => Completion::info("interrupted: the run was stopped"),
         };
+        generator.completed(gcx, op, &done);
         let kind = done.kind;
         cx.history.record_client(ClientEvent {
             kind,

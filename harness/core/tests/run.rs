@@ -148,6 +148,8 @@ fn test(
         client: Arc::new(MemoryFactory(registers)),
         generator: Arc::new(Registers),
         nemesis,
+        checkers: Vec::new(),
+        built_in_check: true,
     }
 }
 
@@ -264,4 +266,80 @@ async fn a_panicking_nemesis_still_gets_healed_and_the_run_exits_3() {
     );
     assert_eq!(outcome.exit_code(), 3);
     assert!(nemesis.heals.load(Ordering::SeqCst) >= 1);
+}
+
+/// Records what the workers tell a generator: the context of each op asked for and each
+/// completion it is shown.
+#[derive(Default)]
+struct Watching {
+    asked: Mutex<Vec<faultline_core::generator::GenContext>>,
+    completed: Mutex<Vec<(u64, OpType)>>,
+}
+
+impl OpGenerator for Watching {
+    fn next_op(&self, key: &Key, rng: &mut ChaCha8Rng) -> Invocation {
+        Registers.next_op(key, rng)
+    }
+    fn final_op(&self, key: &Key) -> Option<Invocation> {
+        Registers.final_op(key)
+    }
+    fn next_op_in(
+        &self,
+        cx: &faultline_core::generator::GenContext,
+        key: &Key,
+        rng: &mut ChaCha8Rng,
+    ) -> Invocation {
+        self.asked.lock().unwrap().push(*cx);
+        self.next_op(key, rng)
+    }
+    fn completed(
+        &self,
+        cx: &faultline_core::generator::GenContext,
+        _op: &Invocation,
+        done: &Completion,
+    ) {
+        self.completed.lock().unwrap().push((cx.process, done.kind));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generators_see_where_they_are_asked_and_how_their_ops_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let registers = Arc::new(MemoryRegisters {
+        info_every: 11,
+        ..MemoryRegisters::default()
+    });
+    let watching = Arc::new(Watching::default());
+    let mut test = test(
+        dir.path(),
+        registers,
+        Arc::new(CountingNemesis::default()),
+        0.5,
+    );
+    test.generator = watching.clone();
+    let outcome = run(test, std::future::pending()).await.unwrap();
+    assert_eq!(outcome.error, None);
+    let asked = watching.asked.lock().unwrap().clone();
+    let completed = watching.completed.lock().unwrap().clone();
+    // Every worker was asked, each under the process the history records for its op.
+    let workers: std::collections::BTreeSet<usize> = asked.iter().map(|c| c.worker).collect();
+    assert_eq!(workers, (0..6).collect());
+    assert!(asked.iter().all(|c| !c.final_phase));
+    assert!(asked.windows(2).any(|w| w[1].elapsed > w[0].elapsed));
+    assert!(asked.iter().all(|c| c.elapsed <= Duration::from_secs(2)));
+    // Each completion in the history was shown to the generator, with its outcome.
+    let ops = history(&outcome);
+    let mut recorded: Vec<(u64, OpType)> = ops
+        .iter()
+        .filter(|o| o.kind != OpType::Invoke)
+        .filter_map(|o| match o.process {
+            Process::Client(p) => Some((p, o.kind)),
+            _ => None,
+        })
+        .collect();
+    let mut shown = completed.clone();
+    recorded.sort_by_key(|(p, k)| (*p, format!("{k:?}")));
+    shown.sort_by_key(|(p, k)| (*p, format!("{k:?}")));
+    assert_eq!(shown, recorded);
+    assert!(shown.iter().any(|(_, k)| *k == OpType::Info));
 }

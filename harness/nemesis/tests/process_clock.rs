@@ -71,15 +71,16 @@ async fn rig(id: u8) -> Rig {
         bugs: Vec::new(),
         read_mode: None,
         extra_args: Vec::new(),
-        env: faketime_env()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+        primaries: true,
     })
     .expect("node db");
     let db_cx = DbContext {
         remotes: control.remotes().to_vec(),
         run_dir: history_dir.path().to_owned(),
+        env: faketime_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
     };
     for remote in control.remotes() {
         clock::prepare(remote).await.expect("clock file");

@@ -68,6 +68,7 @@ pub fn write_report_for(run: &RunData) -> anyhow::Result<PathBuf> {
 pub fn recheck_run(
     run_dir: &Path,
     options: &faultline_checker::CheckOptions,
+    checkers: &[std::sync::Arc<dyn faultline_core::check::Checker>],
 ) -> anyhow::Result<RunData> {
     let history_path = run_dir.join(run::HISTORY_JSONL);
     anyhow::ensure!(
@@ -85,7 +86,7 @@ pub fn recheck_run(
             .and_then(|m| m.as_str())
             .map(str::to_string);
     }
-    let analysis = faultline_checker::analyze(&history_path, &options)
+    let analysis = faultline_core::check::analyze(&history_path, &options, true, checkers)
         .map_err(|e| anyhow::anyhow!("cannot check {}: {e}", run_dir.display()))?;
     for warning in &analysis.results.warnings {
         eprintln!("faultline: warning: {warning}");
@@ -163,7 +164,7 @@ mod tests {
                 r#"{"valid": "unknown", "checkers": []}"#,
             )
             .unwrap();
-            let data = recheck_run(&dir, &faultline_checker::CheckOptions::default()).unwrap();
+            let data = recheck_run(&dir, &faultline_checker::CheckOptions::default(), &[]).unwrap();
             assert_eq!(data.verdict(), expected, "{name}");
             let results = data.results.as_ref().unwrap();
             let stats = results.stats.as_ref().expect("stats written");

@@ -12,8 +12,8 @@ pub mod db;
 pub mod watch;
 
 use crate::lock::{Holding, LockGenerator, LockMode, RedisLockClientFactory, RedisLockSettings};
-use crate::register::RegisterGenerator;
-use crate::systems::SystemSpec;
+use crate::system::{Capabilities, ClockReach, Named, System, SystemRequest, WorkloadParts};
+use crate::systems::{named, refuse_program_flags, LOCK_TTL_MS};
 use client::{RedisClientFactory, Route, Workload};
 use db::{RedisDb, REDIS_PORT, SENTINEL_PORT};
 use faultline_core::run::{RunOptions, Test};
@@ -24,8 +24,11 @@ use std::time::Duration;
 
 /// The name the Sentinels monitor the primary under.
 pub const SENTINEL_MASTER: &str = "faultline";
-/// Workloads this system serves.
-pub const WORKLOADS: [&str; 2] = ["register", "lock"];
+/// The option names (also `run`'s flags `--redis-mode`, `--redis-appendonly`,
+/// `--redis-appendfsync`).
+pub const REDIS_MODE: &str = "redis-mode";
+pub const REDIS_APPENDONLY: &str = "redis-appendonly";
+pub const REDIS_APPENDFSYNC: &str = "redis-appendfsync";
 /// A lock's TTL unless `--lock-ttl-ms` says otherwise (as for redis-lock).
 const DEFAULT_TTL_MS: u64 = 1000;
 /// Sentinel: how long a primary may be silent before a Sentinel calls it down, and the
@@ -87,9 +90,13 @@ pub struct RedisOptions {
 }
 
 impl RedisOptions {
-    /// True when any Redis option was given (they are refused for other systems).
-    pub fn any(&self) -> bool {
-        self.mode.is_some() || self.appendonly.is_some() || self.appendfsync.is_some()
+    fn of(request: &SystemRequest) -> RedisOptions {
+        let get = |name| request.option(name).map(str::to_owned);
+        RedisOptions {
+            mode: get(REDIS_MODE),
+            appendonly: get(REDIS_APPENDONLY),
+            appendfsync: get(REDIS_APPENDFSYNC),
+        }
     }
 }
 
@@ -180,56 +187,97 @@ impl Deployment {
     }
 }
 
-/// Checks the Redis options of `spec` before anything starts.
-pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        WORKLOADS.contains(&spec.workload.as_str()),
-        "--workload {} does not run on --db redis; it serves {}",
-        spec.workload,
-        WORKLOADS.join(", ")
-    );
-    anyhow::ensure!(spec.bugs.is_empty(), "redis has no planted bugs");
-    anyhow::ensure!(
-        spec.read_mode.is_none() && spec.lock_mode.is_none() && spec.failover_interval.is_none(),
-        "--read-mode, --lock-mode and the failover fault are not for --db redis \
-         (see --redis-mode; Sentinel fails over by itself)"
-    );
-    let deployment = Deployment::new(&spec.redis, 0)?;
-    anyhow::ensure!(
-        deployment.mode != Mode::Redlock || spec.workload == "lock",
-        "--redis-mode redlock serves the lock workload only"
-    );
-    Ok(())
-}
+/// Debian's Redis 7, as users deploy it.
+pub struct RedisSystem;
 
-/// The test of `spec` on `options.hosts`.
-pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<Test> {
-    validate(spec)?;
-    let deployment = Deployment::new(&spec.redis, options.hosts.len())?;
-    let names: Vec<String> = options.hosts.iter().map(|h| h.name.clone()).collect();
-    let addrs = |port: u16| -> Vec<(String, String)> {
-        options.hosts[..deployment.servers]
-            .iter()
-            .map(|h| (h.name.clone(), format!("{}:{port}", h.address)))
-            .collect()
-    };
-    let servers = addrs(REDIS_PORT);
-    let route = match deployment.mode {
-        Mode::Sentinel => Route::Sentinel {
-            sentinels: addrs(SENTINEL_PORT).into_iter().map(|(_, a)| a).collect(),
-            hosts: servers.clone(),
-        },
-        _ => Route::Fixed(servers[0].0.clone(), servers[0].1.clone()),
-    };
-    let holding = Holding::default();
-    let lease_ms = spec.lock_ttl_ms.unwrap_or(DEFAULT_TTL_MS);
-    let (client, generator): (
-        Arc<dyn faultline_core::client::ClientFactory>,
-        Arc<dyn faultline_core::generator::OpGenerator>,
-    ) = match (spec.workload.as_str(), deployment.mode) {
-        ("lock", Mode::Redlock) => (
+impl System for RedisSystem {
+    fn name(&self) -> &str {
+        "redis"
+    }
+    fn description(&self) -> &str {
+        "Debian's Redis 7 (redis-server, redis-sentinel): single, primary + async replicas, Sentinel, or Redlock"
+    }
+    fn workloads(&self) -> Vec<String> {
+        ["register", "lock"].map(String::from).to_vec()
+    }
+    fn options(&self) -> Vec<Named> {
+        named(&[
+            (
+                REDIS_MODE,
+                "single (default), replica (primary + async replicas), sentinel (the same with a Sentinel per host) or redlock (independent servers, lock only)",
+            ),
+            (
+                REDIS_APPENDONLY,
+                "yes or no (Debian's default: no)",
+            ),
+            (
+                REDIS_APPENDFSYNC,
+                "always, everysec (Debian's default) or no",
+            ),
+            (LOCK_TTL_MS, "lock: the lock's TTL in ms (default 1000)"),
+        ])
+    }
+    fn capabilities(&self, request: &SystemRequest) -> Capabilities {
+        let mode = Deployment::new(&RedisOptions::of(request), 0).map(|d| d.mode);
+        Capabilities {
+            // Redlock's servers are independent: none leads.
+            primaries: mode.is_ok_and(|m| m != Mode::Redlock),
+            clock: ClockReach {
+                // Measured with libfaketime 0.9.10 and Redis 7.0.15 (docs/redis.md):
+                // libfaketime's first clock_gettime runs its init, whose dlsym fails and
+                // mallocs; jemalloc starts on that malloc, calls clock_gettime, re-enters
+                // libfaketime and waits for its own init lock for ever. No FAKETIME_* or
+                // MALLOC_CONF setting or preload order avoids it.
+                faketime: Err(
+                    "redis-server hangs at start under libfaketime (its jemalloc \
+                               re-enters libfaketime's init and deadlocks)"
+                        .into(),
+                ),
+                system: Ok(()),
+            },
+            ..Capabilities::default()
+        }
+    }
+    fn check(&self, request: &SystemRequest) -> anyhow::Result<()> {
+        refuse_program_flags(self.name(), request)?;
+        request.parsed::<u64>(LOCK_TTL_MS)?;
+        let deployment = Deployment::new(&RedisOptions::of(request), 0)?;
+        anyhow::ensure!(
+            deployment.mode != Mode::Redlock || request.workload == "lock",
+            "--redis-mode redlock serves the lock workload only"
+        );
+        Ok(())
+    }
+    fn build(
+        &self,
+        request: &SystemRequest,
+        mut workload: WorkloadParts,
+        mut options: RunOptions,
+    ) -> anyhow::Result<Test> {
+        let deployment = Deployment::new(&RedisOptions::of(request), options.hosts.len())?;
+        let names: Vec<String> = options.hosts.iter().map(|h| h.name.clone()).collect();
+        let addrs = |port: u16| -> Vec<(String, String)> {
+            options.hosts[..deployment.servers]
+                .iter()
+                .map(|h| (h.name.clone(), format!("{}:{port}", h.address)))
+                .collect()
+        };
+        let servers = addrs(REDIS_PORT);
+        let route = match deployment.mode {
+            Mode::Sentinel => Route::Sentinel {
+                sentinels: addrs(SENTINEL_PORT).into_iter().map(|(_, a)| a).collect(),
+                hosts: servers.clone(),
+            },
+            _ => Route::Fixed(servers[0].0.clone(), servers[0].1.clone()),
+        };
+        let holding = Holding::default();
+        let lease_ms = request
+            .parsed::<u64>(LOCK_TTL_MS)?
+            .unwrap_or(DEFAULT_TTL_MS);
+        let lock = request.workload == "lock";
+        let client: Arc<dyn faultline_core::client::ClientFactory> = match (lock, deployment.mode) {
             // Redlock over real servers: redis-lock's own Redlock client speaks plain RESP.
-            Arc::new(RedisLockClientFactory::new(
+            (true, Mode::Redlock) => Arc::new(RedisLockClientFactory::new(
                 RedisLockSettings {
                     mode: LockMode::Redlock,
                     servers,
@@ -239,77 +287,46 @@ pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<
                 },
                 holding.clone(),
             )?),
-            Arc::new(LockGenerator::new(holding)),
-        ),
-        ("lock", _) => (
-            Arc::new(RedisClientFactory::new(
+            (true, _) => Arc::new(RedisClientFactory::new(
                 route,
-                spec.client_timeout,
+                request.client_timeout,
                 Workload::Lock { ttl_ms: lease_ms },
                 holding.clone(),
             )),
-            Arc::new(LockGenerator::new(holding)),
-        ),
-        _ => (
-            Arc::new(RedisClientFactory::new(
+            (false, _) => Arc::new(RedisClientFactory::new(
                 route,
-                spec.client_timeout,
+                request.client_timeout,
                 Workload::Register,
-                holding,
+                holding.clone(),
             )),
-            Arc::new(RegisterGenerator {
-                values: spec.register_values,
-            }),
-        ),
-    };
-    if spec.workload == "lock" {
-        // A group keeps its lock for the whole run: a worker must release what it acquired.
-        options.ops_per_key = u64::MAX;
-        options.check.model = None;
-        options.check.mutex = Some(true);
-    } else {
-        options.check.model = Some("cas-register".into());
+        };
+        if lock {
+            workload.generator = Arc::new(LockGenerator::new(holding));
+        }
+        let describe = deployment.describe(&names);
+        let mut fields = vec![
+            ("redis_mode", json!(deployment.mode.name())),
+            ("appendonly", json!(deployment.appendonly)),
+            ("appendfsync", json!(deployment.appendfsync)),
+            ("deployment", json!(describe)),
+        ];
+        if lock {
+            fields.push(("lease_ms", json!(lease_ms)));
+        }
+        for (key, value) in fields {
+            options.test_fields.entry(key).or_insert(value);
+        }
+        // The role watcher runs for the whole test beside the scheduled faults: it records
+        // the deployment and every failover Sentinel makes.
+        let watcher = watch::RoleWatcher::new(
+            deployment.servers,
+            json!({"mode": deployment.mode.name(), "description": describe}),
+            matches!(deployment.mode, Mode::Replica | Mode::Sentinel),
+        );
+        let mut test = workload.into_test(options, Arc::new(RedisDb::new(deployment)), client);
+        test.nemesis = Arc::new(watcher);
+        Ok(test)
     }
-    let describe = deployment.describe(&names);
-    let fields = [
-        ("db", json!("redis")),
-        ("workload", json!(spec.workload)),
-        ("bug", json!(null)),
-        ("redis_mode", json!(deployment.mode.name())),
-        ("appendonly", json!(deployment.appendonly)),
-        ("appendfsync", json!(deployment.appendfsync)),
-        ("deployment", json!(describe)),
-        (
-            "client_timeout_ms",
-            json!(spec.client_timeout.as_millis() as u64),
-        ),
-    ];
-    for (key, value) in fields {
-        options.test_fields.entry(key).or_insert(value);
-    }
-    if spec.workload == "lock" {
-        options
-            .test_fields
-            .entry("lease_ms")
-            .or_insert(json!(lease_ms));
-    } else {
-        options
-            .test_fields
-            .entry("register_values")
-            .or_insert(json!(spec.register_values));
-    }
-    let watcher = watch::RoleWatcher::new(
-        deployment.servers,
-        json!({"mode": deployment.mode.name(), "description": describe}),
-        matches!(deployment.mode, Mode::Replica | Mode::Sentinel),
-    );
-    Ok(Test {
-        options,
-        db: Arc::new(RedisDb::new(deployment)),
-        client,
-        generator,
-        nemesis: Arc::new(watcher),
-    })
 }
 
 #[cfg(test)]
@@ -359,18 +376,17 @@ mod tests {
 
     #[test]
     fn redlock_is_for_locks_and_redis_takes_no_redis_lock_options() {
-        let mut spec = SystemSpec {
-            db: "redis".into(),
-            redis: options("redlock"),
-            ..SystemSpec::default()
+        let registry = crate::system::Registry::stock();
+        let mut request = SystemRequest {
+            options: vec![(REDIS_MODE.into(), "redlock".into())],
+            ..SystemRequest::default()
         };
-        assert!(validate(&spec)
-            .unwrap_err()
-            .to_string()
-            .contains("lock workload only"));
-        spec.workload = "lock".into();
-        assert!(validate(&spec).is_ok());
-        spec.lock_mode = Some("replica".into());
-        assert!(validate(&spec).is_err());
+        let check = |r: &SystemRequest| registry.check(&RedisSystem, r).map_err(|e| e.to_string());
+        assert!(check(&request).unwrap_err().contains("lock workload only"));
+        request.workload = "lock".into();
+        assert!(check(&request).is_ok());
+        assert!(!RedisSystem.capabilities(&request).primaries);
+        request.options.push(("lock-mode".into(), "replica".into()));
+        assert!(check(&request).unwrap_err().contains("lock-mode"));
     }
 }

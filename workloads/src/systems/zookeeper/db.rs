@@ -70,10 +70,7 @@ rc=$?
 exit $rc"#;
 
 /// ZooKeeper on every host of a run.
-pub struct ZooKeeperDb {
-    /// Environment of the JVM (libfaketime's, for clock faults).
-    env: Vec<(String, String)>,
-}
+pub struct ZooKeeperDb;
 
 /// The JVM writes no PID file of its own: the launcher records it.
 fn daemon() -> Daemon {
@@ -114,10 +111,6 @@ log4j.appender.FILE.layout=org.apache.log4j.PatternLayout\n\
 log4j.appender.FILE.layout.ConversionPattern=%d{ISO8601} - %-5p [%t:%C{1}@%L] - %m%n\n";
 
 impl ZooKeeperDb {
-    pub fn new(env: Vec<(String, String)>) -> Self {
-        ZooKeeperDb { env }
-    }
-
     fn argv(&self) -> Vec<String> {
         let mut argv: Vec<String> = Vec::new();
         let classpath = [CONF_DIR, ZOOKEEPER_JAR]
@@ -146,9 +139,10 @@ impl ZooKeeperDb {
         argv
     }
 
-    async fn start_server(&self, node: &Remote) -> anyhow::Result<()> {
+    /// Starts the JVM with the run's environment (libfaketime's, for clock faults).
+    async fn start_server(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
         let start = Start::new(self.argv())
-            .envs(self.env.iter().cloned())
+            .envs(cx.env.iter().cloned())
             .pid_file_by(PidFileBy::Launcher);
         daemon()
             .start(node, &start)
@@ -307,7 +301,7 @@ impl Db for ZooKeeperDb {
             0o644,
         )
         .await?;
-        self.start_server(node).await
+        self.start_server(cx, node).await
     }
 
     async fn await_ready(&self, cx: &DbContext) -> anyhow::Result<()> {
@@ -366,10 +360,10 @@ impl Kill for ZooKeeperDb {
     async fn kill(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
         self.signal(node, Signal::Kill).await
     }
-    async fn start(&self, _cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
+    async fn start(&self, cx: &DbContext, node: &Remote) -> anyhow::Result<()> {
         // Whatever is left of the old JVM goes first: two servers never share a data dir.
         self.stop_server(node).await?;
-        self.start_server(node).await
+        self.start_server(cx, node).await
     }
 }
 

@@ -12,19 +12,15 @@ pub mod client;
 pub mod db;
 
 use crate::lock::{Holding, LockGenerator};
-use crate::register::RegisterGenerator;
-use crate::systems::SystemSpec;
+use crate::system::{Capabilities, Named, System, SystemRequest, WorkloadParts};
+use crate::systems::{named, refuse_program_flags, LOCK_TTL_MS, READ_MODE};
 use client::{ReadMode, ZkLockFactory, ZkRegisterFactory, ZkSettings};
 use db::{ZooKeeperDb, CLIENT_PORT, SYNC_LIMIT_TICKS, TICK_MS};
-use faultline_core::nemesis::NoNemesis;
 use faultline_core::run::{RunOptions, Test};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const NAME: &str = "zookeeper";
-/// The workloads this system serves.
-pub const WORKLOADS: [&str; 2] = ["register", "lock"];
 /// A register client's session timeout: long enough to ride out a short partition of its
 /// server, within the server's 2–20 tick bounds.
 const REGISTER_SESSION_MS: u64 = 4000;
@@ -36,166 +32,154 @@ const ACQUIRE_WAIT: Duration = Duration::from_millis(1000);
 const SESSION_MS_MIN: u64 = 2 * TICK_MS;
 const SESSION_MS_MAX: u64 = 20 * TICK_MS;
 
-/// Checks the options that only make sense for other systems, before anything starts.
-pub fn validate(spec: &SystemSpec) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        WORKLOADS.contains(&spec.workload.as_str()),
-        "--workload {} does not run on --db zookeeper; it serves {}",
-        spec.workload,
-        WORKLOADS.join(", ")
-    );
-    anyhow::ensure!(
-        spec.bugs.is_empty(),
-        "zookeeper is the real server: it has no planted bugs (--bug)"
-    );
-    anyhow::ensure!(
-        spec.node_args.is_empty() && spec.node_binary.is_none(),
-        "--node-opt and --node-binary are for faultline's own nodes, not zookeeper"
-    );
-    anyhow::ensure!(
-        spec.lock_mode.is_none() && spec.failover_interval.is_none(),
-        "--lock-mode and the failover fault are for --db redis-lock"
-    );
-    if let Some(mode) = &spec.read_mode {
-        anyhow::ensure!(
-            spec.workload == "register",
-            "--read-mode is for the register workload"
-        );
-        mode.parse::<ReadMode>().map_err(anyhow::Error::msg)?;
+/// Debian's ZooKeeper 3.8.
+pub struct ZooKeeperSystem;
+
+impl ZooKeeperSystem {
+    fn read_mode(request: &SystemRequest) -> anyhow::Result<ReadMode> {
+        request
+            .option(READ_MODE)
+            .unwrap_or("plain")
+            .parse()
+            .map_err(anyhow::Error::msg)
     }
-    if let Some(ttl) = spec.lock_ttl_ms {
-        anyhow::ensure!(
-            spec.workload == "lock",
-            "--lock-ttl-ms is for the lock workload"
-        );
-        anyhow::ensure!(
-            (SESSION_MS_MIN..=SESSION_MS_MAX).contains(&ttl),
-            "--lock-ttl-ms {ttl} is the lock's session timeout: ZooKeeper (tickTime {TICK_MS} ms) \
-             accepts {SESSION_MS_MIN} to {SESSION_MS_MAX} ms"
-        );
-    }
-    anyhow::ensure!(
-        spec.register_values >= 1,
-        "--register-values must be at least 1"
-    );
-    Ok(())
 }
 
-/// The test of `spec` (db `zookeeper`) on `options.hosts`, without faults.
-pub fn build_test(spec: &SystemSpec, mut options: RunOptions) -> anyhow::Result<Test> {
-    validate(spec)?;
-    anyhow::ensure!(!options.hosts.is_empty(), "zookeeper needs hosts to run on");
-    let servers: Vec<(String, String)> = options
-        .hosts
-        .iter()
-        .map(|h| (h.name.clone(), format!("{}:{CLIENT_PORT}", h.address)))
-        .collect();
-    let db = Arc::new(ZooKeeperDb::new(spec.env.clone()));
-    let common = [
-        ("db", json!(NAME)),
-        ("workload", json!(spec.workload)),
-        ("bug", json!(null)),
-        (
-            "client_timeout_ms",
-            json!(spec.client_timeout.as_millis() as u64),
-        ),
-        ("zookeeper_tick_ms", json!(TICK_MS)),
-        ("zookeeper_sync_limit_ticks", json!(SYNC_LIMIT_TICKS)),
-    ];
-    for (key, value) in common {
-        options.test_fields.entry(key).or_insert(value);
+impl System for ZooKeeperSystem {
+    fn name(&self) -> &str {
+        "zookeeper"
     }
-    if spec.workload == "lock" {
-        let lease_ms = spec.lock_ttl_ms.unwrap_or(LOCK_SESSION_MS);
-        // A group keeps its lock for the whole run: a worker must release what it acquired.
-        options.ops_per_key = u64::MAX;
-        options.check.model = None;
-        options.check.mutex = Some(true);
-        options
-            .test_fields
-            .entry("lease_ms")
-            .or_insert(json!(lease_ms));
-        let holding = Holding::default();
-        let settings = ZkSettings {
-            servers,
-            request_timeout: spec.client_timeout,
-            session_timeout: Duration::from_millis(lease_ms),
+    fn description(&self) -> &str {
+        "Debian's ZooKeeper 3.8 (a JVM started by faultline on every host); register and the lock recipe"
+    }
+    fn workloads(&self) -> Vec<String> {
+        ["register", "lock"].map(String::from).to_vec()
+    }
+    fn options(&self) -> Vec<Named> {
+        named(&[
+            (
+                READ_MODE,
+                "register reads: plain (getData, sequentially consistent) or sync (sync, then getData)",
+            ),
+            (
+                LOCK_TTL_MS,
+                "lock: the lock client's session timeout in ms (default 3000; 2 to 20 ticks of 500 ms)",
+            ),
+        ])
+    }
+    fn capabilities(&self, _request: &SystemRequest) -> Capabilities {
+        // libfaketime moves the JVM's System.currentTimeMillis, not the monotonic nanoTime
+        // its timeouts use (docs/zookeeper.md): the fault reaches it, and shows what little
+        // the wall clock governs.
+        Capabilities {
+            primaries: true,
+            ..Capabilities::default()
+        }
+    }
+    fn check(&self, request: &SystemRequest) -> anyhow::Result<()> {
+        refuse_program_flags(self.name(), request)?;
+        if request.option(READ_MODE).is_some() {
+            anyhow::ensure!(
+                request.workload == "register",
+                "--read-mode is for the register workload"
+            );
+            Self::read_mode(request)?;
+        }
+        if let Some(ttl) = request.parsed::<u64>(LOCK_TTL_MS)? {
+            anyhow::ensure!(
+                request.workload == "lock",
+                "--lock-ttl-ms is for the lock workload"
+            );
+            anyhow::ensure!(
+                (SESSION_MS_MIN..=SESSION_MS_MAX).contains(&ttl),
+                "--lock-ttl-ms {ttl} is the lock's session timeout: ZooKeeper (tickTime {TICK_MS} ms) \
+                 accepts {SESSION_MS_MIN} to {SESSION_MS_MAX} ms"
+            );
+        }
+        Ok(())
+    }
+    fn build(
+        &self,
+        request: &SystemRequest,
+        mut workload: WorkloadParts,
+        mut options: RunOptions,
+    ) -> anyhow::Result<Test> {
+        let servers: Vec<(String, String)> = options
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), format!("{}:{CLIENT_PORT}", h.address)))
+            .collect();
+        let mut fields = vec![
+            ("zookeeper_tick_ms", json!(TICK_MS)),
+            ("zookeeper_sync_limit_ticks", json!(SYNC_LIMIT_TICKS)),
+        ];
+        let client: Arc<dyn faultline_core::client::ClientFactory> = if request.workload == "lock" {
+            let lease_ms = request
+                .parsed::<u64>(LOCK_TTL_MS)?
+                .unwrap_or(LOCK_SESSION_MS);
+            fields.push(("lease_ms", json!(lease_ms)));
+            let holding = Holding::default();
+            let settings = ZkSettings {
+                servers,
+                request_timeout: request.client_timeout,
+                session_timeout: Duration::from_millis(lease_ms),
+            };
+            workload.generator = Arc::new(LockGenerator::new(holding.clone()));
+            Arc::new(ZkLockFactory::new(settings, holding, ACQUIRE_WAIT)?)
+        } else {
+            let read_mode = Self::read_mode(request)?;
+            fields.push(("read_mode", json!(read_mode.name())));
+            let settings = ZkSettings {
+                servers,
+                request_timeout: request.client_timeout,
+                session_timeout: Duration::from_millis(REGISTER_SESSION_MS),
+            };
+            Arc::new(ZkRegisterFactory::new(settings, read_mode)?)
         };
-        let client = ZkLockFactory::new(settings, holding.clone(), ACQUIRE_WAIT)?;
-        return Ok(Test {
-            options,
-            db,
-            client: Arc::new(client),
-            generator: Arc::new(LockGenerator::new(holding)),
-            nemesis: Arc::new(NoNemesis),
-        });
+        for (key, value) in fields {
+            options.test_fields.entry(key).or_insert(value);
+        }
+        Ok(workload.into_test(options, Arc::new(ZooKeeperDb), client))
     }
-    let read_mode: ReadMode = spec
-        .read_mode
-        .as_deref()
-        .unwrap_or("plain")
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    options.check.model = Some("cas-register".into());
-    options
-        .test_fields
-        .entry("read_mode")
-        .or_insert(json!(read_mode.name()));
-    options
-        .test_fields
-        .entry("register_values")
-        .or_insert(json!(spec.register_values));
-    let settings = ZkSettings {
-        servers,
-        request_timeout: spec.client_timeout,
-        session_timeout: Duration::from_millis(REGISTER_SESSION_MS),
-    };
-    Ok(Test {
-        options,
-        db,
-        client: Arc::new(ZkRegisterFactory::new(settings, read_mode)?),
-        generator: Arc::new(RegisterGenerator {
-            values: spec.register_values,
-        }),
-        nemesis: Arc::new(NoNemesis),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::system::Registry;
 
-    fn spec(workload: &str) -> SystemSpec {
-        SystemSpec {
-            db: NAME.into(),
+    fn request(workload: &str, options: &[(&str, &str)]) -> SystemRequest {
+        SystemRequest {
             workload: workload.into(),
-            ..SystemSpec::default()
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..SystemRequest::default()
         }
     }
 
     #[test]
     fn options_of_other_systems_are_refused_by_name() {
-        assert!(validate(&spec("register")).is_ok());
-        assert!(validate(&spec("lock")).is_ok());
-        let err = validate(&spec("append")).unwrap_err().to_string();
+        let registry = Registry::stock();
+        let check = |r: SystemRequest| {
+            registry
+                .check(&ZooKeeperSystem, &r)
+                .map_err(|e| e.to_string())
+        };
+        assert!(check(request("register", &[])).is_ok());
+        assert!(check(request("lock", &[])).is_ok());
+        let err = check(request("lock-set", &[])).unwrap_err();
         assert!(err.contains("register, lock"), "{err}");
-        let bug = SystemSpec {
-            bugs: vec!["stale-read".into()],
-            ..spec("register")
-        };
-        assert!(validate(&bug).unwrap_err().to_string().contains("--bug"));
-        let read = SystemSpec {
-            read_mode: Some("readindex".into()),
-            ..spec("register")
-        };
-        assert!(validate(&read)
-            .unwrap_err()
-            .to_string()
-            .contains("plain, sync"));
-        let ttl = SystemSpec {
-            lock_ttl_ms: Some(60_000),
-            ..spec("lock")
-        };
-        assert!(validate(&ttl).unwrap_err().to_string().contains("5000 ms"));
+        let mut bug = request("register", &[]);
+        bug.bugs.push("stale-read".into());
+        assert!(check(bug).unwrap_err().contains("no planted bugs"));
+        let err = check(request("register", &[(READ_MODE, "readindex")])).unwrap_err();
+        assert!(err.contains("plain, sync"), "{err}");
+        let err = check(request("lock", &[(LOCK_TTL_MS, "60000")])).unwrap_err();
+        assert!(err.contains("5000 ms"), "{err}");
+        let mut node = request("register", &[]);
+        node.program_args.push("--tick-ms".into());
+        assert!(check(node).unwrap_err().contains("--node-opt"));
     }
 }
