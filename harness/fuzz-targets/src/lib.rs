@@ -8,6 +8,9 @@
 use faultline_checker::import::{self, Format};
 use faultline_nodes_common::{api, codec, records};
 use faultline_redis_lock::{cmd::Command, db::Db, resp};
+use faultline_workloads::external::ExternalSystem;
+use faultline_workloads::system::{System, SystemRequest};
+use std::path::Path;
 
 /// One fuzz target: it must never panic, whatever the bytes.
 pub type Target = fn(&[u8]);
@@ -20,6 +23,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("resp", resp_frames),
     ("peer_wire", peer_wire),
     ("http_bodies", http_bodies),
+    ("external_toml", external_toml),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -111,5 +115,23 @@ pub fn http_bodies(data: &[u8]) {
     let _ = api::parse_body::<api::ReadRequest>(data);
     if let Ok(r) = api::parse_body::<api::CasRequest>(data) {
         let _ = api::validate_key(&r.key);
+    }
+}
+
+/// An external system's TOML file (`--db external:FILE.toml`): every refusal names the
+/// file, and a system it accepts answers what the registry asks of it.
+pub fn external_toml(data: &[u8]) {
+    let Some(t) = text(data) else { return };
+    match ExternalSystem::parse(t, Path::new("systems/fuzz.toml")) {
+        Err(e) => {
+            let msg = format!("{e:#}");
+            assert!(msg.contains("systems/fuzz.toml"), "names the file: {msg}");
+        }
+        Ok(system) => {
+            assert!(!system.name().is_empty());
+            assert!(!system.workloads().is_empty());
+            let _ = (system.description(), system.bugs());
+            let _ = system.capabilities(&SystemRequest::default());
+        }
     }
 }
