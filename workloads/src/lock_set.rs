@@ -60,6 +60,17 @@ pub enum StepError {
     Indefinite(String),
 }
 
+impl StepError {
+    /// A client's `fail` or `info` as a step's error (`info` stays unknown).
+    pub fn from_completion(done: Completion) -> StepError {
+        let why = done.error.unwrap_or_default();
+        match done.kind {
+            faultline_checker::history::OpType::Info => StepError::Indefinite(why),
+            _ => StepError::Definite(why),
+        }
+    }
+}
+
 impl std::fmt::Display for StepError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

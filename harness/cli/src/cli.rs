@@ -31,7 +31,7 @@ enum Command {
     /// Serve the results folder (index and reports) over HTTP, on 127.0.0.1 by default.
     Serve(serve::ServeArgs),
     /// Run a matrix of tests from a campaign file and summarise them.
-    Campaign(campaign::CampaignArgs),
+    Campaign(campaign::CampaignCmd),
     /// List the systems under test: workloads, options, faults they take, planted bugs.
     Systems(systems::SystemsArgs),
     /// Write a nodes file for --nodes-file from `vagrant ssh-config`.

@@ -46,8 +46,16 @@ fn smoke_campaign_summarises_every_run_and_exits_zero() {
     let dirs: Vec<PathBuf> = std::fs::read_dir(results.path().join("campaigns/smoke"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
         .collect();
     assert_eq!(dirs.len(), 1, "one summary folder: {dirs:?}");
+    assert!(
+        results
+            .path()
+            .join("campaigns/smoke/history.html")
+            .is_file(),
+        "the night-after-night page beside it"
+    );
     let summary: Value =
         serde_json::from_slice(&std::fs::read(dirs[0].join("summary.json")).unwrap()).unwrap();
     let runs = summary["runs"].as_array().unwrap();

@@ -1,4 +1,5 @@
-//! `results/index.html`: every run, newest first, coloured by verdict.
+//! `results/index.html` (every run newest first, coloured by verdict, and links to each
+//! campaign), and the one page shell every verdict table of faultline is drawn in.
 
 use crate::escape::{html, url_path};
 use crate::model::Verdict;
@@ -75,7 +76,7 @@ fn duration_text(s: f64) -> String {
 }
 
 /// The index page for a set of runs.
-pub fn render_index(runs: &[IndexEntry]) -> String {
+pub fn render_index(runs: &[IndexEntry], campaigns: &[CampaignLink]) -> String {
     let mut rows = String::new();
     let mut counts = [0usize; 4];
     for r in runs {
@@ -129,18 +130,114 @@ pub fn render_index(runs: &[IndexEntry]) -> String {
     if runs.is_empty() {
         rows.push_str("<tr><td colspan=\"12\">No runs yet.</td></tr>\n");
     }
+    let mut intro = format!(
+        "<div class=\"tally\"><span>{total} runs</span><span class=\"badge valid\">{valid} valid</span> <span class=\"badge invalid\">{invalid} invalid</span> <span class=\"badge unknown\">{unknown} unknown</span> <span class=\"badge crashed\">{crashed} crashed</span></div>\n",
+        total = runs.len(),
+        valid = counts[Verdict::Valid as usize],
+        invalid = counts[Verdict::Invalid as usize],
+        unknown = counts[Verdict::Unknown as usize],
+        crashed = counts[Verdict::Crashed as usize],
+    );
+    if !campaigns.is_empty() {
+        intro.push_str("<h2>Campaigns</h2>\n<ul class=\"campaigns\">\n");
+        for c in campaigns {
+            let _ = write!(intro, "<li><b>{}</b>", html(&c.name));
+            if c.has_history {
+                let href = url_path(&[CAMPAIGNS_DIR, &c.dir, HISTORY_HTML]);
+                let _ = write!(
+                    intro,
+                    " — <a href=\"{}\">night after night</a>",
+                    html(&href)
+                );
+            }
+            if let Some(latest) = &c.latest_summary {
+                let href = url_path(&[CAMPAIGNS_DIR, &c.dir, latest, "summary.html"]);
+                let _ = write!(
+                    intro,
+                    " — <a href=\"{}\">latest summary ({})</a>",
+                    html(&href),
+                    html(latest)
+                );
+            }
+            intro.push_str("</li>\n");
+        }
+        intro.push_str("</ul>\n<h2>Runs</h2>\n");
+    }
+    verdict_page(
+        "faultline results",
+        &intro,
+        &[
+            "run", "verdict", "test", "db", "workload", "faults", "duration", "ops", "ok", "fail",
+            "info", "why",
+        ],
+        &rows,
+        "",
+    )
+}
+
+/// The folder under a results root where campaign summaries go.
+pub const CAMPAIGNS_DIR: &str = "campaigns";
+/// A campaign's night-after-night page, in its folder under [`CAMPAIGNS_DIR`].
+pub const HISTORY_HTML: &str = "history.html";
+
+/// A campaign found under `results/campaigns/`, for the index's links.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignLink {
+    pub name: String,
+    /// Its folder name under `campaigns/`.
+    pub dir: String,
+    pub has_history: bool,
+    /// The newest summary folder's name.
+    pub latest_summary: Option<String>,
+}
+
+/// The campaigns under a results root, by name.
+pub fn scan_campaigns(results_root: &Path) -> anyhow::Result<Vec<CampaignLink>> {
+    let mut out = Vec::new();
+    for (dir, path) in visible_dirs(&results_root.join(CAMPAIGNS_DIR))? {
+        let latest_summary = visible_dirs(&path)?
+            .into_iter()
+            .filter(|(_, p)| p.join("summary.html").is_file())
+            .map(|(name, _)| name)
+            .max();
+        out.push(CampaignLink {
+            name: dir.clone(),
+            has_history: path.join(HISTORY_HTML).is_file(),
+            dir,
+            latest_summary,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The one page shell for verdict tables (the results index, a campaign's summary and its
+/// night-after-night page): the content security policy, the styles of verdict rows and
+/// badges, a title, an introduction and one table. `intro` and `rows` are HTML the caller
+/// escaped; `extra_css` is the caller's own.
+pub fn verdict_page(
+    title: &str,
+    intro: &str,
+    columns: &[&str],
+    rows: &str,
+    extra_css: &str,
+) -> String {
+    let head: String = columns
+        .iter()
+        .map(|c| format!("<th>{}</th>", html(c)))
+        .collect();
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>faultline results</title>
+<title>{title}</title>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}
-h1 {{ font-size: 22px; margin: 0 0 4px; }}
+h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 17px; margin: 18px 0 4px; }}
 .tally span {{ margin-right: 14px; }}
 table {{ border-collapse: collapse; width: 100%; margin-top: 14px; }}
-th, td {{ padding: 4px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; white-space: nowrap; }}
+th, td {{ padding: 4px 8px; border-bottom: 1px solid #e4e4e4; text-align: left; white-space: nowrap; vertical-align: top; }}
 th {{ background: #f4f4f4; position: sticky; top: 0; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 td.why {{ white-space: normal; min-width: 24em; color: #444; font-size: 12px; }}
@@ -149,29 +246,26 @@ tr.unknown {{ background: #fff6e0; }} tr.crashed {{ background: #eeeeee; }}
 .badge {{ padding: 1px 8px; border-radius: 9px; color: #fff; font-weight: 600; }}
 .badge.valid {{ background: #2e8b57; }} .badge.invalid {{ background: #c62828; }}
 .badge.unknown {{ background: #d08a00; }} .badge.crashed {{ background: #666; }}
+{extra_css}
 </style></head><body>
-<h1>faultline results</h1>
-<div class="tally"><span>{total} runs</span><span class="badge valid">{valid} valid</span> <span class="badge invalid">{invalid} invalid</span> <span class="badge unknown">{unknown} unknown</span> <span class="badge crashed">{crashed} crashed</span></div>
-<table>
-<thead><tr><th>run</th><th>verdict</th><th>test</th><th>db</th><th>workload</th><th>faults</th><th>duration</th><th>ops</th><th>ok</th><th>fail</th><th>info</th><th>why</th></tr></thead>
+<h1>{title}</h1>
+{intro}<table>
+<thead><tr>{head}</tr></thead>
 <tbody>
 {rows}</tbody></table>
 </body></html>
 "#,
-        total = runs.len(),
-        valid = counts[Verdict::Valid as usize],
-        invalid = counts[Verdict::Invalid as usize],
-        unknown = counts[Verdict::Unknown as usize],
-        crashed = counts[Verdict::Crashed as usize],
+        title = html(title),
     )
 }
 
 /// Rewrites `results_root/index.html` from every run folder beneath it; returns its path.
 pub fn update_index(results_root: &Path) -> anyhow::Result<PathBuf> {
     let runs = scan_runs(results_root)?;
+    let campaigns = scan_campaigns(results_root)?;
     let path = results_root.join("index.html");
     let tmp = results_root.join(".index.html.tmp");
-    std::fs::write(&tmp, render_index(&runs))
+    std::fs::write(&tmp, render_index(&runs, &campaigns))
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
@@ -247,5 +341,25 @@ mod tests {
         assert!(!page.contains("<script>"));
         assert!(page.contains("cannot be linearized"));
         assert!(page.contains(">partition, kill, clock, pause<"));
+    }
+
+    #[test]
+    fn campaigns_are_linked_with_their_history_and_latest_summary() {
+        let root = tempfile::tempdir().unwrap();
+        let c = root.path().join("campaigns/bugs");
+        for night in ["20261201T020000Z-merged", "20261202T020000Z-merged"] {
+            std::fs::create_dir_all(c.join(night)).unwrap();
+            std::fs::write(c.join(night).join("summary.html"), "x").unwrap();
+        }
+        // A shard still running has no summary page yet: not the latest.
+        std::fs::create_dir_all(c.join("20261203T020000Z-shard-1-of-3")).unwrap();
+        std::fs::write(c.join(HISTORY_HTML), "x").unwrap();
+        std::fs::create_dir_all(root.path().join("campaigns/<odd>")).unwrap();
+        let page = std::fs::read_to_string(update_index(root.path()).unwrap()).unwrap();
+        assert!(page.contains("<a href=\"campaigns/bugs/history.html\">night after night</a>"));
+        assert!(page.contains("campaigns/bugs/20261202T020000Z-merged/summary.html"));
+        assert!(!page.contains("20261203T020000Z-shard"));
+        assert!(page.contains("<b>&lt;odd&gt;</b>"), "names are escaped");
+        assert!(page.contains("No runs yet."));
     }
 }

@@ -1,5 +1,6 @@
-//! JUnit XML for CI: one test case per run; an invalid run is a `failure` whose message is
-//! the checkers' explanation, an unknown or crashed run an `error`.
+//! JUnit XML for CI, the one writer of it: `faultline run|report --junit` (one test case per
+//! run, judged by its verdict) and `faultline campaign` (one per run, judged against what
+//! its row expects, plus one per detection-rate threshold).
 
 use crate::escape::xml;
 use crate::model::Verdict;
@@ -8,34 +9,42 @@ use anyhow::Context;
 use std::fmt::Write;
 use std::path::Path;
 
-/// The first line of a text, at most `max` characters: a failure's `message` attribute.
-fn headline(text: &str, max: usize) -> String {
-    let line = text.lines().next().unwrap_or("");
-    if line.chars().count() > max {
-        format!("{}…", line.chars().take(max - 1).collect::<String>())
-    } else {
-        line.to_string()
-    }
+/// Characters of a failure's `message` attribute; the whole text is its body.
+const MESSAGE_CHARS_MAX: usize = 500;
+
+/// How one test case ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaseOutcome {
+    Passed,
+    /// Not what was wanted (an invalid run, a planted bug missed): `kind` is the verdict.
+    Failure {
+        kind: String,
+        text: String,
+    },
+    /// The test could not say (unknown, crashed).
+    Error {
+        kind: String,
+        text: String,
+    },
+    /// Neither: e.g. a missed detection inside a row whose rate meets its threshold.
+    Skipped {
+        text: String,
+    },
 }
 
-/// The JUnit XML document for a set of runs (one `testsuite` named `faultline`).
-pub fn junit_xml(runs: &[RunSummary]) -> String {
-    let count = |v: &[Verdict]| runs.iter().filter(|r| v.contains(&r.verdict)).count();
-    let failures = count(&[Verdict::Invalid]);
-    let errors = count(&[Verdict::Unknown, Verdict::Crashed]);
-    let time: f64 = runs.iter().map(|r| r.duration_s).sum();
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"faultline\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.3}\">",
-        runs.len()
-    );
-    let _ = writeln!(
-        out,
-        "  <testsuite name=\"faultline\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{time:.3}\">",
-        runs.len()
-    );
-    for r in runs {
+/// One `<testcase>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JunitCase {
+    pub classname: String,
+    pub name: String,
+    pub time_s: f64,
+    pub outcome: CaseOutcome,
+    pub system_out: String,
+}
+
+impl JunitCase {
+    /// A run judged by its verdict alone: invalid fails, unknown and crashed are errors.
+    pub fn for_run(r: &RunSummary) -> JunitCase {
         let classname = match (r.db.is_empty(), r.workload.is_empty()) {
             (false, false) => format!("faultline.{}.{}", r.db, r.workload),
             _ => "faultline".to_string(),
@@ -45,32 +54,17 @@ pub fn junit_xml(runs: &[RunSummary]) -> String {
         } else {
             format!("{}/{}", r.test_name, r.run_id)
         };
-        let _ = write!(
-            out,
-            "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
-            xml(&classname),
-            xml(&name),
-            r.duration_s
-        );
-        let element = match r.verdict {
-            Verdict::Valid => None,
-            Verdict::Invalid => Some("failure"),
-            Verdict::Unknown | Verdict::Crashed => Some("error"),
+        let text = if r.explanation.is_empty() {
+            format!("the run is {}", r.verdict.as_str())
+        } else {
+            r.explanation.clone()
         };
-        if let Some(element) = element {
-            let explanation = if r.explanation.is_empty() {
-                format!("the run is {}", r.verdict.as_str())
-            } else {
-                r.explanation.clone()
-            };
-            let _ = write!(
-                out,
-                "\n      <{element} type=\"{}\" message=\"{}\">{}</{element}>",
-                r.verdict.as_str(),
-                xml(&headline(&explanation, 500)),
-                xml(&explanation)
-            );
-        }
+        let kind = r.verdict.as_str().to_string();
+        let outcome = match r.verdict {
+            Verdict::Valid => CaseOutcome::Passed,
+            Verdict::Invalid => CaseOutcome::Failure { kind, text },
+            Verdict::Unknown | Verdict::Crashed => CaseOutcome::Error { kind, text },
+        };
         let mut system_out = format!(
             "ops {} (ok {}, fail {}, info {}); nemesis: {}",
             r.ops,
@@ -82,23 +76,94 @@ pub fn junit_xml(runs: &[RunSummary]) -> String {
         if let Some(report) = &r.report {
             let _ = write!(system_out, "\nreport: {}", report.display());
         }
+        JunitCase {
+            classname,
+            name,
+            time_s: r.duration_s,
+            outcome,
+            system_out,
+        }
+    }
+}
+
+/// The first line of a text, at most `max` characters: a failure's `message` attribute.
+fn headline(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max - 1).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+/// The JUnit XML document: one `testsuite` named `suite` holding `cases`.
+pub fn junit_document(suite: &str, cases: &[JunitCase]) -> String {
+    let count = |f: fn(&CaseOutcome) -> bool| cases.iter().filter(|c| f(&c.outcome)).count();
+    let failures = count(|o| matches!(o, CaseOutcome::Failure { .. }));
+    let errors = count(|o| matches!(o, CaseOutcome::Error { .. }));
+    let skipped = count(|o| matches!(o, CaseOutcome::Skipped { .. }));
+    let time: f64 = cases.iter().map(|c| c.time_s).sum();
+    let tests = cases.len();
+    let suite = xml(suite);
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"faultline\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.3}\">"
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\">"
+    );
+    for c in cases {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
+            xml(&c.classname),
+            xml(&c.name),
+            c.time_s
+        );
+        let element = match &c.outcome {
+            CaseOutcome::Passed => None,
+            CaseOutcome::Failure { kind, text } => Some(("failure", Some(kind), text)),
+            CaseOutcome::Error { kind, text } => Some(("error", Some(kind), text)),
+            CaseOutcome::Skipped { text } => Some(("skipped", None, text)),
+        };
+        if let Some((element, kind, text)) = element {
+            let kind = kind.map_or(String::new(), |k| format!(" type=\"{}\"", xml(k)));
+            let _ = write!(
+                out,
+                "\n      <{element}{kind} message=\"{}\">{}</{element}>",
+                xml(&headline(text, MESSAGE_CHARS_MAX)),
+                xml(text)
+            );
+        }
         let _ = writeln!(
             out,
             "\n      <system-out>{}</system-out>\n    </testcase>",
-            xml(&system_out)
+            xml(&c.system_out)
         );
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
 }
 
-/// Writes [`junit_xml`] to `path`.
-pub fn write_junit(runs: &[RunSummary], path: &Path) -> anyhow::Result<()> {
+/// The JUnit XML document for a set of runs, each judged by its verdict.
+pub fn junit_xml(runs: &[RunSummary]) -> String {
+    let cases: Vec<JunitCase> = runs.iter().map(JunitCase::for_run).collect();
+    junit_document("faultline", &cases)
+}
+
+/// Writes `xml` to `path`, creating its folder.
+pub fn write_xml(xml: &str, path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(path, junit_xml(runs))
-        .with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes [`junit_xml`] to `path`.
+pub fn write_junit(runs: &[RunSummary], path: &Path) -> anyhow::Result<()> {
+    write_xml(&junit_xml(runs), path)
 }
 
 #[cfg(test)]

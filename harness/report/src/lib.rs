@@ -8,7 +8,8 @@
 //!   (`RunResults`, `read_history`, `pair_ops`, `stats`): one pipeline for run and report.
 //! - `faults`: when each nemesis fault was in effect.
 //! - `html`: report.html, one self-contained file (inline CSS, JS, SVG; no fetches).
-//! - `index`: results/index.html, every run newest first.
+//! - `index`: results/index.html (every run newest first, links to each campaign), and the
+//!   one page shell of every verdict table (index, campaign summary, night after night).
 //! - `junit`: JUnit XML for CI.
 //! - `summary`: the terminal table, and progress bars.
 //! - `serve`: the HTTP server of `faultline serve`.

@@ -7,6 +7,7 @@
 
 use super::SENTINEL_MASTER;
 use crate::lock::{lock_name, Holding};
+use crate::lock_set::{decode_set, encode_set, Grant, GuardedSet, GuardedSetFactory, StepError};
 use async_trait::async_trait;
 use faultline_checker::history::Key;
 use faultline_core::client::{Client, ClientFactory, Completion};
@@ -213,22 +214,27 @@ impl RedisClientFactory {
     }
 }
 
+/// Worker `worker`'s route: its Sentinel list starts at the `worker`-th Sentinel.
+fn route_of(route: &Route, worker: usize) -> Route {
+    match route {
+        Route::Sentinel { sentinels, hosts } => {
+            let mut sentinels = sentinels.clone();
+            if !sentinels.is_empty() {
+                let n = sentinels.len();
+                sentinels.rotate_left(worker % n);
+            }
+            Route::Sentinel {
+                sentinels,
+                hosts: hosts.clone(),
+            }
+        }
+        fixed => fixed.clone(),
+    }
+}
+
 impl ClientFactory for RedisClientFactory {
     fn open(&self, worker: usize, _process: u64) -> anyhow::Result<Box<dyn Client>> {
-        let route = match &self.route {
-            Route::Sentinel { sentinels, hosts } => {
-                let mut sentinels = sentinels.clone();
-                if !sentinels.is_empty() {
-                    let n = sentinels.len();
-                    sentinels.rotate_left(worker % n);
-                }
-                Route::Sentinel {
-                    sentinels,
-                    hosts: hosts.clone(),
-                }
-            }
-            fixed => fixed.clone(),
-        };
+        let route = route_of(&self.route, worker);
         self.holding.set(worker, false);
         Ok(Box::new(RedisProcess {
             worker,
@@ -364,6 +370,135 @@ impl RedisProcess {
             Ok(_) => Completion::fail("not ours any more: the lock had expired"),
             Err(done) => done,
         }
+    }
+}
+
+/// The lock-set workload on Redis: the lock as the lock workload takes it (`SET NX PX`,
+/// compare-and-delete), the set a JSON list under its own key. Redis issues no fencing
+/// token, so writes cannot be fenced: a holder whose lock expired, or a second holder after
+/// a failover, overwrites the set.
+pub struct RedisSetFactory {
+    pub route: Route,
+    pub timeout: Duration,
+    pub ttl_ms: u64,
+}
+
+/// How long an acquire retries a held lock before it gives up (`fail`).
+const SET_ACQUIRE_WAIT: Duration = Duration::from_millis(1000);
+
+impl GuardedSetFactory for RedisSetFactory {
+    fn open(&self, worker: usize, _process: u64) -> anyhow::Result<Box<dyn GuardedSet>> {
+        Ok(Box::new(RedisSet {
+            conn: Connection {
+                route: route_of(&self.route, worker),
+                timeout: self.timeout,
+                open: None,
+                sentinel: None,
+            },
+            ttl_ms: self.ttl_ms,
+            node: None,
+        }))
+    }
+}
+
+struct RedisSet {
+    conn: Connection,
+    ttl_ms: u64,
+    node: Option<String>,
+}
+
+/// A command's `fail` / `info` as the lock-set workload's step error.
+fn step(done: Completion) -> StepError {
+    StepError::from_completion(done)
+}
+
+#[async_trait]
+impl GuardedSet for RedisSet {
+    async fn acquire(&mut self, lock: &str) -> Result<Grant, StepError> {
+        let token = faultline_redis_lock::client::random_token();
+        let deadline = tokio::time::Instant::now() + SET_ACQUIRE_WAIT;
+        loop {
+            let cmd = redis::cmd("SET")
+                .arg(lock)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(self.ttl_ms)
+                .to_owned();
+            match self
+                .conn
+                .run::<Option<String>>(&mut self.node, true, &cmd)
+                .await
+            {
+                Ok(Some(_)) => {
+                    return Ok(Grant {
+                        token: None,
+                        handle: token.into_bytes(),
+                    })
+                }
+                Ok(None) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(None) => {
+                    return Err(StepError::Definite(format!(
+                        "not granted within {} ms: held by another client",
+                        SET_ACQUIRE_WAIT.as_millis()
+                    )))
+                }
+                Err(done) => return Err(step(done)),
+            }
+        }
+    }
+
+    async fn release(&mut self, lock: &str, grant: &Grant) -> Result<(), StepError> {
+        let cmd = redis::cmd("EVAL")
+            .arg(UNLOCK_SCRIPT)
+            .arg(1)
+            .arg(lock)
+            .arg(&grant.handle[..])
+            .to_owned();
+        match self.conn.run::<i64>(&mut self.node, true, &cmd).await {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(StepError::Definite(
+                "not ours any more: the lock had expired".into(),
+            )),
+            Err(done) => Err(step(done)),
+        }
+    }
+
+    async fn read(&mut self, set: &str) -> Result<Vec<i64>, StepError> {
+        let cmd = redis::cmd("GET").arg(set).to_owned();
+        let stored = self
+            .conn
+            .run::<Option<Vec<u8>>>(&mut self.node, false, &cmd)
+            .await
+            .map_err(step)?;
+        decode_set(stored.as_deref()).map_err(StepError::Definite)
+    }
+
+    async fn write(
+        &mut self,
+        set: &str,
+        elements: &[i64],
+        _fence: Option<(&str, &Grant)>,
+    ) -> Result<(), StepError> {
+        let cmd = redis::cmd("SET")
+            .arg(set)
+            .arg(encode_set(elements))
+            .to_owned();
+        self.conn
+            .run::<String>(&mut self.node, true, &cmd)
+            .await
+            .map(|_| ())
+            .map_err(step)
+    }
+
+    fn can_fence(&self) -> bool {
+        false
+    }
+
+    fn node(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 }
 

@@ -12,9 +12,10 @@ pub mod db;
 pub mod watch;
 
 use crate::lock::{Holding, LockGenerator, LockMode, RedisLockClientFactory, RedisLockSettings};
+use crate::lock_set::LockSetFactory;
 use crate::system::{Capabilities, ClockReach, Named, System, SystemRequest, WorkloadParts};
 use crate::systems::{named, refuse_program_flags, LOCK_TTL_MS};
-use client::{RedisClientFactory, Route, Workload};
+use client::{RedisClientFactory, RedisSetFactory, Route, Workload};
 use db::{RedisDb, REDIS_PORT, SENTINEL_PORT};
 use faultline_core::run::{RunOptions, Test};
 use serde_json::json;
@@ -198,7 +199,7 @@ impl System for RedisSystem {
         "Debian's Redis 7 (redis-server, redis-sentinel): single, primary + async replicas, Sentinel, or Redlock"
     }
     fn workloads(&self) -> Vec<String> {
-        ["register", "lock"].map(String::from).to_vec()
+        ["register", "lock", "lock-set"].map(String::from).to_vec()
     }
     fn options(&self) -> Vec<Named> {
         named(&[
@@ -214,7 +215,10 @@ impl System for RedisSystem {
                 REDIS_APPENDFSYNC,
                 "always, everysec (Debian's default) or no",
             ),
-            (LOCK_TTL_MS, "lock: the lock's TTL in ms (default 1000)"),
+            (
+                LOCK_TTL_MS,
+                "lock and lock-set: the lock's TTL in ms (default 1000)",
+            ),
         ])
     }
     fn capabilities(&self, request: &SystemRequest) -> Capabilities {
@@ -276,6 +280,14 @@ impl System for RedisSystem {
             .unwrap_or(DEFAULT_TTL_MS);
         let lock = request.workload == "lock";
         let client: Arc<dyn faultline_core::client::ClientFactory> = match (lock, deployment.mode) {
+            (false, _) if request.workload == "lock-set" => Arc::new(LockSetFactory::new(
+                RedisSetFactory {
+                    route,
+                    timeout: request.client_timeout,
+                    ttl_ms: lease_ms,
+                },
+                false,
+            )),
             // Redlock over real servers: redis-lock's own Redlock client speaks plain RESP.
             (true, Mode::Redlock) => Arc::new(RedisLockClientFactory::new(
                 RedisLockSettings {
@@ -310,7 +322,7 @@ impl System for RedisSystem {
             ("appendfsync", json!(deployment.appendfsync)),
             ("deployment", json!(describe)),
         ];
-        if lock {
+        if request.workload != "register" {
             fields.push(("lease_ms", json!(lease_ms)));
         }
         for (key, value) in fields {

@@ -3,6 +3,7 @@
 //! (ephemeral sequential children, the predecessor watched, the sequence number as token).
 
 use crate::lock::{lock_name, Holding};
+use crate::lock_set::{decode_set, encode_set, Grant, GuardedSet, GuardedSetFactory, StepError};
 use async_trait::async_trait;
 use faultline_checker::history::Key;
 use faultline_core::client::{Client, ClientFactory, Completion};
@@ -410,52 +411,82 @@ struct ZkLock {
     held: Option<(String, zk::OwnedLockClient)>,
 }
 
+/// Takes `lock` by ZooKeeper's lock recipe (an ephemeral sequential node; first in line
+/// holds it): the held lock, its fencing token (the node's sequence number) and the lease
+/// (the session timeout). An `Err` is the op's `fail` or `info`.
+async fn take_lock(
+    session: &mut Session,
+    lock: &str,
+    timeout: Duration,
+    acquire_wait: Duration,
+) -> Result<(zk::OwnedLockClient, i64, u64), Completion> {
+    let client = session.client().await.map_err(Completion::fail)?;
+    let dir = lock_dir(lock);
+    let prefix = zk::LockPrefix::new_curator(&dir, "lock-")
+        .map_err(|e| Completion::fail(format!("lock path {dir}: {e}")))?;
+    let parents = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let options = zk::LockOptions::new(zk::Acls::anyone_all())
+        .with_ancestor_options(parents)
+        .map_err(|e| Completion::fail(format!("lock options: {e}")))?;
+    let lease_ms = client.session_timeout().as_millis() as u64;
+    // The recipe is cancellation safe: a timed-out acquire deletes its node.
+    let granted = bounded(timeout + acquire_wait, async {
+        client
+            .lock(prefix, b"", options)
+            .await
+            .map(zk::LockClient::into_owned)
+    })
+    .await;
+    match granted {
+        Ok(locked) => match sequence_of(locked.lock_path()) {
+            Some(token) => Ok((locked, token, lease_ms)),
+            None => Err(Completion::info(format!(
+                "granted {} whose name ends in no sequence number",
+                locked.lock_path()
+            ))),
+        },
+        Err(e) if e.definite() => Err(Completion::fail(e.to_string())),
+        // It may have been first in line for a moment before the node was deleted, or
+        // the create may have landed without an answer: unknown. The process retires
+        // and its session closes, which deletes whatever node it left.
+        Err(e) => Err(Completion::info(e.to_string())),
+    }
+}
+
+/// Releases a held lock by deleting its node.
+async fn give_up_lock(
+    session: &mut Session,
+    locked: zk::OwnedLockClient,
+    timeout: Duration,
+) -> Completion {
+    let outcome = bounded(timeout, locked.client().delete(locked.lock_path(), None)).await;
+    match outcome {
+        Ok(()) => Completion::ok(None),
+        Err(Failure::Zk(zk::Error::NoNode | zk::Error::SessionExpired)) => {
+            // The session expired and the server deleted the node itself.
+            session.close();
+            Completion::fail("the lock node was already gone: the session had expired")
+        }
+        Err(e) if e.definite() => {
+            // Still held on the server: closing the session hands the lock on.
+            session.close();
+            Completion::fail(e.to_string())
+        }
+        Err(e) => Completion::info(e.to_string()),
+    }
+}
+
 impl ZkLock {
     async fn acquire(&mut self, lock: &str) -> Completion {
         if let Some((held, _)) = &self.held {
             return Completion::fail(format!("this process already holds {held}"));
         }
-        let client = match self.session.client().await {
-            Ok(c) => c,
-            Err(why) => return Completion::fail(why),
-        };
-        let dir = lock_dir(lock);
-        let prefix = match zk::LockPrefix::new_curator(&dir, "lock-") {
-            Ok(p) => p,
-            Err(e) => return Completion::fail(format!("lock path {dir}: {e}")),
-        };
-        let parents = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-        let options =
-            match zk::LockOptions::new(zk::Acls::anyone_all()).with_ancestor_options(parents) {
-                Ok(o) => o,
-                Err(e) => return Completion::fail(format!("lock options: {e}")),
-            };
-        let lease_ms = client.session_timeout().as_millis() as u64;
-        // The recipe is cancellation safe: a timed-out acquire deletes its node.
-        let wait = self.timeout + self.acquire_wait;
-        let granted = bounded(wait, async {
-            client
-                .lock(prefix, b"", options)
-                .await
-                .map(zk::LockClient::into_owned)
-        })
-        .await;
-        match granted {
-            Ok(locked) => {
-                let Some(token) = sequence_of(locked.lock_path()) else {
-                    return Completion::info(format!(
-                        "granted {} whose name ends in no sequence number",
-                        locked.lock_path()
-                    ));
-                };
+        match take_lock(&mut self.session, lock, self.timeout, self.acquire_wait).await {
+            Ok((locked, token, lease_ms)) => {
                 self.held = Some((lock.to_owned(), locked));
                 Completion::ok(Some(json!({"token": token, "lease_ms": lease_ms})))
             }
-            Err(e) if e.definite() => Completion::fail(e.to_string()),
-            // It may have been first in line for a moment before the node was deleted, or
-            // the create may have landed without an answer: unknown. The process retires
-            // and its session closes, which deletes whatever node it left.
-            Err(e) => Completion::info(e.to_string()),
+            Err(done) => done,
         }
     }
 
@@ -467,25 +498,140 @@ impl ZkLock {
             self.held = Some((held, locked));
             return Completion::fail(format!("this process holds another lock than {lock}"));
         }
-        let outcome = bounded(
-            self.timeout,
-            locked.client().delete(locked.lock_path(), None),
-        )
-        .await;
-        match outcome {
-            Ok(()) => Completion::ok(None),
-            Err(Failure::Zk(zk::Error::NoNode | zk::Error::SessionExpired)) => {
-                // The session expired and the server deleted the node itself.
-                self.session.close();
-                Completion::fail("the lock node was already gone: the session had expired")
-            }
-            Err(e) if e.definite() => {
-                // Still held on the server: closing the session hands the lock on.
-                self.session.close();
-                Completion::fail(e.to_string())
-            }
-            Err(e) => Completion::info(e.to_string()),
+        give_up_lock(&mut self.session, locked, self.timeout).await
+    }
+}
+
+/// The lock-set workload on ZooKeeper: the lock recipe, the set a JSON list in its own
+/// znode. Fenced writes are ZooKeeper's own: a multi that checks the lock node still exists
+/// and sets the set's znode, refused whole once the holder's session lost the lock.
+pub struct ZkSetFactory {
+    pub settings: ZkSettings,
+    pub acquire_wait: Duration,
+}
+
+impl GuardedSetFactory for ZkSetFactory {
+    fn open(&self, worker: usize, _process: u64) -> anyhow::Result<Box<dyn GuardedSet>> {
+        let (node, address) = server_of(&self.settings, worker);
+        Ok(Box::new(ZkSet {
+            node,
+            session: Session::new(address, &self.settings),
+            timeout: self.settings.request_timeout,
+            acquire_wait: self.acquire_wait,
+            held: None,
+        }))
+    }
+}
+
+struct ZkSet {
+    node: String,
+    session: Session,
+    timeout: Duration,
+    acquire_wait: Duration,
+    held: Option<zk::OwnedLockClient>,
+}
+
+/// The znode of a set.
+fn set_path(set: &str) -> String {
+    format!("/faultline-{}", set.replace('/', "_"))
+}
+
+fn step_failure(err: Failure) -> StepError {
+    match err {
+        // A fenced write whose lock node was gone: the multi was refused whole.
+        Failure::Zk(zk::Error::RuntimeInconsistent) => {
+            StepError::Definite("refused: the lock node is gone (the lock was lost)".into())
         }
+        e if e.definite() => StepError::Definite(e.to_string()),
+        e => StepError::Indefinite(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl GuardedSet for ZkSet {
+    async fn acquire(&mut self, lock: &str) -> Result<Grant, StepError> {
+        let (locked, token, _) =
+            take_lock(&mut self.session, lock, self.timeout, self.acquire_wait)
+                .await
+                .map_err(StepError::from_completion)?;
+        let handle = locked.lock_path().as_bytes().to_vec();
+        self.held = Some(locked);
+        Ok(Grant {
+            token: Some(token),
+            handle,
+        })
+    }
+
+    async fn release(&mut self, _lock: &str, _grant: &Grant) -> Result<(), StepError> {
+        let Some(locked) = self.held.take() else {
+            return Err(StepError::Definite("this process holds no lock".into()));
+        };
+        let done = give_up_lock(&mut self.session, locked, self.timeout).await;
+        match done.kind {
+            faultline_checker::history::OpType::Ok => Ok(()),
+            _ => Err(StepError::from_completion(done)),
+        }
+    }
+
+    async fn read(&mut self, set: &str) -> Result<Vec<i64>, StepError> {
+        let client = self.session.client().await.map_err(StepError::Definite)?;
+        match bounded(self.timeout, client.get_data(&set_path(set))).await {
+            Ok((data, _)) => decode_set(Some(&data)).map_err(StepError::Definite),
+            Err(Failure::Zk(zk::Error::NoNode)) => Ok(Vec::new()),
+            // A read changes nothing.
+            Err(e) => Err(StepError::Definite(e.to_string())),
+        }
+    }
+
+    async fn write(
+        &mut self,
+        set: &str,
+        elements: &[i64],
+        fence: Option<(&str, &Grant)>,
+    ) -> Result<(), StepError> {
+        let path = set_path(set);
+        let data = encode_set(elements);
+        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        if fence.is_some() {
+            let Some(locked) = &self.held else {
+                return Err(StepError::Definite(
+                    "a fenced write needs the lock held".into(),
+                ));
+            };
+            return match bounded(self.timeout, locked.set_data(&path, &data, None)).await {
+                Ok(_) => Ok(()),
+                Err(Failure::Zk(zk::Error::NoNode)) => {
+                    bounded(self.timeout, locked.create(&path, &data, &options))
+                        .await
+                        .map(|_| ())
+                        .map_err(step_failure)
+                }
+                Err(e) => Err(step_failure(e)),
+            };
+        }
+        let client = self.session.client().await.map_err(StepError::Definite)?;
+        match bounded(self.timeout, client.set_data(&path, &data, None)).await {
+            Ok(_) => Ok(()),
+            Err(Failure::Zk(zk::Error::NoNode)) => {
+                match bounded(self.timeout, client.create(&path, &data, &options)).await {
+                    Ok(_) => Ok(()),
+                    // Created by another client meanwhile: nothing of ours was written.
+                    Err(Failure::Zk(zk::Error::NodeExists)) => Err(StepError::Definite(
+                        "the set was created meanwhile; not written".into(),
+                    )),
+                    Err(e) => Err(step_failure(e)),
+                }
+            }
+            Err(e) => Err(step_failure(e)),
+        }
+    }
+
+    fn can_fence(&self) -> bool {
+        true
+    }
+
+    fn node(&self) -> Option<&str> {
+        Some(&self.node)
     }
 }
 

@@ -12,9 +12,10 @@ pub mod client;
 pub mod db;
 
 use crate::lock::{Holding, LockGenerator};
+use crate::lock_set::LockSetFactory;
 use crate::system::{Capabilities, Named, System, SystemRequest, WorkloadParts};
-use crate::systems::{named, refuse_program_flags, LOCK_TTL_MS, READ_MODE};
-use client::{ReadMode, ZkLockFactory, ZkRegisterFactory, ZkSettings};
+use crate::systems::{named, refuse_program_flags, FENCING, LOCK_TTL_MS, READ_MODE};
+use client::{ReadMode, ZkLockFactory, ZkRegisterFactory, ZkSetFactory, ZkSettings};
 use db::{ZooKeeperDb, CLIENT_PORT, SYNC_LIMIT_TICKS, TICK_MS};
 use faultline_core::run::{RunOptions, Test};
 use serde_json::json;
@@ -53,7 +54,7 @@ impl System for ZooKeeperSystem {
         "Debian's ZooKeeper 3.8 (a JVM started by faultline on every host); register and the lock recipe"
     }
     fn workloads(&self) -> Vec<String> {
-        ["register", "lock"].map(String::from).to_vec()
+        ["register", "lock", "lock-set"].map(String::from).to_vec()
     }
     fn options(&self) -> Vec<Named> {
         named(&[
@@ -63,7 +64,11 @@ impl System for ZooKeeperSystem {
             ),
             (
                 LOCK_TTL_MS,
-                "lock: the lock client's session timeout in ms (default 3000; 2 to 20 ticks of 500 ms)",
+                "lock and lock-set: the lock client's session timeout in ms (default 3000; 2 to 20 ticks of 500 ms)",
+            ),
+            (
+                FENCING,
+                "lock-set: write the set in a multi that checks the lock node still exists",
             ),
         ])
     }
@@ -85,10 +90,15 @@ impl System for ZooKeeperSystem {
             );
             Self::read_mode(request)?;
         }
+        anyhow::ensure!(
+            !request.parsed::<bool>(FENCING)?.unwrap_or(false) || request.workload == "lock-set",
+            "--fencing guards the lock-set workload's writes; it does not apply to {}",
+            request.workload
+        );
         if let Some(ttl) = request.parsed::<u64>(LOCK_TTL_MS)? {
             anyhow::ensure!(
-                request.workload == "lock",
-                "--lock-ttl-ms is for the lock workload"
+                request.workload != "register",
+                "--lock-ttl-ms is for the lock and lock-set workloads"
             );
             anyhow::ensure!(
                 (SESSION_MS_MIN..=SESSION_MS_MAX).contains(&ttl),
@@ -113,29 +123,49 @@ impl System for ZooKeeperSystem {
             ("zookeeper_tick_ms", json!(TICK_MS)),
             ("zookeeper_sync_limit_ticks", json!(SYNC_LIMIT_TICKS)),
         ];
-        let client: Arc<dyn faultline_core::client::ClientFactory> = if request.workload == "lock" {
-            let lease_ms = request
-                .parsed::<u64>(LOCK_TTL_MS)?
-                .unwrap_or(LOCK_SESSION_MS);
-            fields.push(("lease_ms", json!(lease_ms)));
-            let holding = Holding::default();
-            let settings = ZkSettings {
-                servers,
-                request_timeout: request.client_timeout,
-                session_timeout: Duration::from_millis(lease_ms),
+        let client: Arc<dyn faultline_core::client::ClientFactory> =
+            if request.workload == "lock-set" {
+                let lease_ms = request
+                    .parsed::<u64>(LOCK_TTL_MS)?
+                    .unwrap_or(LOCK_SESSION_MS);
+                let fencing = request.parsed::<bool>(FENCING)?.unwrap_or(false);
+                fields.push(("lease_ms", json!(lease_ms)));
+                fields.push(("fencing", json!(fencing)));
+                let settings = ZkSettings {
+                    servers,
+                    request_timeout: request.client_timeout,
+                    session_timeout: Duration::from_millis(lease_ms),
+                };
+                Arc::new(LockSetFactory::new(
+                    ZkSetFactory {
+                        settings,
+                        acquire_wait: ACQUIRE_WAIT,
+                    },
+                    fencing,
+                ))
+            } else if request.workload == "lock" {
+                let lease_ms = request
+                    .parsed::<u64>(LOCK_TTL_MS)?
+                    .unwrap_or(LOCK_SESSION_MS);
+                fields.push(("lease_ms", json!(lease_ms)));
+                let holding = Holding::default();
+                let settings = ZkSettings {
+                    servers,
+                    request_timeout: request.client_timeout,
+                    session_timeout: Duration::from_millis(lease_ms),
+                };
+                workload.generator = Arc::new(LockGenerator::new(holding.clone()));
+                Arc::new(ZkLockFactory::new(settings, holding, ACQUIRE_WAIT)?)
+            } else {
+                let read_mode = Self::read_mode(request)?;
+                fields.push(("read_mode", json!(read_mode.name())));
+                let settings = ZkSettings {
+                    servers,
+                    request_timeout: request.client_timeout,
+                    session_timeout: Duration::from_millis(REGISTER_SESSION_MS),
+                };
+                Arc::new(ZkRegisterFactory::new(settings, read_mode)?)
             };
-            workload.generator = Arc::new(LockGenerator::new(holding.clone()));
-            Arc::new(ZkLockFactory::new(settings, holding, ACQUIRE_WAIT)?)
-        } else {
-            let read_mode = Self::read_mode(request)?;
-            fields.push(("read_mode", json!(read_mode.name())));
-            let settings = ZkSettings {
-                servers,
-                request_timeout: request.client_timeout,
-                session_timeout: Duration::from_millis(REGISTER_SESSION_MS),
-            };
-            Arc::new(ZkRegisterFactory::new(settings, read_mode)?)
-        };
         for (key, value) in fields {
             options.test_fields.entry(key).or_insert(value);
         }
@@ -169,8 +199,9 @@ mod tests {
         };
         assert!(check(request("register", &[])).is_ok());
         assert!(check(request("lock", &[])).is_ok());
-        let err = check(request("lock-set", &[])).unwrap_err();
-        assert!(err.contains("register, lock"), "{err}");
+        assert!(check(request("lock-set", &[(FENCING, "true")])).is_ok());
+        let err = check(request("lock", &[(FENCING, "true")])).unwrap_err();
+        assert!(err.contains("--fencing"), "{err}");
         let mut bug = request("register", &[]);
         bug.bugs.push("stale-read".into());
         assert!(check(bug).unwrap_err().contains("no planted bugs"));
