@@ -177,3 +177,20 @@ fn a_deeply_nested_edn_history_exits_3_naming_file_and_line() {
         );
     }
 }
+
+/// `repetitions = 4294967295` made `faultline campaign` plan four billion runs until it ran
+/// out of memory and aborted (exit 134; found by fuzzing the campaign parser).
+#[test]
+fn a_campaign_of_billions_of_runs_is_refused_not_planned_until_memory_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "huge.toml",
+        "name = \"x\"\nrepetitions = 4294967295\n[[matrix]]\ndb = [\"raft\"]\nworkload = [\"register\"]\n",
+    );
+    let out = faultline(&["campaign", "--dry-run", &file]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{msg}");
+    assert!(msg.contains("huge.toml") || msg.contains("repetitions"), "{msg}");
+    assert!(msg.contains("4294967295"), "{msg}");
+}

@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("peer_wire", peer_wire),
     ("http_bodies", http_bodies),
     ("external_toml", external_toml),
+    ("campaign_toml", campaign_toml),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -132,6 +133,34 @@ pub fn external_toml(data: &[u8]) {
             assert!(!system.workloads().is_empty());
             let _ = (system.description(), system.bugs());
             let _ = system.capabilities(&SystemRequest::default());
+        }
+    }
+}
+
+/// A campaign file (`faultline campaign FILE.toml`), parsed and planned: every refusal
+/// names the file, and every planned run's name is a safe folder name.
+pub fn campaign_toml(data: &[u8]) {
+    use faultline::campaign_file;
+    let Some(t) = text(data) else { return };
+    let campaign = match campaign_file::parse(t, Path::new("campaigns/fuzz.toml")) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            assert!(msg.contains("campaigns/fuzz.toml"), "names the file: {msg}");
+            return;
+        }
+    };
+    if let Ok(runs) = campaign_file::plan(&campaign, 7) {
+        for run in runs {
+            assert!(
+                !run.name.is_empty()
+                    && run
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                "{:?} is not a safe folder name",
+                run.name
+            );
         }
     }
 }
