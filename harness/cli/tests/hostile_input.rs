@@ -179,7 +179,7 @@ fn a_deeply_nested_edn_history_exits_3_naming_file_and_line() {
 }
 
 /// `repetitions = 4294967295` made `faultline campaign` plan four billion runs until it ran
-/// out of memory and aborted (exit 134; found by fuzzing the campaign parser).
+/// out of memory and aborted (exit 134).
 #[test]
 fn a_campaign_of_billions_of_runs_is_refused_not_planned_until_memory_runs_out() {
     let dir = tempfile::tempdir().unwrap();

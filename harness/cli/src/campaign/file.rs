@@ -245,7 +245,7 @@ pub fn plan(campaign: &CampaignFile, campaign_seed: u64) -> anyhow::Result<Vec<P
             i + 1
         );
     }
-    // `repetitions = 4294967295` made the plan exhaust memory and abort (found by fuzzing).
+    // `repetitions = 4294967295` made the plan exhaust memory and abort.
     let per_rep = campaign.matrix.iter().fold(0u64, |n, m| {
         n.saturating_add(
             (m.db.len() as u64).saturating_mul((m.workload.len() * m.nemesis.len()) as u64),
