@@ -206,6 +206,10 @@ impl Client for NodeClient {
                     Err(err) => Err(Completion::info(format!("bad cas answer: {err}"))),
                 })
             }
+            "txn" => self
+                .post("/txn", crate::txn::request_body(&op.value, &request_id))
+                .await
+                .map(|body| crate::txn::completion(&op.value, &body)),
             other => Err(Completion::fail(format!(
                 "the node client has no op {other:?}"
             ))),

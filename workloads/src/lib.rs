@@ -13,6 +13,7 @@
 //! - `system`: the `System` and `Workload` traits and the `Registry` of both.
 //! - `systems`: the stock systems (raft, paxos, zk-lock, redis-lock) and workloads.
 //! - `external`: a system described by a TOML file, its client a program speaking NDJSON.
+//! - `txn`: the `append` and `wr` transactional workloads and a txn's mapping to `POST /txn`.
 
 pub mod binary;
 pub mod external;
@@ -24,3 +25,4 @@ pub mod node_db;
 pub mod register;
 pub mod system;
 pub mod systems;
+pub mod txn;

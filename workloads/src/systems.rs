@@ -50,6 +50,8 @@ pub fn register_stock(registry: Registry) -> Registry {
         .with_workload(RegisterWorkload)
         .with_workload(LockWorkload)
         .with_workload(LockSetWorkload)
+        .with_workload(crate::txn::TxnWorkload(crate::txn::TxnKind::Append))
+        .with_workload(crate::txn::TxnWorkload(crate::txn::TxnKind::Wr))
         .with(NodeRegisterSystem::raft())
         .with(NodeRegisterSystem::paxos())
         .with(ZkLockSystem)
@@ -164,6 +166,7 @@ pub struct NodeRegisterSystem {
     name: &'static str,
     description: &'static str,
     bugs: &'static [(&'static str, &'static str)],
+    workloads: &'static [&'static str],
     read_modes: &'static [&'static str],
     /// Whether it has a leader (`primaries`).
     leader: bool,
@@ -179,7 +182,12 @@ impl NodeRegisterSystem {
                 ("lease-unsafe", "the leader lease is measured on the wall clock"),
                 ("no-fsync", "the log is not synced before acknowledging"),
                 ("ack-before-commit", "writes are acknowledged before they commit"),
+                (
+                    "txn-early-reads",
+                    "a txn's reads come from the leader's state at arrival, only its writes go through the log",
+                ),
             ],
+            workloads: &["register", "append", "wr"],
             read_modes: &["readindex", "lease"],
             leader: true,
         }
@@ -190,6 +198,7 @@ impl NodeRegisterSystem {
             name: "paxos",
             description: "our CASPaxos register store (faultline-node paxos), one instance per key",
             bugs: &[("skip-prepare", "a proposer skips the prepare phase")],
+            workloads: &["register"],
             read_modes: &["readindex"],
             leader: false,
         }
@@ -204,7 +213,7 @@ impl System for NodeRegisterSystem {
         self.description
     }
     fn workloads(&self) -> Vec<String> {
-        vec!["register".into()]
+        self.workloads.iter().map(|w| w.to_string()).collect()
     }
     fn bugs(&self) -> Vec<Named> {
         named(self.bugs)

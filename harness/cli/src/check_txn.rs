@@ -57,40 +57,23 @@ pub fn render(out: &mut String, r: &TxnResult) {
         let _ = writeln!(out, "ruled out: {}", r.not.join(", "));
     }
     for a in &r.anomalies {
-        let _ = writeln!(
-            out,
-            "\n{}{}",
-            a.kind,
-            if a.forbidden {
-                ""
-            } else {
-                " (allowed by the model)"
-            }
-        );
+        let _ = writeln!(out, "\n{}", safe(&a.heading()));
         for t in &a.txns {
             let _ = writeln!(
                 out,
-                "  T{:<6} process {:<4} {:?}  {}   [#{} .. {}]",
+                "  T{:<6} process {:<4} {:<4}  {}   [{}]",
                 t.id,
                 t.process,
-                t.outcome,
+                t.outcome_name(),
                 safe(&t.value.to_string()),
-                t.invoke_index,
-                t.complete_index.map_or("end".into(), |c| format!("#{c}"))
+                t.events()
             );
         }
         if a.steps.is_empty() {
             let _ = writeln!(out, "  {}", safe(&a.explanation));
         }
         for s in &a.steps {
-            let _ = writeln!(
-                out,
-                "  T{} -{}-> T{}: {}",
-                s.from,
-                s.rel,
-                s.to,
-                safe(&s.explanation)
-            );
+            let _ = writeln!(out, "  {}", safe(&s.sentence()));
         }
     }
 }

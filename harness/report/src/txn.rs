@@ -107,14 +107,9 @@ pub fn section(out: &mut String, results: Option<&RunResults>) {
     for a in all.iter().take(DRAWN_MAX) {
         let _ = write!(
             out,
-            "<div class=\"explain{}\"><h3>{}{}</h3>",
+            "<div class=\"explain{}\"><h3>{}</h3>",
             if a.forbidden { "" } else { " unknown" },
-            html(&a.kind),
-            if a.forbidden {
-                ""
-            } else {
-                " (allowed by the model)"
-            }
+            html(&a.heading())
         );
         if !a.steps.is_empty() {
             out.push_str(&cycle_svg(a));
@@ -123,13 +118,12 @@ pub fn section(out: &mut String, results: Option<&RunResults>) {
         for t in &a.txns {
             let _ = write!(
                 out,
-                "<tr><td>T{}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td><td><a href=\"#timeline\" title=\"highlighted on the timeline\">#{} .. {}</a></td></tr>",
+                "<tr><td>T{}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td><td><a href=\"#timeline\" title=\"highlighted on the timeline\">{}</a></td></tr>",
                 t.id,
                 t.process,
-                html(&format!("{:?}", t.outcome).to_lowercase()),
+                t.outcome_name(),
                 html(&t.value.to_string()),
-                t.invoke_index,
-                t.complete_index.map_or("end".into(), |c| format!("#{c}"))
+                html(&t.events())
             );
         }
         out.push_str("</tbody></table>");
@@ -138,14 +132,7 @@ pub fn section(out: &mut String, results: Option<&RunResults>) {
         } else {
             out.push_str("<ol class=\"steps\">");
             for s in &a.steps {
-                let _ = write!(
-                    out,
-                    "<li>T{} <b>{}</b> T{}: {}</li>",
-                    s.from,
-                    html(&s.rel),
-                    s.to,
-                    html(&s.explanation)
-                );
+                let _ = write!(out, "<li>{}</li>", html(&s.sentence()));
             }
             out.push_str("</ol>");
         }

@@ -13,6 +13,7 @@ pub const BUGS: &[&str] = &[
     "lease-unsafe",
     "no-fsync",
     "ack-before-commit",
+    "txn-early-reads",
 ];
 
 /// Runs a Raft node until SIGTERM.
@@ -54,6 +55,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         request_timeout: args.member.request_timeout(),
         stale_read: args.has_bug("stale-read"),
         ack_before_commit: args.has_bug("ack-before-commit"),
+        txn_early_reads: args.has_bug("txn-early-reads"),
         read_mode: read_mode.to_string(),
         bugs: args.bugs.clone(),
     };

@@ -32,6 +32,9 @@ pub struct HttpConfig {
     pub stale_read: bool,
     /// The `ack-before-commit` bug: answer writes once in the leader's own log.
     pub ack_before_commit: bool,
+    /// The `txn-early-reads` bug: a transaction's reads are answered from the leader's
+    /// state when the request arrives; only its writes go through the log.
+    pub txn_early_reads: bool,
     pub read_mode: String,
     pub bugs: Vec<String>,
 }
@@ -43,7 +46,10 @@ struct App {
     client: reqwest::Client,
 }
 
-/// The router serving `/read`, `/write`, `/cas` and `/status`.
+/// Micro-ops one transaction may hold.
+pub const TXN_OPS_MAX: usize = 64;
+
+/// The router serving `/read`, `/write`, `/cas`, `/txn` and `/status`.
 pub fn router(node: Handle<KvStore>, cfg: HttpConfig) -> Router {
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -60,6 +66,7 @@ pub fn router(node: Handle<KvStore>, cfg: HttpConfig) -> Router {
         .route("/read", post(read))
         .route("/write", post(write))
         .route("/cas", post(cas))
+        .route("/txn", post(txn))
         .route("/status", get(status))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(api::BODY_BYTES_MAX))
@@ -175,6 +182,148 @@ async fn cas(
     }
 }
 
+/// `POST /txn` `{"txn": [["append", k, v], ["r", k, null], ["w", k, v], ...]}`: the
+/// micro-ops applied as one log entry; the answer echoes them with every read's value.
+async fn txn(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed = body_bytes(body).and_then(|b| {
+        let r: TxnRequest = api::parse_body(&b)?;
+        let ops = parse_micro_ops(&r.txn)?;
+        Ok((b, r.request_id, ops))
+    });
+    let (body, request_id, ops) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if app.cfg.txn_early_reads {
+        return txn_early_reads(app, headers, body, request_id, ops).await;
+    }
+    let request = kv::Request {
+        request_id,
+        command: kv::Command::Txn { ops: ops.clone() },
+    };
+    propose_then(app, headers, "/txn", body, request, move |outcome| {
+        txn_answer(&ops, outcome)
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+struct TxnRequest {
+    txn: Vec<serde_json::Value>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// `[f, key, value]` triples to micro-ops; anything else is a 400 naming the micro-op.
+fn parse_micro_ops(items: &[serde_json::Value]) -> Result<Vec<kv::MicroOp>, ApiError> {
+    if items.is_empty() || items.len() > TXN_OPS_MAX {
+        return Err(ApiError::bad_request(format!(
+            "a txn holds 1 to {TXN_OPS_MAX} micro-ops, not {}",
+            items.len()
+        )));
+    }
+    let mut ops = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let bad = |why: &str| ApiError::bad_request(format!("micro-op {i}: {why}"));
+        let Some([f, key, value]) = item.as_array().map(Vec::as_slice) else {
+            return Err(bad("expected [f, key, value]"));
+        };
+        let key = key
+            .as_str()
+            .ok_or_else(|| bad("the key must be a string"))?;
+        api::validate_key(key).map_err(|e| bad(&e.error))?;
+        let key = key.to_string();
+        ops.push(match f.as_str() {
+            Some("r") => kv::MicroOp::Read { key },
+            Some("append") => kv::MicroOp::Append {
+                key,
+                value: api::encode_value(value).map_err(|e| bad(&e.error))?,
+            },
+            Some("w") => kv::MicroOp::Write {
+                key,
+                value: api::encode_value(value).map_err(|e| bad(&e.error))?,
+            },
+            _ => return Err(bad("f must be \"r\", \"append\" or \"w\"")),
+        });
+    }
+    Ok(ops)
+}
+
+/// The micro-ops with each read's value filled in.
+fn txn_json(ops: &[kv::MicroOp], results: &[Option<String>]) -> serde_json::Value {
+    let mops: Vec<serde_json::Value> = ops
+        .iter()
+        .zip(results)
+        .map(|(op, read)| match op {
+            kv::MicroOp::Read { key } => json!(["r", key, api::decode_value(read.as_deref())]),
+            kv::MicroOp::Append { key, value } => {
+                json!(["append", key, api::decode_value(Some(value))])
+            }
+            kv::MicroOp::Write { key, value } => json!(["w", key, api::decode_value(Some(value))]),
+        })
+        .collect();
+    json!({ "txn": mops })
+}
+
+fn txn_answer(ops: &[kv::MicroOp], outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Txn(results) => Json(txn_json(ops, &results)).into_response(),
+        // Aborted before it changed anything: certainly not applied.
+        Outcome::TxnAborted(e) => ApiError::new(409, e, true).into_response(),
+        other => ApiError::new(500, format!("unexpected outcome {other:?}"), false).into_response(),
+    }
+}
+
+/// The bug: reads from the state at arrival, writes through the log later, with nothing
+/// checking that what was read is still current when the writes apply.
+async fn txn_early_reads(
+    app: App,
+    headers: HeaderMap,
+    body: Bytes,
+    request_id: Option<String>,
+    ops: Vec<kv::MicroOp>,
+) -> Response {
+    let started = Instant::now();
+    let status = app.node.status();
+    if status.role != "leader" {
+        return forward(&app, &headers, "/txn", body, status.leader, started, false).await;
+    }
+    let preview_ops = ops.clone();
+    let preview = match app
+        .node
+        .read(true, move |sm| sm.preview_txn(&preview_ops))
+        .await
+    {
+        Ok(Ok(effect)) => effect,
+        Ok(Err(e)) => return ApiError::new(409, e, true).into_response(),
+        Err(e) => return ApiError::unavailable(e.to_string(), status.leader).into_response(),
+    };
+    let writes: Vec<kv::MicroOp> = ops.iter().filter(|o| !o.is_read()).cloned().collect();
+    if writes.is_empty() {
+        return Json(txn_json(&ops, &preview.results)).into_response();
+    }
+    let request = kv::Request {
+        request_id,
+        command: kv::Command::Txn { ops: writes },
+    };
+    propose_then(
+        app,
+        headers,
+        "/txn",
+        body,
+        request,
+        move |outcome| match outcome {
+            Outcome::Txn(_) => Json(txn_json(&ops, &preview.results)).into_response(),
+            other => txn_answer(&ops, other),
+        },
+    )
+    .await
+}
+
 async fn propose(
     app: App,
     headers: HeaderMap,
@@ -182,26 +331,39 @@ async fn propose(
     body: Bytes,
     request: kv::Request,
 ) -> Response {
+    propose_then(app, headers, path, body, request, |outcome| match outcome {
+        Outcome::Written => Json(json!({})).into_response(),
+        Outcome::Cas { ok: true, .. } => Json(json!({ "ok": true })).into_response(),
+        Outcome::Cas { ok: false, current } => {
+            Json(json!({ "ok": false, "current": api::decode_value(current.as_deref()) }))
+                .into_response()
+        }
+        Outcome::Invalid(e) => {
+            ApiError::new(500, format!("the log entry did not decode: {e}"), true).into_response()
+        }
+        other => ApiError::new(500, format!("unexpected outcome {other:?}"), false).into_response(),
+    })
+    .await
+}
+
+/// Proposes `request` (forwarding to the leader when this node is not it) and answers
+/// with `answer` of its applied outcome.
+async fn propose_then(
+    app: App,
+    headers: HeaderMap,
+    path: &'static str,
+    body: Bytes,
+    request: kv::Request,
+    answer: impl FnOnce(Outcome) -> Response,
+) -> Response {
     let started = Instant::now();
-    // The bug answers plain writes early; a cas needs the applied outcome to answer at all.
+    // The bug answers plain writes early; a cas or txn needs the applied outcome to answer.
     let early = app.cfg.ack_before_commit && matches!(request.command, kv::Command::Put { .. });
     let data = codec::encode(&request);
     let work = async {
         match app.node.propose(data, early).await {
-            Ok(Proposed::Appended) | Ok(Proposed::Applied(Outcome::Written)) => {
-                Json(json!({})).into_response()
-            }
-            Ok(Proposed::Applied(Outcome::Cas { ok: true, .. })) => {
-                Json(json!({ "ok": true })).into_response()
-            }
-            Ok(Proposed::Applied(Outcome::Cas { ok: false, current })) => {
-                Json(json!({ "ok": false, "current": api::decode_value(current.as_deref()) }))
-                    .into_response()
-            }
-            Ok(Proposed::Applied(Outcome::Invalid(e))) => {
-                ApiError::new(500, format!("the log entry did not decode: {e}"), true)
-                    .into_response()
-            }
+            Ok(Proposed::Appended) => Json(json!({})).into_response(),
+            Ok(Proposed::Applied(outcome)) => answer(outcome),
             Err(ProposeError::NotLeader(leader)) => {
                 forward(&app, &headers, path, body, leader, started, false).await
             }

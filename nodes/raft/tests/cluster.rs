@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 struct Opts {
     stale_read: bool,
     ack_before_commit: bool,
+    txn_early_reads: bool,
     lease: Option<LeaseMode>,
     snapshot_entries: Option<u64>,
 }
@@ -104,6 +105,7 @@ impl Cluster {
             request_timeout: Duration::from_millis(1500),
             stale_read: self.opts.stale_read,
             ack_before_commit: self.opts.ack_before_commit,
+            txn_early_reads: self.opts.txn_early_reads,
             read_mode: "readindex".into(),
             bugs: vec![],
         };
@@ -594,4 +596,102 @@ async fn a_snapshot_that_does_not_decode_is_refused_before_anything_is_persisted
     let commit = c.status(l).await.unwrap()["commit_index"].as_u64().unwrap();
     c.wait_applied(victim, commit).await;
     c.shutdown().await;
+}
+
+/// Fires `n` concurrent `[r x, append x i]` txns at `node`; answers (read, appended).
+async fn concurrent_read_appends(c: &Cluster, node: usize, n: i64) -> Vec<(Vec<i64>, i64)> {
+    let url = format!("http://{}/txn", c.nodes[node].client_addr);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (http, url) = (c.http.clone(), url.clone());
+        tasks.spawn(async move {
+            let body = json!({"txn": [["r", "x", null], ["append", "x", i]], "request_id": format!("t{i}")});
+            let r = http.post(url).json(&body).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["txn"][1], json!(["append", "x", i]));
+            let read: Vec<i64> = match &body["txn"][0][2] {
+                Value::Null => vec![],
+                v => serde_json::from_value(v.clone()).unwrap(),
+            };
+            (read, i)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        out.push(r.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_txn_is_one_atomic_step_and_the_early_reads_bug_breaks_that() {
+    for bug in [false, true] {
+        let c = Cluster::start(
+            3,
+            Opts {
+                txn_early_reads: bug,
+                ..Opts::default()
+            },
+        )
+        .await;
+        let l = c.leader().await;
+        let follower = (l + 1) % 3;
+        // Read-your-writes inside one txn, through a follower (forwarded), and a register.
+        let (status, body) = c
+            .post(
+                follower,
+                "/txn",
+                json!({"txn": [["append", "y", 1], ["w", "r", "a"], ["r", "y", null], ["r", "r", null]]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body,
+            json!({"txn": [["append", "y", 1], ["w", "r", "a"], ["r", "y", [1]], ["r", "r", "a"]]})
+        );
+        // An append to a register aborts the whole txn, definitely.
+        let (status, body) = c
+            .post(
+                l,
+                "/txn",
+                json!({"txn": [["append", "y", 2], ["append", "r", 3]]}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["definite"].clone()),
+            (409, json!(true)),
+            "{body}"
+        );
+        assert_eq!(
+            c.post(l, "/txn", json!({"txn": [["r", "y", null]]}))
+                .await
+                .1,
+            json!({"txn": [["r", "y", [1]]]})
+        );
+        let (status, _) = c.post(l, "/txn", json!({"txn": [["cas", "y", 1]]})).await;
+        assert_eq!(status, 400);
+
+        let answers = concurrent_read_appends(&c, l, 24).await;
+        let (_, last) = c.post(l, "/txn", json!({"txn": [["r", "x", null]]})).await;
+        let list: Vec<i64> = serde_json::from_value(last["txn"][0][2].clone()).unwrap();
+        let mut lens: Vec<usize> = answers.iter().map(|(r, _)| r.len()).collect();
+        lens.sort_unstable();
+        lens.dedup();
+        if bug {
+            // Txns that arrived before the first of them committed read the same list.
+            assert!(
+                lens.len() < answers.len(),
+                "every early read was distinct: {answers:?}"
+            );
+        } else {
+            // Serial: each read is the list right before its own append.
+            assert_eq!(lens.len(), answers.len(), "{answers:?}");
+            for (read, i) in &answers {
+                assert_eq!(&list[..read.len()], &read[..]);
+                assert_eq!(list[read.len()], *i, "{answers:?} {list:?}");
+            }
+        }
+        c.shutdown().await;
+    }
 }

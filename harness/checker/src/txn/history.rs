@@ -759,26 +759,136 @@ pub fn parse_line(text: &str) -> Result<ParsedLine, String> {
     })
 }
 
-/// Reads a transactional `history.jsonl` straight into a `History`; errors name the file
-/// and line.
-pub fn read_jsonl<R: std::io::BufRead>(mut r: R, file: &str) -> Result<History, String> {
-    let mut h = History::default();
-    let mut buf = String::new();
-    let mut line_no = 0usize;
-    loop {
-        buf.clear();
-        let n = r.read_line(&mut buf).map_err(|e| format!("{file}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        let text = buf.trim_end();
-        if text.is_empty() {
+/// Bytes handed to a parser thread at once (cut at a line end).
+const BLOCK_BYTES: usize = 4 << 20;
+/// Blocks read ahead of the one being fed: bounds the memory of parsed-but-unfed lines.
+const BLOCKS_AHEAD_MAX: usize = 4;
+
+/// One block's lines parsed: (line number, line) in order, and the first error if any.
+type ParsedBlock = (Vec<(usize, ParsedLine)>, Option<(usize, String)>);
+
+fn parse_block(block: &[u8], first_line: usize) -> ParsedBlock {
+    let mut out = Vec::with_capacity(block.len() / 200);
+    for (i, raw) in block.split(|&c| c == b'\n').enumerate() {
+        let line_no = first_line + i;
+        let raw = raw.trim_ascii_end();
+        if raw.is_empty() {
             continue;
         }
-        let p = parse_line(text).map_err(|e| format!("{file}:{line_no}: {e}"))?;
-        h.feed(p).map_err(|e| format!("{file}:{line_no}: {e}"))?;
+        let parsed = match super::fastline::parse(raw) {
+            Some(p) => Ok(p),
+            None => std::str::from_utf8(raw)
+                .map_err(|e| format!("not UTF-8: {e}"))
+                .and_then(parse_line),
+        };
+        match parsed {
+            Ok(p) => out.push((line_no, p)),
+            Err(e) => return (out, Some((line_no, e))),
+        }
     }
+    (out, None)
+}
+
+/// Reads a transactional `history.jsonl` straight into a `History`; errors name the file
+/// and line. Lines are parsed on every core in blocks while this thread feeds them, in
+/// file order, into the history.
+pub fn read_jsonl<R: std::io::Read>(mut r: R, file: &str) -> Result<History, String> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let mut h = History::default();
+    std::thread::scope(|scope| -> Result<(), String> {
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>, usize)>(threads);
+        let work_rx = std::sync::Arc::new(std::sync::Mutex::new(work_rx));
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, ParsedBlock)>();
+        for _ in 0..threads {
+            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+            scope.spawn(move || loop {
+                let next = work_rx
+                    .lock()
+                    .map_err(|_| ())
+                    .and_then(|rx| rx.recv().map_err(|_| ()));
+                let Ok((seq, block, first_line)) = next else {
+                    return;
+                };
+                if done_tx
+                    .send((seq, parse_block(&block, first_line)))
+                    .is_err()
+                {
+                    return;
+                }
+            });
+        }
+        drop(done_tx);
+        let mut pending: std::collections::BTreeMap<usize, ParsedBlock> = Default::default();
+        let (mut sent, mut fed) = (0usize, 0usize);
+        let mut carry: Vec<u8> = Vec::new();
+        let mut line_no = 1usize;
+        let mut eof = false;
+        let mut feed_next = |pending: &mut std::collections::BTreeMap<usize, ParsedBlock>,
+                             fed: &mut usize|
+         -> Result<bool, String> {
+            while !pending.contains_key(fed) {
+                match done_rx.recv() {
+                    Ok((seq, b)) => {
+                        pending.insert(seq, b);
+                    }
+                    Err(_) => return Ok(false),
+                }
+            }
+            let (lines, err) = pending.remove(fed).unwrap_or_default();
+            *fed += 1;
+            for (n, p) in lines {
+                h.feed(p).map_err(|e| format!("{file}:{n}: {e}"))?;
+            }
+            match err {
+                Some((n, e)) => Err(format!("{file}:{n}: {e}")),
+                None => Ok(true),
+            }
+        };
+        while !eof {
+            let mut block = std::mem::take(&mut carry);
+            let start = block.len();
+            block.resize(start + BLOCK_BYTES, 0);
+            let mut len = start;
+            while len < block.len() {
+                match r.read(&mut block[len..]) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => len += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(format!("{file}: {e}")),
+                }
+            }
+            block.truncate(len);
+            if !eof {
+                // The tail after the last line end waits for the next block.
+                match block.iter().rposition(|&c| c == b'\n') {
+                    Some(cut) => carry = block.split_off(cut + 1),
+                    None => {
+                        carry = block;
+                        continue;
+                    }
+                }
+            }
+            let lines = block.iter().filter(|&&c| c == b'\n').count();
+            work_tx
+                .send((sent, block, line_no))
+                .map_err(|_| format!("{file}: a parser thread stopped"))?;
+            line_no += lines;
+            sent += 1;
+            if sent - fed > BLOCKS_AHEAD_MAX {
+                feed_next(&mut pending, &mut fed)?;
+            }
+        }
+        drop(work_tx);
+        while fed < sent {
+            feed_next(&mut pending, &mut fed)?;
+        }
+        Ok(())
+    })?;
     h.finish().map_err(|e| format!("{file}: {e}"))?;
     Ok(h)
 }
@@ -815,6 +925,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("unknown micro-op"), "{err}");
+    }
+
+    #[test]
+    fn read_jsonl_names_the_line_of_an_error_after_feeding_the_ones_before() {
+        let ok =
+            r#"{"index":0,"time":1,"type":"invoke","process":0,"f":"txn","value":[["r",1,null]]}"#;
+        let text = format!("{ok}\n\n{ok}\n{{\"index\":1}}\n");
+        let err = read_jsonl(std::io::Cursor::new(text), "h.jsonl").unwrap_err();
+        // Line 3 (a second invoke of process 0) fails in feeding, before line 4's parse error.
+        assert!(err.starts_with("h.jsonl:3: process 0 invokes"), "{err}");
+        let text = format!("{ok}\n{{\"index\":1}}");
+        let err = read_jsonl(std::io::Cursor::new(text), "h.jsonl").unwrap_err();
+        assert!(err.starts_with("h.jsonl:2: "), "{err}");
     }
 
     #[test]

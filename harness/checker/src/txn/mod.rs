@@ -4,7 +4,8 @@
 //! anomalies; a consistency model says which of them make the history invalid.
 //!
 //! Layout:
-//! - `history`: compact transactions built event by event (the jsonl fast path included);
+//! - `history`: compact transactions built event by event, jsonl read on every core;
+//! - `fastline`: the byte scanner for the lines faultline writes (serde reads the rest);
 //! - `infer`: version orders, anomalies without cycles, ww / wr / rw edges;
 //! - `graph`: process and real-time edges, components, shortest paths;
 //! - `cycles`: the shortest witness cycle of each forbidden class per component;
@@ -16,6 +17,7 @@
 
 pub mod cycles;
 pub mod explain;
+mod fastline;
 pub mod generate;
 pub mod graph;
 pub mod history;
@@ -112,6 +114,51 @@ pub struct TxnStep {
     pub rel: String,
     pub key: Option<Key>,
     pub explanation: String,
+}
+
+// The wording every view of an anomaly shares (the terminal's and report.html's), so that
+// both say the same thing; each view only escapes and lays it out.
+impl TxnAnomaly {
+    /// Its class, and whether the model allows it.
+    pub fn heading(&self) -> String {
+        if self.forbidden {
+            self.kind.clone()
+        } else {
+            format!("{} (allowed by the model)", self.kind)
+        }
+    }
+}
+
+impl TxnRef {
+    /// `ok`, `info` or `fail`.
+    pub fn outcome_name(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Info => "info",
+            Outcome::Fail => "fail",
+        }
+    }
+
+    /// The history events it spans: `#invoke .. #completion`, or `.. end` when it never
+    /// completed.
+    pub fn events(&self) -> String {
+        format!(
+            "#{} .. {}",
+            self.invoke_index,
+            self.complete_index
+                .map_or("end".into(), |c| format!("#{c}"))
+        )
+    }
+}
+
+impl TxnStep {
+    /// `T1 -rw-> T2: why`.
+    pub fn sentence(&self) -> String {
+        format!(
+            "T{} -{}-> T{}: {}",
+            self.from, self.rel, self.to, self.explanation
+        )
+    }
 }
 
 fn txn_ref(h: &History, t: u32) -> TxnRef {
@@ -223,7 +270,7 @@ pub fn check(h: &History, options: &TxnOptions) -> Result<TxnResult, String> {
         explanation.push_str(
             &steps
                 .iter()
-                .map(|s| format!("T{} -{}-> T{} ({})", s.from, s.rel, s.to, s.explanation))
+                .map(TxnStep::sentence)
                 .collect::<Vec<_>>()
                 .join("; "),
         );
