@@ -174,8 +174,14 @@ impl ExternalSystem {
     pub fn load(path: &Path) -> anyhow::Result<ExternalSystem> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the external system {}", path.display()))?;
+        ExternalSystem::parse(&text, path)
+    }
+
+    /// The system described by `text`, the contents of the file at `path` (errors name
+    /// it; uploads and the client program are relative to its folder).
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<ExternalSystem> {
         let config: ExternalConfig =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         anyhow::ensure!(
             !config.start.is_empty(),
             "{}: `start` is empty",

@@ -25,6 +25,10 @@ mod serve;
 mod systems;
 mod vagrant;
 
+/// The campaign file format (`faultline campaign FILE.toml`): parse and plan, for tools
+/// and the fuzz target.
+pub use campaign::file as campaign_file;
+
 pub use faultline_checker as checker;
 pub use faultline_control as control;
 pub use faultline_core as core;

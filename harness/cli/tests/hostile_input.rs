@@ -151,3 +151,46 @@ fn escape_sequences_and_bidi_overrides_in_keys_do_not_reach_the_terminal_raw() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(!out.stderr.contains(&0x1b), "{}", text(&out));
 }
+
+/// The 40 KB file of 20,000 nested vectors aborted `check` (exit 134, stack
+/// overflow, no file or line); now it is a harness failure naming both, with the format
+/// given or guessed.
+#[test]
+fn a_deeply_nested_edn_history_exits_3_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[{{:process 0, :type :invoke, :f :read, :value nil}}\n{}{}]\n",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
+    let file = write(dir.path(), "deep.edn", &body);
+    for args in [
+        &["check", "--format", "knossos-edn", file.as_str()][..],
+        &["check", file.as_str()],
+    ] {
+        let out = faultline(args);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {msg}");
+        assert!(
+            msg.contains("deep.edn:2"),
+            "{args:?} names file and line: {msg}"
+        );
+    }
+}
+
+/// `repetitions = 4294967295` made `faultline campaign` plan four billion runs until it ran
+/// out of memory and aborted (exit 134).
+#[test]
+fn a_campaign_of_billions_of_runs_is_refused_not_planned_until_memory_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "huge.toml",
+        "name = \"x\"\nrepetitions = 4294967295\n[[matrix]]\ndb = [\"raft\"]\nworkload = [\"register\"]\n",
+    );
+    let out = faultline(&["campaign", "--dry-run", &file]);
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{msg}");
+    assert!(msg.contains("huge.toml") || msg.contains("repetitions"), "{msg}");
+    assert!(msg.contains("4294967295"), "{msg}");
+}

@@ -8,6 +8,9 @@
 use faultline_checker::import::{self, Format};
 use faultline_nodes_common::{api, codec, records};
 use faultline_redis_lock::{cmd::Command, db::Db, resp};
+use faultline_workloads::external::ExternalSystem;
+use faultline_workloads::system::{System, SystemRequest};
+use std::path::Path;
 
 /// One fuzz target: it must never panic, whatever the bytes.
 pub type Target = fn(&[u8]);
@@ -20,6 +23,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("resp", resp_frames),
     ("peer_wire", peer_wire),
     ("http_bodies", http_bodies),
+    ("external_toml", external_toml),
+    ("campaign_toml", campaign_toml),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -57,11 +62,17 @@ pub fn porcupine(data: &[u8]) {
 }
 
 /// RESP frames off a redis-lock socket, the commands they carry, and what the keyspace
-/// makes of them: every write it propagates must parse on a replica.
+/// makes of them: every write it propagates must parse on a replica. The bytes are also
+/// fed a byte at a time and in 5-byte reads: the check resumes where the last read left
+/// off, and must decide as a check of all of them at once.
 pub fn resp_frames(data: &[u8]) {
-    let mut buf = data.to_vec();
+    let (frames, error, _) = resp::read_in_pieces(data, data.len());
+    for piece in [1, 5] {
+        let (f, e, _) = resp::read_in_pieces(data, piece);
+        assert_eq!((&f, &e), (&frames, &error), "read {piece} bytes at a time");
+    }
     let mut db = Db::new();
-    while let Ok(Some(frame)) = resp::take_frame(&mut buf) {
+    for frame in frames {
         let wire = frame.to_bytes();
         let (again, used) = resp::parse(&wire).expect("an encoded frame parses");
         assert_eq!(used, wire.len());
@@ -105,5 +116,51 @@ pub fn http_bodies(data: &[u8]) {
     let _ = api::parse_body::<api::ReadRequest>(data);
     if let Ok(r) = api::parse_body::<api::CasRequest>(data) {
         let _ = api::validate_key(&r.key);
+    }
+}
+
+/// An external system's TOML file (`--db external:FILE.toml`): every refusal names the
+/// file, and a system it accepts answers what the registry asks of it.
+pub fn external_toml(data: &[u8]) {
+    let Some(t) = text(data) else { return };
+    match ExternalSystem::parse(t, Path::new("systems/fuzz.toml")) {
+        Err(e) => {
+            let msg = format!("{e:#}");
+            assert!(msg.contains("systems/fuzz.toml"), "names the file: {msg}");
+        }
+        Ok(system) => {
+            assert!(!system.name().is_empty());
+            assert!(!system.workloads().is_empty());
+            let _ = (system.description(), system.bugs());
+            let _ = system.capabilities(&SystemRequest::default());
+        }
+    }
+}
+
+/// A campaign file (`faultline campaign FILE.toml`), parsed and planned: every refusal
+/// names the file, and every planned run's name is a safe folder name.
+pub fn campaign_toml(data: &[u8]) {
+    use faultline::campaign_file;
+    let Some(t) = text(data) else { return };
+    let campaign = match campaign_file::parse(t, Path::new("campaigns/fuzz.toml")) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            assert!(msg.contains("campaigns/fuzz.toml"), "names the file: {msg}");
+            return;
+        }
+    };
+    if let Ok(runs) = campaign_file::plan(&campaign, 7) {
+        for run in runs {
+            assert!(
+                !run.name.is_empty()
+                    && run
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                "{:?} is not a safe folder name",
+                run.name
+            );
+        }
     }
 }

@@ -15,10 +15,7 @@ const PAIRS_PER_CLIENT: usize = 5_000;
 const REDLOCK_ROUNDS: usize = 2_000;
 
 async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        replica_of: None,
-    };
+    let config = Config::new("127.0.0.1:0".parse().expect("address"));
     let server = Server::bind(config, Arc::new(SystemClock))
         .await
         .expect("bind");

@@ -84,6 +84,15 @@ impl RedisLockClient {
     }
 
     async fn ensure_connected(&mut self) -> Result<(), ClientError> {
+        // A connection the server closed while it sat unused (its idle timeout) is replaced
+        // before anything is sent on it, so the command's outcome stays definite.
+        if self
+            .conn
+            .as_mut()
+            .is_some_and(Connection::closed_while_idle)
+        {
+            self.conn = None;
+        }
         if self.conn.is_none() {
             let stream = tokio::time::timeout(
                 Duration::from_millis(CONNECT_TIMEOUT_MS),

@@ -3,7 +3,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::resp::{self, Frame, ProtocolError};
+use crate::resp::{Frame, FrameBuffer, ProtocolError};
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +18,7 @@ pub enum ConnError {
 
 pub struct Connection {
     stream: TcpStream,
-    buf: Vec<u8>,
+    buf: FrameBuffer,
 }
 
 impl Connection {
@@ -26,7 +26,7 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         Connection {
             stream,
-            buf: Vec::with_capacity(4096),
+            buf: FrameBuffer::new(),
         }
     }
 
@@ -34,10 +34,10 @@ impl Connection {
     /// partly read frame stays in the buffer.
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, ConnError> {
         loop {
-            if let Some(frame) = resp::take_frame(&mut self.buf)? {
+            if let Some(frame) = self.buf.take_frame()? {
                 return Ok(Some(frame));
             }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
+            if self.stream.read_buf(self.buf.read_target()).await? == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
@@ -47,15 +47,26 @@ impl Connection {
         }
     }
 
+    /// True when the peer closed the connection (or sent something unasked) while it sat
+    /// unused, e.g. a server's idle timeout: a request sent on it now would be lost with
+    /// no way to tell whether it was applied. Never waits.
+    pub fn closed_while_idle(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        !matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     /// A frame already buffered, without reading: lets a server answer a pipeline in one write.
     pub fn buffered_frame(&mut self) -> Result<Option<Frame>, ConnError> {
-        Ok(resp::take_frame(&mut self.buf)?)
+        Ok(self.buf.take_frame()?)
     }
 
     /// Waits for bytes (or the close) without parsing them; used where the peer only listens.
     pub async fn read_discard(&mut self) -> Result<usize, ConnError> {
         self.buf.clear();
-        Ok(self.stream.read_buf(&mut self.buf).await?)
+        Ok(self.stream.read_buf(self.buf.read_target()).await?)
     }
 
     pub async fn write_frame(&mut self, frame: &Frame) -> Result<(), ConnError> {

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use faultline_nodes_common::process;
@@ -63,6 +64,13 @@ pub struct Args {
     /// Start as an asynchronous replica of this primary (HOST:PORT).
     #[arg(long)]
     pub replica_of: Option<HostPort>,
+    /// Close a client that sends no whole command, or takes no reply, for this long; 0:
+    /// never (Redis's `timeout 0`).
+    #[arg(long, default_value_t = crate::server::IDLE_TIMEOUT_MS)]
+    pub idle_timeout_ms: u64,
+    /// Most client connections at once; more are refused (Redis's `maxclients`).
+    #[arg(long, default_value_t = crate::server::CONNECTIONS_MAX)]
+    pub max_clients: usize,
 }
 
 /// Runs the server until SIGTERM/SIGINT, inside the caller's tokio runtime.
@@ -71,8 +79,11 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     process::init_logging(&args.log_file, &args.log_level)?;
     let config = Config {
-        listen: args.listen,
         replica_of: args.replica_of.map(|hp| (hp.host, hp.port)),
+        max_connections: args.max_clients,
+        idle_timeout: (args.idle_timeout_ms > 0)
+            .then(|| Duration::from_millis(args.idle_timeout_ms)),
+        ..Config::new(args.listen)
     };
     let server = Server::bind(config, Arc::new(SystemClock))
         .await

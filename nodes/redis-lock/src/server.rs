@@ -21,10 +21,18 @@ use crate::connection::{ConnError, Connection};
 use crate::db::Db;
 use crate::resp::Frame;
 
-/// Most client connections served at once; more are answered with an error and closed.
+/// Most client connections served at once by default; more are answered with an error
+/// and closed.
 pub const CONNECTIONS_MAX: usize = 1024;
+/// How long a client may take to send its next whole command, or to take a reply, by
+/// default. Without it 1,024 silent (or trickling) clients held every connection slot.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Writes a replica may fall behind by before its feeder drops it (it then resyncs in full).
 pub const REPLICA_BACKLOG_WRITES_MAX: usize = 100_000;
+/// Replies to a pipeline are written out once this many bytes are pending, so pipelined
+/// `GET`s of a large value (20 bytes in, up to 1 MiB out each) cannot grow memory without
+/// bound while the client does not read.
+const REPLY_FLUSH_BYTES: usize = 256 * 1024;
 /// How often expired keys are swept (reads expire keys lazily anyway).
 const SWEEP_INTERVAL_MS: u64 = 100;
 /// Pause between a replica's attempts to reach its primary.
@@ -39,6 +47,25 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Start as a replica of this primary (`host`, `port`).
     pub replica_of: Option<(String, u16)>,
+    /// Most client connections at once (Redis's `maxclients`).
+    pub max_connections: usize,
+    /// A client connection that sends no whole command for this long, or does not take a
+    /// reply for this long, is closed (Redis's `timeout`, but counted per command, so a
+    /// client trickling bytes does not keep its slot). `None`: never. Replica feeds are
+    /// exempt: a replica only listens.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Config {
+    /// A primary on `listen` with the default limits.
+    pub fn new(listen: SocketAddr) -> Config {
+        Config {
+            listen,
+            replica_of: None,
+            max_connections: CONNECTIONS_MAX,
+            idle_timeout: Some(Duration::from_millis(IDLE_TIMEOUT_MS)),
+        }
+    }
 }
 
 enum Role {
@@ -69,6 +96,7 @@ pub(crate) struct Shared {
     /// The link generation, watched by replica feeders: a role change ends every feed.
     role_changes: watch::Sender<u64>,
     shutdown: watch::Receiver<bool>,
+    idle_timeout: Option<Duration>,
 }
 
 fn new_replid() -> String {
@@ -224,6 +252,7 @@ pub struct Server {
     shared: Arc<Shared>,
     shutdown_tx: watch::Sender<bool>,
     replica_of: Option<(String, u16)>,
+    max_connections: usize,
 }
 
 impl Server {
@@ -244,12 +273,14 @@ impl Server {
             repl_tx,
             role_changes: watch::channel(0).0,
             shutdown,
+            idle_timeout: config.idle_timeout,
         });
         Ok(Server {
             listener,
             shared,
             shutdown_tx,
             replica_of: config.replica_of,
+            max_connections: config.max_connections,
         })
     }
 
@@ -264,13 +295,14 @@ impl Server {
             shared,
             shutdown_tx,
             replica_of,
+            max_connections,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "redis-lock serving");
         if replica_of.is_some() {
             shared.replicaof(replica_of);
         }
         let sweeper = tokio::spawn(sweep_loop(Arc::clone(&shared)));
-        let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+        let permits = Arc::new(Semaphore::new(max_connections));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -347,9 +379,16 @@ async fn sweep_loop(shared: Arc<Shared>) {
 async fn serve(shared: Arc<Shared>, stream: TcpStream) -> Result<(), ConnError> {
     let mut conn = Connection::new(stream);
     let mut shutdown = shared.shutdown.clone();
+    let idle = shared.idle_timeout;
     loop {
         let first = tokio::select! {
-            f = conn.read_frame() => f,
+            f = within(idle, conn.read_frame()) => match f {
+                Some(f) => f,
+                None => {
+                    tracing::debug!("client sent no whole command in time; closing");
+                    return Ok(());
+                }
+            },
             _ = shutdown.changed() => return Ok(()),
         };
         let mut next = match first {
@@ -357,7 +396,8 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) -> Result<(), ConnError> 
             Ok(None) => return Ok(()),
             Err(ConnError::Protocol(e)) => {
                 // Tell the client why, as Redis does, then close: the stream cannot be resynchronised.
-                let _ = conn.write_frame(&Frame::error(format!("ERR {e}"))).await;
+                let reply = Frame::error(format!("ERR {e}")).to_bytes();
+                let _ = write_within(idle, &mut conn, &reply).await;
                 return Err(e.into());
             }
             Err(e) => return Err(e),
@@ -369,29 +409,58 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) -> Result<(), ConnError> 
                 // No chained replication (feed_replica refuses on a replica): a replica
                 // forwarding its stream could loop writes forever in a REPLICAOF cycle.
                 Ok(Command::Sync) => {
-                    conn.write_raw(&out).await?;
+                    write_within(idle, &mut conn, &out).await?;
                     return feed_replica(shared, conn).await;
                 }
                 Ok(Command::Quit) => {
                     Frame::ok().encode(&mut out);
-                    conn.write_raw(&out).await?;
+                    write_within(idle, &mut conn, &out).await?;
                     return Ok(());
                 }
                 Ok(cmd) => shared.execute(cmd).encode(&mut out),
                 Err(reply) => reply.encode(&mut out),
             }
+            if out.len() >= REPLY_FLUSH_BYTES {
+                write_within(idle, &mut conn, &out).await?;
+                out.clear();
+            }
             next = match conn.buffered_frame() {
                 Ok(f) => f,
                 Err(ConnError::Protocol(e)) => {
                     Frame::error(format!("ERR {e}")).encode(&mut out);
-                    let _ = conn.write_raw(&out).await;
+                    let _ = write_within(idle, &mut conn, &out).await;
                     return Err(e.into());
                 }
                 Err(e) => return Err(e),
             };
         }
-        conn.write_raw(&out).await?;
+        write_within(idle, &mut conn, &out).await?;
     }
+}
+
+/// `fut`'s output, or `None` when it took longer than `limit`.
+async fn within<T>(limit: Option<Duration>, fut: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// A client that does not take its replies (its socket buffer full) holds its slot no
+/// longer than an idle one.
+async fn write_within(
+    limit: Option<Duration>,
+    conn: &mut Connection,
+    bytes: &[u8],
+) -> Result<(), ConnError> {
+    within(limit, conn.write_raw(bytes))
+        .await
+        .unwrap_or_else(|| {
+            Err(ConnError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client took no reply in time",
+            )))
+        })
 }
 
 struct ReplicaCount(Arc<Shared>);
@@ -434,7 +503,10 @@ async fn feed_replica(shared: Arc<Shared>, mut conn: Connection) -> Result<(), C
     for frame in &snapshot {
         frame.encode(&mut out);
     }
-    conn.write_raw(&out).await?;
+    // Bounded like a client's replies: a "replica" that never reads (or one cut off by a
+    // partition) is dropped, as Redis's repl-timeout does, and resyncs in full later.
+    let idle = shared.idle_timeout;
+    write_within(idle, &mut conn, &out).await?;
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
@@ -443,7 +515,7 @@ async fn feed_replica(shared: Arc<Shared>, mut conn: Connection) -> Result<(), C
                 return Ok(());
             }
             msg = rx.recv() => match msg {
-                Ok(bytes) => conn.write_raw(&bytes).await?,
+                Ok(bytes) => write_within(idle, &mut conn, &bytes).await?,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "replica fell too far behind; dropping it");
                     return Ok(());

@@ -5,9 +5,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::TestServer;
+use common::{eventually, TestServer};
 use faultline_redis_lock::clock::{ManualClock, SystemClock};
 use faultline_redis_lock::resp::Frame;
+use faultline_redis_lock::server::Config;
 use faultline_redis_lock::{ClientError, RedisLockClient};
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -240,4 +241,122 @@ async fn shutdown_closes_client_connections() {
         .unwrap_or(0);
     assert_eq!(n, 0);
     assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+}
+
+/// A server with few connection slots and a short idle timeout.
+async fn small_server(slots: usize, idle_ms: u64) -> TestServer {
+    let config = Config {
+        max_connections: slots,
+        idle_timeout: Some(Duration::from_millis(idle_ms)),
+        ..Config::new("127.0.0.1:0".parse().unwrap())
+    };
+    TestServer::start_with(Arc::new(SystemClock), config).await
+}
+
+async fn ping(addr: std::net::SocketAddr) -> Result<(), ClientError> {
+    RedisLockClient::connect(&addr.to_string())
+        .await?
+        .ping()
+        .await
+}
+
+/// Every slot taken by a client that sends nothing or trickles a frame a byte at a time
+/// (the 1,024 idle clients, scaled down so the test needs few descriptors): others
+/// are refused only until those clients run out of idle time. Before the timeout existed
+/// they were refused for as long as the idle clients stayed.
+#[tokio::test]
+async fn idle_and_trickling_clients_lose_their_slots_so_others_are_served() {
+    const SLOTS: usize = 16;
+    let server = small_server(SLOTS, 400).await;
+    let mut silent = Vec::new();
+    for _ in 0..SLOTS / 2 {
+        silent.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut trickling = Vec::new();
+    for _ in 0..SLOTS / 2 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let stop = Arc::clone(&stop);
+        trickling.push(tokio::spawn(async move {
+            // A bulk string that would take minutes to arrive; bytes keep coming, but no
+            // whole command does.
+            let frame = format!("*1\r\n${}\r\n", 1 << 20);
+            for b in frame.bytes().chain(std::iter::repeat(b'x')).take(2_000) {
+                if stop.load(std::sync::atomic::Ordering::SeqCst)
+                    || s.write_all(&[b]).await.is_err()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+            rest
+        }));
+    }
+    // Every slot is taken once the server has accepted them all.
+    eventually("the newcomer is refused while every slot is held", 2_000, || async {
+        matches!(ping(server.addr).await, Err(ClientError::Server { message, .. }) if message.contains("max number of clients"))
+    })
+    .await;
+    eventually(
+        "a newcomer is served once the idle clients timed out",
+        5_000,
+        || async { ping(server.addr).await.is_ok() },
+    )
+    .await;
+    for mut s in silent {
+        let mut buf = [0u8; 8];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+            .await
+            .expect("a silent client is closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "a silent client gets no reply, only the close");
+    }
+    for t in trickling {
+        let rest = tokio::time::timeout(Duration::from_secs(2), t)
+            .await
+            .expect("a trickling client is closed although bytes kept coming")
+            .unwrap();
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A client that pipelines `GET`s of a large value and never reads the replies: the server
+/// neither buffers the replies without bound nor keeps the slot once writing stalls.
+#[tokio::test]
+async fn a_client_that_takes_no_replies_gives_up_its_slot() {
+    let server = small_server(1, 400).await;
+    let mut greedy = TcpStream::connect(server.addr).await.unwrap();
+    let value = "v".repeat(1 << 20);
+    let mut request = Frame::command(["SET", "big", value.as_str()]).to_bytes();
+    for _ in 0..400 {
+        request.extend(Frame::command(["GET", "big"]).to_bytes());
+    }
+    // 400 MiB of replies to ~10 KB of requests; the write of them stalls at once.
+    greedy.write_all(&request).await.unwrap();
+    eventually(
+        "a newcomer is served once the stalled client is dropped",
+        5_000,
+        || async { ping(server.addr).await.is_ok() },
+    )
+    .await;
+    drop(greedy);
+}
+
+/// The lock client on a connection the server closed for idleness: the next command
+/// reconnects instead of failing with an outcome the history would have to call unknown.
+#[tokio::test]
+async fn a_client_whose_idle_connection_was_closed_reconnects_before_sending() {
+    let server = small_server(4, 200).await;
+    let mut c = RedisLockClient::connect(&server.addr_string())
+        .await
+        .unwrap();
+    c.ping().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(c
+        .acquire("lock", "token", 10_000)
+        .await
+        .expect("acquired after the idle close"));
 }

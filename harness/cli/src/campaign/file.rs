@@ -11,6 +11,9 @@ use std::path::Path;
 /// for balancing shards; measured on 3-5 local hosts it is 8-20 s.
 pub const RUN_OVERHEAD_S: f64 = 15.0;
 
+/// Most runs one campaign plans; far beyond any real campaign (nightly.toml is ~100).
+pub const RUNS_MAX: u64 = 100_000;
+
 /// The campaign file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,12 +148,16 @@ pub struct Loaded {
     pub sha256: String,
 }
 
+/// The campaign in `text`, the contents of the file at `path` (errors name it).
+pub fn parse(text: &str, path: &Path) -> anyhow::Result<CampaignFile> {
+    toml::from_str(text).with_context(|| format!("in campaign file {}", path.display()))
+}
+
 pub fn load(path: &Path) -> anyhow::Result<Loaded> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let text = std::str::from_utf8(&bytes)
         .with_context(|| format!("campaign file {} is not UTF-8", path.display()))?;
-    let campaign: CampaignFile =
-        toml::from_str(text).with_context(|| format!("in campaign file {}", path.display()))?;
+    let campaign = parse(text, path)?;
     let sha256 = Sha256::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -236,6 +243,19 @@ pub fn plan(campaign: &CampaignFile, campaign_seed: u64) -> anyhow::Result<Vec<P
         bail!(
             "matrix {}: time_limit_s must be a positive number of seconds",
             i + 1
+        );
+    }
+    // `repetitions = 4294967295` made the plan exhaust memory and abort.
+    let per_rep = campaign.matrix.iter().fold(0u64, |n, m| {
+        n.saturating_add(
+            (m.db.len() as u64).saturating_mul((m.workload.len() * m.nemesis.len()) as u64),
+        )
+    });
+    let total = per_rep.saturating_mul(u64::from(campaign.repetitions));
+    if total > RUNS_MAX {
+        bail!(
+            "{total} runs ({per_rep} per repetition × repetitions = {}): more than {RUNS_MAX}",
+            campaign.repetitions
         );
     }
     let names = row_names(campaign);

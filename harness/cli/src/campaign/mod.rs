@@ -11,7 +11,7 @@
 //! campaign down with it, and every run folder is exactly what a single run writes.
 
 mod execute;
-mod file;
+pub mod file;
 mod merge;
 mod rates;
 mod shard;

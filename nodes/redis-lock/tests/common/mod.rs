@@ -24,8 +24,17 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(clock: Arc<dyn Clock>, replica_of: Option<SocketAddr>) -> TestServer {
         let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
             replica_of: replica_of.map(|a| (a.ip().to_string(), a.port())),
+            ..Config::new("127.0.0.1:0".parse().unwrap())
+        };
+        TestServer::start_with(clock, config).await
+    }
+
+    /// A server on `config` (its `listen` is replaced by 127.0.0.1:0).
+    pub async fn start_with(clock: Arc<dyn Clock>, config: Config) -> TestServer {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..config
         };
         let server = Server::bind(config, clock).await.expect("bind 127.0.0.1:0");
         let addr = server.local_addr().unwrap();
