@@ -191,6 +191,9 @@ fn a_campaign_of_billions_of_runs_is_refused_not_planned_until_memory_runs_out()
     let out = faultline(&["campaign", "--dry-run", &file]);
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(3), "{msg}");
-    assert!(msg.contains("huge.toml") || msg.contains("repetitions"), "{msg}");
+    assert!(
+        msg.contains("huge.toml") || msg.contains("repetitions"),
+        "{msg}"
+    );
     assert!(msg.contains("4294967295"), "{msg}");
 }
