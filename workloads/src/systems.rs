@@ -71,6 +71,31 @@ pub(crate) fn refuse_program_flags(system: &str, request: &SystemRequest) -> any
     Ok(())
 }
 
+/// `--fencing` (a flag: `--db-opt fencing` or `fencing=true`), refused outside lock-set,
+/// whose writes it guards.
+pub(crate) fn fencing(request: &SystemRequest) -> anyhow::Result<bool> {
+    let fencing = request.parsed::<bool>(FENCING)?.unwrap_or(false);
+    anyhow::ensure!(
+        !fencing || request.workload == "lock-set",
+        "--fencing guards the lock-set workload's writes; it does not apply to {}",
+        request.workload
+    );
+    Ok(fencing)
+}
+
+/// A request for `workload` with `--db-opt` options, for the systems' tests.
+#[cfg(test)]
+pub(crate) fn test_request(workload: &str, options: &[(&str, &str)]) -> SystemRequest {
+    SystemRequest {
+        workload: workload.into(),
+        options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..SystemRequest::default()
+    }
+}
+
 pub(crate) fn named(list: &[(&str, &str)]) -> Vec<Named> {
     list.iter().map(|(n, h)| Named::new(*n, *h)).collect()
 }

@@ -12,7 +12,7 @@ pub mod db;
 use crate::lock::{Holding, LockGenerator};
 use crate::lock_set::LockSetFactory;
 use crate::system::{Capabilities, ClockReach, Named, System, SystemRequest, WorkloadParts};
-use crate::systems::{named, refuse_program_flags, FENCING, LOCK_TTL_MS};
+use crate::systems::{fencing, named, refuse_program_flags, FENCING, LOCK_TTL_MS};
 use client::{EtcdLockFactory, EtcdRegisterFactory, EtcdSetFactory, EtcdSettings};
 use db::{endpoint, EtcdDb, EtcdTiming};
 use faultline_core::run::{RunOptions, Test};
@@ -91,11 +91,7 @@ impl System for EtcdSystem {
                 "--lock-ttl-ms is for the lock and lock-set workloads"
             );
         }
-        anyhow::ensure!(
-            !fencing(request)? || request.workload == "lock-set",
-            "--fencing guards the lock-set workload's writes; it does not apply to {}",
-            request.workload
-        );
+        fencing(request)?;
         Ok(())
     }
     fn build(
@@ -163,26 +159,12 @@ impl System for EtcdSystem {
     }
 }
 
-/// `--fencing` (a flag: `--db-opt fencing` or `fencing=true`).
-fn fencing(request: &SystemRequest) -> anyhow::Result<bool> {
-    Ok(request.parsed::<bool>(FENCING)?.unwrap_or(false))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::system::Registry;
 
-    fn request(workload: &str, options: &[(&str, &str)]) -> SystemRequest {
-        SystemRequest {
-            workload: workload.into(),
-            options: options
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..SystemRequest::default()
-        }
-    }
+    use crate::systems::test_request as request;
 
     #[test]
     fn options_are_refused_with_the_reason() {

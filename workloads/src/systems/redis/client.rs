@@ -407,11 +407,6 @@ struct RedisSet {
     node: Option<String>,
 }
 
-/// A command's `fail` / `info` as the lock-set workload's step error.
-fn step(done: Completion) -> StepError {
-    StepError::from_completion(done)
-}
-
 #[async_trait]
 impl GuardedSet for RedisSet {
     async fn acquire(&mut self, lock: &str) -> Result<Grant, StepError> {
@@ -445,7 +440,7 @@ impl GuardedSet for RedisSet {
                         SET_ACQUIRE_WAIT.as_millis()
                     )))
                 }
-                Err(done) => return Err(step(done)),
+                Err(done) => return Err(StepError::from_completion(done)),
             }
         }
     }
@@ -462,7 +457,7 @@ impl GuardedSet for RedisSet {
             Ok(_) => Err(StepError::Definite(
                 "not ours any more: the lock had expired".into(),
             )),
-            Err(done) => Err(step(done)),
+            Err(done) => Err(StepError::from_completion(done)),
         }
     }
 
@@ -472,7 +467,7 @@ impl GuardedSet for RedisSet {
             .conn
             .run::<Option<Vec<u8>>>(&mut self.node, false, &cmd)
             .await
-            .map_err(step)?;
+            .map_err(StepError::from_completion)?;
         decode_set(stored.as_deref()).map_err(StepError::Definite)
     }
 
@@ -490,7 +485,7 @@ impl GuardedSet for RedisSet {
             .run::<String>(&mut self.node, true, &cmd)
             .await
             .map(|_| ())
-            .map_err(step)
+            .map_err(StepError::from_completion)
     }
 
     fn can_fence(&self) -> bool {

@@ -14,7 +14,7 @@ pub mod db;
 use crate::lock::{Holding, LockGenerator};
 use crate::lock_set::LockSetFactory;
 use crate::system::{Capabilities, Named, System, SystemRequest, WorkloadParts};
-use crate::systems::{named, refuse_program_flags, FENCING, LOCK_TTL_MS, READ_MODE};
+use crate::systems::{fencing, named, refuse_program_flags, FENCING, LOCK_TTL_MS, READ_MODE};
 use client::{ReadMode, ZkLockFactory, ZkRegisterFactory, ZkSetFactory, ZkSettings};
 use db::{ZooKeeperDb, CLIENT_PORT, SYNC_LIMIT_TICKS, TICK_MS};
 use faultline_core::run::{RunOptions, Test};
@@ -90,11 +90,7 @@ impl System for ZooKeeperSystem {
             );
             Self::read_mode(request)?;
         }
-        anyhow::ensure!(
-            !request.parsed::<bool>(FENCING)?.unwrap_or(false) || request.workload == "lock-set",
-            "--fencing guards the lock-set workload's writes; it does not apply to {}",
-            request.workload
-        );
+        fencing(request)?;
         if let Some(ttl) = request.parsed::<u64>(LOCK_TTL_MS)? {
             anyhow::ensure!(
                 request.workload != "register",
@@ -123,19 +119,28 @@ impl System for ZooKeeperSystem {
             ("zookeeper_tick_ms", json!(TICK_MS)),
             ("zookeeper_sync_limit_ticks", json!(SYNC_LIMIT_TICKS)),
         ];
-        let client: Arc<dyn faultline_core::client::ClientFactory> =
-            if request.workload == "lock-set" {
+        // A lock client's session timeout is the lock's lease; a register client's rides
+        // out a short partition of its server.
+        let session_ms = match request.workload.as_str() {
+            "register" => REGISTER_SESSION_MS,
+            _ => {
                 let lease_ms = request
                     .parsed::<u64>(LOCK_TTL_MS)?
                     .unwrap_or(LOCK_SESSION_MS);
-                let fencing = request.parsed::<bool>(FENCING)?.unwrap_or(false);
                 fields.push(("lease_ms", json!(lease_ms)));
+                lease_ms
+            }
+        };
+        let settings = ZkSettings {
+            servers,
+            request_timeout: request.client_timeout,
+            session_timeout: Duration::from_millis(session_ms),
+        };
+        let client: Arc<dyn faultline_core::client::ClientFactory> = match request.workload.as_str()
+        {
+            "lock-set" => {
+                let fencing = fencing(request)?;
                 fields.push(("fencing", json!(fencing)));
-                let settings = ZkSettings {
-                    servers,
-                    request_timeout: request.client_timeout,
-                    session_timeout: Duration::from_millis(lease_ms),
-                };
                 Arc::new(LockSetFactory::new(
                     ZkSetFactory {
                         settings,
@@ -143,29 +148,18 @@ impl System for ZooKeeperSystem {
                     },
                     fencing,
                 ))
-            } else if request.workload == "lock" {
-                let lease_ms = request
-                    .parsed::<u64>(LOCK_TTL_MS)?
-                    .unwrap_or(LOCK_SESSION_MS);
-                fields.push(("lease_ms", json!(lease_ms)));
+            }
+            "lock" => {
                 let holding = Holding::default();
-                let settings = ZkSettings {
-                    servers,
-                    request_timeout: request.client_timeout,
-                    session_timeout: Duration::from_millis(lease_ms),
-                };
                 workload.generator = Arc::new(LockGenerator::new(holding.clone()));
                 Arc::new(ZkLockFactory::new(settings, holding, ACQUIRE_WAIT)?)
-            } else {
+            }
+            _ => {
                 let read_mode = Self::read_mode(request)?;
                 fields.push(("read_mode", json!(read_mode.name())));
-                let settings = ZkSettings {
-                    servers,
-                    request_timeout: request.client_timeout,
-                    session_timeout: Duration::from_millis(REGISTER_SESSION_MS),
-                };
                 Arc::new(ZkRegisterFactory::new(settings, read_mode)?)
-            };
+            }
+        };
         for (key, value) in fields {
             options.test_fields.entry(key).or_insert(value);
         }
@@ -178,16 +172,7 @@ mod tests {
     use super::*;
     use crate::system::Registry;
 
-    fn request(workload: &str, options: &[(&str, &str)]) -> SystemRequest {
-        SystemRequest {
-            workload: workload.into(),
-            options: options
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..SystemRequest::default()
-        }
-    }
+    use crate::systems::test_request as request;
 
     #[test]
     fn options_of_other_systems_are_refused_by_name() {
