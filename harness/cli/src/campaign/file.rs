@@ -63,6 +63,13 @@ pub struct Matrix {
     /// harness must catch).
     #[serde(default)]
     pub expect: Expect,
+    /// For an `expect = "invalid"` row whose violation is a race the faults make likely
+    /// but not certain (etcd's 2 s leases under pauses: 2 of 10 runs): the share of its
+    /// runs that must catch it. Such a row is judged by its detection rate, as every
+    /// planted-bug row is under `--fail-on detect>=X`, and a run that did not catch it is
+    /// no failure by itself. Without it, every run of the row must be invalid.
+    #[serde(default)]
+    pub detect_at_least: Option<f64>,
     /// Seconds of workload of these runs (default: the campaign's).
     #[serde(default)]
     pub time_limit_s: Option<f64>,
@@ -109,6 +116,9 @@ pub struct PlannedRun {
     pub bugs: Vec<String>,
     pub seed: u64,
     pub expect: Expect,
+    /// Its row's `detect_at_least` (older plans have none).
+    #[serde(default)]
+    pub detect_at_least: Option<f64>,
     /// Seconds this run is expected to take, for balancing shards.
     #[serde(default)]
     pub expected_s: f64,
@@ -129,6 +139,7 @@ impl PlannedRun {
             bugs: vec![],
             seed: 1,
             expect,
+            detect_at_least: None,
             expected_s,
             args: vec![],
         }
@@ -245,6 +256,22 @@ pub fn plan(campaign: &CampaignFile, campaign_seed: u64) -> anyhow::Result<Vec<P
             i + 1
         );
     }
+    for (i, m) in campaign.matrix.iter().enumerate() {
+        if let Some(x) = m.detect_at_least {
+            if m.expect != Expect::Invalid {
+                bail!(
+                    "matrix {}: detect_at_least is a detection rate, for an expect = \"invalid\" row",
+                    i + 1
+                );
+            }
+            if !(x > 0.0 && x <= 1.0) {
+                bail!(
+                    "matrix {}: detect_at_least must be a share of runs above 0 and at most 1, not {x}",
+                    i + 1
+                );
+            }
+        }
+    }
     // `repetitions = 4294967295` made the plan exhaust memory and abort.
     let per_rep = campaign.matrix.iter().fold(0u64, |n, m| {
         n.saturating_add(
@@ -302,6 +329,7 @@ pub fn plan(campaign: &CampaignFile, campaign_seed: u64) -> anyhow::Result<Vec<P
                             bugs: m.bug.clone(),
                             seed,
                             expect: m.expect,
+                            detect_at_least: m.detect_at_least,
                             expected_s: time_limit_of(&args, time_limit) + RUN_OVERHEAD_S,
                             args,
                         });
@@ -417,6 +445,31 @@ workload = ["register"]
         )
         .unwrap();
         assert!(plan(&bad, 1).unwrap_err().to_string().contains("matrix 1"));
+    }
+
+    #[test]
+    fn detect_at_least_is_a_share_for_rows_expecting_invalid() {
+        let row = |extra: &str| {
+            let text = format!(
+                "name = \"x\"\n[[matrix]]\ndb = [\"raft\"]\nworkload = [\"register\"]\n{extra}\n"
+            );
+            let campaign: CampaignFile = toml::from_str(&text).unwrap();
+            plan(&campaign, 1)
+        };
+        let runs = row("expect = \"invalid\"\ndetect_at_least = 0.2").unwrap();
+        assert_eq!(runs[0].detect_at_least, Some(0.2));
+        let err = row("detect_at_least = 0.2").unwrap_err().to_string();
+        assert!(err.contains("expect = \"invalid\""), "{err}");
+        for bad in ["0", "1.5", "nan"] {
+            let err = row(&format!("expect = \"invalid\"\ndetect_at_least = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("above 0 and at most 1"), "{bad}: {err}");
+        }
+        // Plans written before the field existed still read.
+        let old = r#"{"name":"r","db":"raft","workload":"register","nemesis":"none","bugs":[],"seed":1,"expect":"invalid","args":[]}"#;
+        let run: PlannedRun = serde_json::from_str(old).unwrap();
+        assert_eq!(run.detect_at_least, None);
     }
 
     #[test]

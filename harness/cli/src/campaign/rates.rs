@@ -105,6 +105,7 @@ impl std::fmt::Display for FailOn {
 pub struct RunPoint<'a> {
     pub row: &'a str,
     pub expect: Expect,
+    pub detect_at_least: Option<f64>,
     pub verdict: &'a str,
     pub duration_s: f64,
     pub first_violation_s: Option<f64>,
@@ -115,6 +116,9 @@ pub struct RunPoint<'a> {
 pub struct RowStats {
     pub row: String,
     pub expect: Expect,
+    /// The row's own detection threshold (the campaign file's `detect_at_least`).
+    #[serde(default)]
+    pub detect_at_least: Option<f64>,
     pub runs: u64,
     pub valid: u64,
     pub invalid: u64,
@@ -148,6 +152,22 @@ impl RowStats {
     pub fn below(&self, detect_min: f64) -> bool {
         self.expect == Expect::Invalid && self.rate.is_none_or(|r| r < detect_min)
     }
+
+    /// What the row expects as tables show it: `invalid` or `invalid, detect>=0.2`.
+    pub fn expect_text(&self) -> String {
+        match self.detect_at_least {
+            Some(x) if self.expect == Expect::Invalid => format!("invalid, detect>={x}"),
+            _ => self.expect.as_str().to_string(),
+        }
+    }
+
+    /// The detection rate this row is judged by, if it is judged by one: its own
+    /// `detect_at_least`, else `--fail-on detect>=X`; none for a row expecting valid.
+    pub fn threshold(&self, fail_on_detect_min: Option<f64>) -> Option<f64> {
+        (self.expect == Expect::Invalid)
+            .then(|| self.detect_at_least.or(fail_on_detect_min))
+            .flatten()
+    }
 }
 
 /// The rows' numbers, in order of each row's first run.
@@ -166,6 +186,7 @@ pub fn row_stats<'a>(points: impl IntoIterator<Item = RunPoint<'a>>) -> Vec<RowS
                     stats: RowStats {
                         row: p.row.to_string(),
                         expect: p.expect,
+                        detect_at_least: p.detect_at_least,
                         runs: 0,
                         valid: 0,
                         invalid: 0,
@@ -308,6 +329,7 @@ mod tests {
             points.push(RunPoint {
                 row: "bug",
                 expect: Expect::Invalid,
+                detect_at_least: None,
                 verdict: "invalid",
                 duration_s: 40.0,
                 first_violation_s: Some(i as f64 + 1.0),
@@ -316,6 +338,7 @@ mod tests {
         points.push(RunPoint {
             row: "bug",
             expect: Expect::Invalid,
+            detect_at_least: None,
             verdict: "valid",
             duration_s: 42.0,
             first_violation_s: None,
@@ -323,6 +346,7 @@ mod tests {
         points.push(RunPoint {
             row: "bug",
             expect: Expect::Invalid,
+            detect_at_least: None,
             verdict: "crashed",
             duration_s: 3.0,
             first_violation_s: None,
@@ -330,6 +354,7 @@ mod tests {
         points.push(RunPoint {
             row: "control",
             expect: Expect::Valid,
+            detect_at_least: None,
             verdict: "unknown",
             duration_s: 40.0,
             first_violation_s: None,

@@ -94,9 +94,11 @@ pub fn judge(expect: Expect, verdict: &str, fail_on_unknown: bool) -> bool {
     }
 }
 
-/// Whether a run's result is judged by its row's rate rather than by itself.
+/// Whether a run's result is judged by its row's rate rather than by itself: a planted-bug
+/// row with its own `detect_at_least`, or any under `--fail-on detect>=X`.
 fn rated(o: &RunOutcome, fail_on: FailOn) -> bool {
-    fail_on.detect_min.is_some() && o.planned.expect == Expect::Invalid
+    o.planned.expect == Expect::Invalid
+        && (o.planned.detect_at_least.is_some() || fail_on.detect_min.is_some())
 }
 
 /// The campaign's exit code (DESIGN §3): 3 when a run crashed; 1 when a verdict was not
@@ -111,9 +113,9 @@ pub fn exit_code(
     let missed = outcomes
         .iter()
         .any(|o| !o.passed && o.verdict != "unknown" && !rated(o, fail_on));
-    let below = fail_on
-        .detect_min
-        .is_some_and(|x| rows.iter().any(|r| r.below(x)));
+    let below = rows
+        .iter()
+        .any(|r| r.threshold(fail_on.detect_min).is_some_and(|x| r.below(x)));
     if incomplete || outcomes.iter().any(|o| o.verdict == "crashed") {
         3
     } else if missed || below {
@@ -179,6 +181,7 @@ impl CampaignSummary {
         self.rows = row_stats(self.runs.iter().map(|r| RunPoint {
             row: &r.planned.name,
             expect: r.planned.expect,
+            detect_at_least: r.planned.detect_at_least,
             verdict: &r.verdict,
             duration_s: r.duration_s,
             first_violation_s: r.first_violation_s,
@@ -252,8 +255,7 @@ pub fn junit(summary: &CampaignSummary, fail_on: FailOn) -> String {
             .rows
             .iter()
             .find(|r| r.row == p.name)
-            .zip(fail_on.detect_min)
-            .map(|(r, x)| !r.below(x));
+            .and_then(|r| r.threshold(fail_on.detect_min).map(|x| (!r.below(x), x)));
         let outcome = if o.passed {
             CaseOutcome::Passed
         } else if o.verdict == "crashed" {
@@ -261,10 +263,10 @@ pub fn junit(summary: &CampaignSummary, fail_on: FailOn) -> String {
                 kind: o.verdict.clone(),
                 text,
             }
-        } else if rated(o, fail_on) && row_ok == Some(true) {
+        } else if let Some((true, x)) = row_ok.filter(|_| rated(o, fail_on)) {
             CaseOutcome::Skipped {
                 text: format!(
-                    "not caught in this run; its row's rate meets --fail-on {fail_on}: {text}"
+                    "not caught in this run; its row's detection rate meets its threshold (>= {x}): {text}"
                 ),
             }
         } else {
@@ -285,8 +287,8 @@ pub fn junit(summary: &CampaignSummary, fail_on: FailOn) -> String {
             system_out,
         });
     }
-    if let Some(x) = fail_on.detect_min {
-        for r in summary.rows.iter().filter(|r| r.expect == Expect::Invalid) {
+    for r in &summary.rows {
+        if let Some(x) = r.threshold(fail_on.detect_min) {
             let text = format!("detection rate {} (want >= {x})", r.rate_text());
             cases.push(JunitCase {
                 classname: "faultline.campaign.detection".into(),
@@ -315,13 +317,18 @@ fn seconds(s: Option<f64>) -> String {
 fn rows_html(rows: &[RowStats]) -> String {
     let mut out = String::new();
     for r in rows {
-        let good = r.decided > 0 && r.hits == r.decided && r.crashed == 0;
+        let good = r.decided > 0
+            && r.crashed == 0
+            && match r.threshold(None) {
+                Some(x) => !r.below(x),
+                None => r.hits == r.decided,
+            };
         let _ = writeln!(
             out,
             "<tr class=\"{cls}\"><td>{row}</td><td>{expect}</td><td class=\"num\">{runs}</td><td class=\"num\">{valid}</td><td class=\"num\">{invalid}</td><td class=\"num\">{unknown}</td><td class=\"num\">{crashed}</td><td class=\"num\">{rate}</td><td class=\"num\">{ttfv}</td><td class=\"num\">{dur}</td></tr>",
             cls = if good { "valid" } else { "invalid" },
             row = html(&r.row),
-            expect = r.expect.as_str(),
+            expect = html(&r.expect_text()),
             runs = r.runs,
             valid = r.valid,
             invalid = r.invalid,
@@ -483,7 +490,7 @@ pub fn tables(s: &CampaignSummary) -> String {
     #[derive(tabled::Tabled)]
     struct Row {
         row: String,
-        expected: &'static str,
+        expected: String,
         runs: u64,
         valid: u64,
         invalid: u64,
@@ -521,7 +528,7 @@ pub fn tables(s: &CampaignSummary) -> String {
         .iter()
         .map(|r| Row {
             row: r.row.clone(),
-            expected: r.expect.as_str(),
+            expected: r.expect_text(),
             runs: r.runs,
             valid: r.valid,
             invalid: r.invalid,
@@ -656,6 +663,38 @@ mod tests {
             .is_some_and(|t| t.contains("9/10 = 0.90 [0.60, 0.98]"))));
         let low = summary(bug_row(7, 10), threshold);
         assert!(junit(&low, threshold).contains("type=\"detection-rate\""));
+    }
+
+    #[test]
+    fn a_rows_own_detect_at_least_judges_it_by_its_rate_without_fail_on() {
+        let row = |caught, of| {
+            let mut runs = bug_row(caught, of);
+            for r in &mut runs {
+                r.planned.detect_at_least = Some(0.2);
+            }
+            runs
+        };
+        let strict = FailOn::default();
+        assert_eq!(codes(&row(2, 10), strict), 0, "2/10 meets 0.2");
+        assert_eq!(codes(&row(1, 10), strict), 1, "1/10 does not");
+        // A stricter --fail-on does not override the row's own threshold.
+        let threshold: FailOn = "detect>=0.9".parse().unwrap();
+        assert_eq!(codes(&row(3, 10), threshold), 0);
+        // Other rows are judged as before: an invalid control still fails the campaign.
+        let mut runs = row(10, 10);
+        let mut control = outcome(Expect::Valid, Verdict::Invalid, true);
+        control.planned.name = "control".into();
+        runs.push(control);
+        assert_eq!(codes(&runs, strict), 1);
+
+        let s = summary(row(2, 10), strict);
+        let doc = junit(&s, strict);
+        assert_eq!(doc.matches("<skipped").count(), 8, "{doc}");
+        assert!(doc.contains("meets its threshold (&gt;= 0.2)"), "{doc}");
+        assert!(doc.contains("detection rate 2/10 = 0.20"), "{doc}");
+        assert_eq!(doc.matches("<failure ").count(), 0, "{doc}");
+        let low = summary(row(1, 10), strict);
+        assert!(junit(&low, strict).contains("type=\"detection-rate\""));
     }
 
     #[test]

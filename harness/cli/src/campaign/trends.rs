@@ -358,6 +358,7 @@ mod tests {
         RowStats {
             row: row.into(),
             expect,
+            detect_at_least: None,
             runs: n,
             valid: if expect == Expect::Valid {
                 hits
