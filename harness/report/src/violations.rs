@@ -88,7 +88,7 @@ impl<'a> Faults<'a> {
                     secs(p.start_ns)
                 ),
                 _ => format!(
-                    "during the partition that began at {}{}",
+                    "the partition that began at {} was in effect{}",
                     secs(p.start_ns),
                     node.map(|n| format!(" ({n} on the side it did not cut off)"))
                         .unwrap_or_default()
@@ -99,8 +99,10 @@ impl<'a> Faults<'a> {
             if p.kind == "partition" || p.start_ns > t_ns || p.end_ns < t_ns {
                 continue;
             }
+            // "while the clock fault (…) that began at 4.0 s was in effect": each phrase
+            // follows "while" in the sentences that use it.
             out.push(format!(
-                "during {} ({}) that began at {}",
+                "the {} fault ({}) that began at {} was in effect",
                 p.kind,
                 p.label,
                 secs(p.start_ns)
@@ -356,4 +358,44 @@ pub(crate) fn section(
         }
     }
     out.push_str("</section>\n");
+}
+
+#[cfg(test)]
+mod fault_phrase_tests {
+    use super::*;
+
+    #[test]
+    fn faults_in_effect_read_as_clauses_after_while() {
+        let periods = vec![FaultPeriod {
+            kind: "clock".into(),
+            label: "bump-clock {\"offsets_ms\":{\"n1\":3198}}".into(),
+            start_ns: 3_955_000_000,
+            end_ns: 5_000_000_000,
+            open: false,
+            color: "#000".into(),
+        }];
+        let faults = Faults {
+            periods: &periods,
+            partitions: vec![Partition {
+                start_ns: 1_000_000_000,
+                end_ns: 9_000_000_000,
+                grudge: vec![("n1".into(), vec!["n2".into()]), ("n2".into(), vec![])],
+            }],
+        };
+        let at = faults.at(4_300_000_000, Some("n2"));
+        assert_eq!(
+            at,
+            vec![
+                "the partition that began at 1.0 s was in effect (n2 on the side it did not cut off)"
+                    .to_string(),
+                "the clock fault (bump-clock {\"offsets_ms\":{\"n1\":3198}}) that began at 4.0 s was in effect"
+                    .to_string(),
+            ]
+        );
+        assert_eq!(
+            faults.at(4_300_000_000, Some("n1"))[0],
+            "n1 was cut off from n2 by the partition that began at 1.0 s"
+        );
+        assert!(faults.at(9_500_000_000, Some("n1")).is_empty());
+    }
 }
