@@ -259,11 +259,16 @@ pub fn run(args: RunArgs, registry: &Registry) -> anyhow::Result<u8> {
         if let Some(nemesis) = scheduled {
             systems::with_scheduled(&mut test, Arc::new(nemesis));
         }
-        eprintln!(
-            "faultline: run {}/{} of {name} (seed {seed})",
-            n + 1,
-            args.test_count
-        );
+        // "1/1" in every run of a campaign said nothing: the count only with --test-count.
+        if args.test_count > 1 {
+            eprintln!(
+                "faultline: run {}/{} of {name} (seed {seed})",
+                n + 1,
+                args.test_count
+            );
+        } else {
+            eprintln!("faultline: run of {name} (seed {seed})");
+        }
         let (outcome, interrupted) = runtime.block_on(run_with_progress(test, args.time_limit));
         let outcome = outcome?;
         code = combine(code, outcome.exit_code());
