@@ -467,6 +467,12 @@ async fn a_partitioned_leader_neither_loses_nor_duplicates_a_live_lock() {
         }
     }
     let b = b.expect("the majority side opens a session");
+    let majority: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    assert_ne!(
+        c.leader_of(&majority).await,
+        old,
+        "the cut took effect: the majority follows a leader of its own"
+    );
     let err = b_client.acquire(b, "l", 4_000).await.unwrap_err();
     assert_eq!(
         err.status(),
