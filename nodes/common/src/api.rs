@@ -114,6 +114,25 @@ impl ApiError {
     }
 }
 
+/// Runs a request's `work` within `limit`; past it, 504 naming the leader that `leader`
+/// answers then. `definite` only when the work certainly changed nothing (a read): a request
+/// cut off mid-way may still take effect.
+pub async fn bounded(
+    limit: std::time::Duration,
+    definite: bool,
+    leader: impl FnOnce() -> Option<String>,
+    work: impl std::future::Future<Output = Response>,
+) -> Response {
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => ApiError {
+            leader: leader(),
+            ..ApiError::timeout(definite)
+        }
+        .into_response(),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -9,6 +9,7 @@
 //!   an accept loop that rejects garbage.
 //! - [`records`]: an append-only file of CRC-checked records that survives torn writes.
 //! - [`fsutil`]: atomic file replacement with the fsyncs it needs.
+//! - [`relay`]: a follower relays a client request to its leader (raft, zk-lock).
 //! - [`process`]: a node's command line (member options), log file, ports, PID file and
 //!   SIGTERM.
 
@@ -17,4 +18,5 @@ pub mod codec;
 pub mod fsutil;
 pub mod process;
 pub mod records;
+pub mod relay;
 pub mod transport;

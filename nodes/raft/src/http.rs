@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use faultline_nodes_common::api::{self, ApiError, CasRequest, ReadRequest, Status, WriteRequest};
 use faultline_nodes_common::codec;
+use faultline_nodes_common::relay::Relay;
 use serde_json::json;
 
 use crate::kv::{self, KvStore, Outcome};
@@ -382,17 +383,12 @@ async fn bounded(
     work: impl std::future::Future<Output = Response>,
     is_read: bool,
 ) -> Response {
-    match tokio::time::timeout(app.cfg.request_timeout, work).await {
-        Ok(r) => r,
-        Err(_) => ApiError {
-            leader: app.node.status().leader,
-            ..ApiError::timeout(is_read)
-        }
-        .into_response(),
-    }
+    let leader = || app.node.status().leader;
+    api::bounded(app.cfg.request_timeout, is_read, leader, work).await
 }
 
-/// Relays a request to the leader and its answer back, unchanged.
+/// Relays a request to the leader and its answer back, unchanged, within what is left of the
+/// request's time; a failed read relay certainly changed nothing.
 async fn forward(
     app: &App,
     headers: &HeaderMap,
@@ -402,52 +398,12 @@ async fn forward(
     started: Instant,
     is_read: bool,
 ) -> Response {
-    let not_leader = |why: &str| {
-        ApiError::unavailable(format!("not the leader: {why}"), leader.clone()).into_response()
+    let relay = Relay {
+        client: &app.client,
+        own_id: &app.cfg.id,
+        client_peers: &app.cfg.client_peers,
+        timeout: app.cfg.request_timeout.saturating_sub(started.elapsed()),
+        definite_on_failure: is_read,
     };
-    if headers.contains_key(api::FORWARDED_HEADER) {
-        return not_leader("a forwarded request is not forwarded again");
-    }
-    let Some(leader_id) = leader.clone().filter(|l| *l != app.cfg.id) else {
-        return not_leader("the leader is unknown");
-    };
-    let Some(addr) = app.cfg.client_peers.get(&leader_id) else {
-        return not_leader("the leader has no client address in --client-peers");
-    };
-    let remaining = app.cfg.request_timeout.saturating_sub(started.elapsed());
-    let sent = app
-        .client
-        .post(format!("http://{addr}{path}"))
-        .header(api::FORWARDED_HEADER, "1")
-        .header("content-type", "application/json")
-        .timeout(remaining)
-        .body(body)
-        .send()
-        .await;
-    let resp = match sent {
-        Ok(r) => r,
-        Err(e) if e.is_connect() => {
-            return not_leader(&format!("forwarding to {leader_id} failed to connect: {e}"))
-        }
-        Err(e) => {
-            let err = ApiError::new(
-                500,
-                format!("forwarding to {leader_id} failed: {e}"),
-                is_read,
-            );
-            return ApiError { leader, ..err }.into_response();
-        }
-    };
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    match resp.bytes().await {
-        Ok(bytes) => (status, [("content-type", "application/json")], bytes).into_response(),
-        Err(e) => {
-            let err = ApiError::new(
-                500,
-                format!("reading the leader's answer failed: {e}"),
-                is_read,
-            );
-            ApiError { leader, ..err }.into_response()
-        }
-    }
+    relay.to_leader(headers, path, body, leader).await
 }

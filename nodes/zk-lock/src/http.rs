@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use faultline_nodes_common::api::{self, ApiError};
+use faultline_nodes_common::relay::Relay;
 use faultline_raft::message::NodeId;
 use faultline_raft::server::{self, Handle, ProposeError, Proposed};
 use serde::Deserialize;
@@ -244,14 +245,7 @@ async fn bounded(
     limit: Duration,
     work: impl std::future::Future<Output = Response>,
 ) -> Response {
-    match tokio::time::timeout(limit, work).await {
-        Ok(r) => r,
-        Err(_) => ApiError {
-            leader: app.node.status().leader,
-            ..ApiError::timeout(false)
-        }
-        .into_response(),
-    }
+    api::bounded(limit, false, || app.node.status().leader, work).await
 }
 
 /// Answers a failed proposal: forward when another node leads, else the error.
@@ -271,6 +265,36 @@ async fn failed(
         }
         .into_response(),
     }
+}
+
+/// What a handler makes of its proposal's outcome: the answer, or the outcome handed back
+/// when this request cannot produce it (answered 500).
+type Answer = Result<Response, Outcome>;
+
+/// Proposes `op` and answers with `answer(outcome)`, all within `limit`: a failed proposal
+/// is relayed to the leader or answered as its error ([`failed`]).
+async fn propose_then_answer<F, Fut>(
+    app: &App,
+    headers: &HeaderMap,
+    path: &str,
+    body: Bytes,
+    op: Op,
+    limit: Duration,
+    answer: F,
+) -> Response
+where
+    F: FnOnce(Outcome) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    let work = async {
+        match propose(app, &op).await {
+            Ok(outcome) => answer(outcome).await.unwrap_or_else(|other| {
+                ApiError::new(500, format!("unexpected outcome {other:?}"), false).into_response()
+            }),
+            Err(f) => failed(app, headers, path, body, f, limit).await,
+        }
+    };
+    bounded(app, limit, work).await
 }
 
 async fn status(State(app): State<App>) -> Response {
@@ -303,31 +327,25 @@ async fn open(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let app = &app;
+    let op = Op::OpenSession {
+        timeout_ms: req.timeout_ms,
+    };
     let limit = app.cfg.request_timeout;
-    let work = async {
-        match propose(
-            &app,
-            &Op::OpenSession {
-                timeout_ms: req.timeout_ms,
-            },
-        )
-        .await
-        {
-            Ok(Outcome::Opened {
+    let answer = |outcome: Outcome| async move {
+        match outcome {
+            Outcome::Opened {
                 session,
                 timeout_ms,
-            }) => {
+            } => {
                 app.touch(session);
-                Json(json!({ "session": session, "timeout_ms": timeout_ms })).into_response()
+                Ok(Json(json!({ "session": session, "timeout_ms": timeout_ms })).into_response())
             }
-            Ok(Outcome::Rejected(why)) => ApiError::bad_request(why).into_response(),
-            Ok(other) => {
-                ApiError::new(500, format!("unexpected outcome {other:?}"), false).into_response()
-            }
-            Err(f) => failed(&app, &headers, "/session/open", body, f, limit).await,
+            Outcome::Rejected(why) => Ok(ApiError::bad_request(why).into_response()),
+            other => Err(other),
         }
     };
-    bounded(&app, limit, work).await
+    propose_then_answer(app, &headers, "/session/open", body, op, limit, answer).await
 }
 
 async fn keepalive(
@@ -376,25 +394,17 @@ async fn close(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let session = req.session;
+    let op = Op::CloseSession { session };
     let limit = app.cfg.request_timeout;
-    let work = async {
-        match propose(
-            &app,
-            &Op::CloseSession {
-                session: req.session,
-            },
-        )
-        .await
-        {
-            Ok(Outcome::Closed) => Json(json!({})).into_response(),
-            Ok(Outcome::NoSession) => no_session(req.session).into_response(),
-            Ok(other) => {
-                ApiError::new(500, format!("unexpected outcome {other:?}"), false).into_response()
-            }
-            Err(f) => failed(&app, &headers, "/session/close", body, f, limit).await,
+    let answer = |outcome: Outcome| async move {
+        match outcome {
+            Outcome::Closed => Ok(Json(json!({})).into_response()),
+            Outcome::NoSession => Ok(no_session(session).into_response()),
+            other => Err(other),
         }
     };
-    bounded(&app, limit, work).await
+    propose_then_answer(&app, &headers, "/session/close", body, op, limit, answer).await
 }
 
 async fn release(
@@ -410,18 +420,19 @@ async fn release(
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
+    let (app, req) = (&app, &req);
+    let op = Op::Release {
+        session: req.session,
+        lock: req.lock.clone(),
+    };
     let limit = app.cfg.request_timeout;
-    let work = async {
-        let op = Op::Release {
-            session: req.session,
-            lock: req.lock.clone(),
-        };
-        match propose(&app, &op).await {
-            Ok(Outcome::Released) => {
+    let answer = |outcome: Outcome| async move {
+        match outcome {
+            Outcome::Released => {
                 app.touch(req.session);
-                Json(json!({})).into_response()
+                Ok(Json(json!({})).into_response())
             }
-            Ok(Outcome::NotHeld) => ApiError::new(
+            Outcome::NotHeld => Ok(ApiError::new(
                 412,
                 format!(
                     "session {} holds no node under lock {:?}",
@@ -429,15 +440,12 @@ async fn release(
                 ),
                 true,
             )
-            .into_response(),
-            Ok(Outcome::NoSession) => no_session(req.session).into_response(),
-            Ok(other) => {
-                ApiError::new(500, format!("unexpected outcome {other:?}"), false).into_response()
-            }
-            Err(f) => failed(&app, &headers, "/lock/release", body, f, limit).await,
+            .into_response()),
+            Outcome::NoSession => Ok(no_session(req.session).into_response()),
+            other => Err(other),
         }
     };
-    bounded(&app, limit, work).await
+    propose_then_answer(app, &headers, "/lock/release", body, op, limit, answer).await
 }
 
 async fn acquire(
@@ -463,29 +471,28 @@ async fn acquire(
     };
     // The wait, then one more proposal (the cancel) within the ordinary bound.
     let limit = wait + app.cfg.request_timeout;
-    let work = async {
-        let op = Op::Acquire {
-            session: req.session,
-            lock: req.lock.clone(),
-        };
-        match propose(&app, &op).await {
-            Ok(Outcome::Held { token }) => {
+    let (app, req) = (&app, &req);
+    let op = Op::Acquire {
+        session: req.session,
+        lock: req.lock.clone(),
+    };
+    let answer = |outcome: Outcome| async move {
+        match outcome {
+            Outcome::Held { token } => {
                 app.touch(req.session);
-                Json(json!({ "token": token })).into_response()
+                Ok(Json(json!({ "token": token })).into_response())
             }
-            Ok(Outcome::Waiting { .. }) => {
+            Outcome::Waiting { .. } => {
                 app.touch(req.session);
-                wait_for_grant(&app, req.session, &req.lock, Instant::now() + wait).await
+                let deadline = Instant::now() + wait;
+                Ok(wait_for_grant(app, req.session, &req.lock, deadline).await)
             }
-            Ok(Outcome::NoSession) => no_session(req.session).into_response(),
-            Ok(Outcome::Rejected(why)) => ApiError::new(429, why, true).into_response(),
-            Ok(other) => {
-                ApiError::new(500, format!("unexpected outcome {other:?}"), false).into_response()
-            }
-            Err(f) => failed(&app, &headers, "/lock/acquire", body, f, limit).await,
+            Outcome::NoSession => Ok(no_session(req.session).into_response()),
+            Outcome::Rejected(why) => Ok(ApiError::new(429, why, true).into_response()),
+            other => Err(other),
         }
     };
-    bounded(&app, limit, work).await
+    propose_then_answer(app, &headers, "/lock/acquire", body, op, limit, answer).await
 }
 
 /// Long-polls until the session's node is the lowest, its node vanishes, or the deadline;
@@ -563,7 +570,8 @@ async fn wait_for_grant(app: &App, session: SessionId, lock: &str, deadline: Ins
     }
 }
 
-/// Relays a request to the leader and its answer back, unchanged.
+/// Relays a request to the leader and its answer back, unchanged; a failed relay is not
+/// definite (the relayed ops but keepalive are writes).
 async fn forward(
     app: &App,
     headers: &HeaderMap,
@@ -572,47 +580,12 @@ async fn forward(
     leader: Option<NodeId>,
     limit: Duration,
 ) -> Response {
-    let not_leader = |why: &str| {
-        ApiError::unavailable(format!("not the leader: {why}"), leader.clone()).into_response()
+    let relay = Relay {
+        client: &app.client,
+        own_id: &app.cfg.id,
+        client_peers: &app.cfg.client_peers,
+        timeout: limit,
+        definite_on_failure: false,
     };
-    if headers.contains_key(api::FORWARDED_HEADER) {
-        return not_leader("a forwarded request is not forwarded again");
-    }
-    let Some(leader_id) = leader.clone().filter(|l| *l != app.cfg.id) else {
-        return not_leader("the leader is unknown");
-    };
-    let Some(addr) = app.cfg.client_peers.get(&leader_id) else {
-        return not_leader("the leader has no client address in --client-peers");
-    };
-    let sent = app
-        .client
-        .post(format!("http://{addr}{path}"))
-        .header(api::FORWARDED_HEADER, "1")
-        .header("content-type", "application/json")
-        .timeout(limit)
-        .body(body)
-        .send()
-        .await;
-    let resp = match sent {
-        Ok(r) => r,
-        Err(e) if e.is_connect() => {
-            return not_leader(&format!("forwarding to {leader_id} failed to connect: {e}"))
-        }
-        Err(e) => {
-            let err = ApiError::new(500, format!("forwarding to {leader_id} failed: {e}"), false);
-            return ApiError { leader, ..err }.into_response();
-        }
-    };
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    match resp.bytes().await {
-        Ok(bytes) => (status, [("content-type", "application/json")], bytes).into_response(),
-        Err(e) => {
-            let err = ApiError::new(
-                500,
-                format!("reading the leader's answer failed: {e}"),
-                false,
-            );
-            ApiError { leader, ..err }.into_response()
-        }
-    }
+    relay.to_leader(headers, path, body, leader).await
 }

@@ -1,169 +1,99 @@
 //! A three-node zk-lock cluster in one process, driven over its real HTTP API.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use faultline_nodes_testkit::{wait_until, Kind, MemberSpec};
 use faultline_raft::server::{LeaseMode, LinkFilter, ServerConfig};
 use faultline_zk_lock::client::ZkLockClient;
 use faultline_zk_lock::http::HttpConfig;
 use faultline_zk_lock::service::{self, NodeConfig, Running};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 
 const TICK_MS: u64 = 20;
 
-struct Cluster {
-    nodes: Vec<Option<Running>>,
-    clients: Vec<String>,
-    peers: Vec<String>,
-    http: reqwest::Client,
-    /// Each node's simulated wall-clock offset (read only under `wall-clock-expiry`).
+/// zk-lock members with planted bugs.
+struct ZkLock {
+    bugs: Vec<String>,
+    /// Each member's simulated wall-clock offset (read only under `wall-clock-expiry`); kept
+    /// across restarts.
     skews: Vec<Arc<AtomicI64>>,
-    configs: Vec<NodeConfig>,
-    /// Node ids cut off from every peer (a simulated partition, through the link filter).
-    isolated: Arc<Mutex<HashSet<String>>>,
-    _dirs: Vec<tempfile::TempDir>,
 }
 
-impl Cluster {
-    async fn start(n: usize) -> Cluster {
-        Cluster::start_with_bugs(n, &[]).await
+impl Kind for ZkLock {
+    type Member = Running;
+
+    async fn start(&self, spec: MemberSpec) -> anyhow::Result<Running> {
+        let cfg = NodeConfig {
+            server: ServerConfig {
+                id: spec.id.clone(),
+                peers: spec.peers,
+                data_dir: spec.data_dir,
+                tick: Duration::from_millis(TICK_MS),
+                // 400-800 ms: long enough that a loaded test machine does not see spurious elections.
+                election_ticks: 20,
+                heartbeat_ticks: 2,
+                lease: LeaseMode::Off,
+                // Small, so the tests also cross log compaction and snapshot restore.
+                snapshot_entries: 8,
+                no_fsync: false,
+                link_filter: Some(LinkFilter(spec.link_filter)),
+                seed: 1000 + spec.index as u64,
+            },
+            http: HttpConfig {
+                id: spec.id,
+                client_peers: spec.client_peers,
+                request_timeout: Duration::from_millis(2000),
+                bugs: self.bugs.clone(),
+            },
+            expiry_check: Duration::from_millis(TICK_MS),
+            wall_skew_ms: Arc::clone(&self.skews[spec.index]),
+        };
+        service::start(cfg, spec.peer_listener, spec.client_listener).await
     }
 
-    async fn start_with_bugs(n: usize, bugs: &[&str]) -> Cluster {
-        let mut peer_l = Vec::new();
-        let mut client_l = Vec::new();
-        for _ in 0..n {
-            peer_l.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-            client_l.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-        }
-        let id = |i: usize| format!("n{}", i + 1);
-        let peers: Vec<(String, String)> = (0..n)
-            .map(|i| (id(i), peer_l[i].local_addr().unwrap().to_string()))
-            .collect();
-        let clients: Vec<String> = client_l
-            .iter()
-            .map(|l| l.local_addr().unwrap().to_string())
-            .collect();
-        let client_peers: HashMap<String, String> =
-            (0..n).map(|i| (id(i), clients[i].clone())).collect();
-        let mut nodes = Vec::new();
-        let mut dirs = Vec::new();
-        let mut skews = Vec::new();
-        let mut configs = Vec::new();
-        let isolated: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let cut = Arc::clone(&isolated);
-        let filter = LinkFilter(Arc::new(move |from: &str, to: &str| {
-            let cut = cut.lock().unwrap();
-            !cut.contains(from) && !cut.contains(to)
-        }));
-        for (i, (p, c)) in peer_l.into_iter().zip(client_l).enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            let cfg = NodeConfig {
-                server: ServerConfig {
-                    id: id(i),
-                    peers: peers.clone(),
-                    data_dir: dir.path().to_path_buf(),
-                    tick: Duration::from_millis(TICK_MS),
-                    // 400-800 ms: long enough that a loaded test machine does not see spurious elections.
-                    election_ticks: 20,
-                    heartbeat_ticks: 2,
-                    lease: LeaseMode::Off,
-                    // Small, so the tests also cross log compaction and snapshot restore.
-                    snapshot_entries: 8,
-                    no_fsync: false,
-                    link_filter: Some(filter.clone()),
-                    seed: 1000 + i as u64,
-                },
-                http: HttpConfig {
-                    id: id(i),
-                    client_peers: client_peers.clone(),
-                    request_timeout: Duration::from_millis(2000),
-                    bugs: bugs.iter().map(|b| b.to_string()).collect(),
-                },
-                expiry_check: Duration::from_millis(TICK_MS),
-                wall_skew_ms: Arc::new(AtomicI64::new(0)),
-            };
-            skews.push(Arc::clone(&cfg.wall_skew_ms));
-            configs.push(cfg.clone());
-            nodes.push(Some(service::start(cfg, p, c).await.unwrap()));
-            dirs.push(dir);
-        }
-        Cluster {
-            nodes,
-            clients,
-            peers: peers.into_iter().map(|(_, a)| a).collect(),
-            http: reqwest::Client::new(),
-            skews,
-            configs,
-            isolated,
-            _dirs: dirs,
-        }
+    async fn stop(&self, member: Running) -> anyhow::Result<()> {
+        member.stop().await
     }
 
-    async fn post(&self, node: usize, path: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("http://{}{path}", self.clients[node]))
-            .json(&body)
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {path} to node {node}: {e}"));
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+    /// Lock acquires wait up to 10 s on the server.
+    fn http_timeout(&self) -> Duration {
+        Duration::from_secs(15)
     }
+}
 
-    async fn status(&self, node: usize) -> Option<Value> {
-        let resp = self
-            .http
-            .get(format!("http://{}/status", self.clients[node]))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        resp.json().await.ok()
-    }
+type Cluster = faultline_nodes_testkit::Cluster<ZkLock>;
 
-    /// The index of the node every live node agrees leads, waiting for an election.
-    async fn leader(&self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            for i in 0..self.nodes.len() {
-                if self.nodes[i].is_none() {
-                    continue;
-                }
-                if let Some(s) = self.status(i).await {
-                    if s["role"] == "leader" {
-                        return i;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("no leader within 10 s");
-    }
+async fn start(n: usize) -> Cluster {
+    start_with_bugs(n, &[]).await
+}
 
-    /// Starts a stopped node again on its addresses and data directory.
-    async fn restart(&mut self, node: usize) {
-        let peer = bind_again(&self.peers[node]).await;
-        let client = bind_again(&self.clients[node]).await;
-        let cfg = self.configs[node].clone();
-        self.nodes[node] = Some(service::start(cfg, peer, client).await.unwrap());
-    }
+async fn start_with_bugs(n: usize, bugs: &[&str]) -> Cluster {
+    let kind = ZkLock {
+        bugs: bugs.iter().map(|b| b.to_string()).collect(),
+        skews: (0..n).map(|_| Arc::new(AtomicI64::new(0))).collect(),
+    };
+    Cluster::start(n, kind).await
+}
 
-    async fn kill(&mut self, node: usize) {
-        if let Some(running) = self.nodes[node].take() {
-            running.stop().await.unwrap();
-        }
+/// The lock API as these tests use it: a request that gets no JSON answer fails the test.
+trait Locks {
+    async fn call(&self, node: usize, path: &str, body: Value) -> (u16, Value);
+    async fn open(&self, node: usize, timeout_ms: u64) -> u64;
+    async fn acquire(&self, node: usize, session: u64, lock: &str, timeout_ms: u64)
+        -> (u16, Value);
+}
+
+impl Locks for Cluster {
+    async fn call(&self, node: usize, path: &str, body: Value) -> (u16, Value) {
+        self.post(node, path, &body).await.unwrap()
     }
 
     async fn open(&self, node: usize, timeout_ms: u64) -> u64 {
         let (code, body) = self
-            .post(node, "/session/open", json!({ "timeout_ms": timeout_ms }))
+            .call(node, "/session/open", json!({ "timeout_ms": timeout_ms }))
             .await;
         assert_eq!(code, 200, "{body}");
         body["session"].as_u64().unwrap()
@@ -176,25 +106,13 @@ impl Cluster {
         lock: &str,
         timeout_ms: u64,
     ) -> (u16, Value) {
-        self.post(
+        self.call(
             node,
             "/lock/acquire",
             json!({ "session": session, "lock": lock, "timeout_ms": timeout_ms }),
         )
         .await
     }
-}
-
-/// Binds an address a stopped node used; retried briefly, since a client connection of a
-/// parallel test may hold that port number for a moment.
-async fn bind_again(addr: &str) -> TcpListener {
-    for _ in 0..100 {
-        if let Ok(l) = TcpListener::bind(addr).await {
-            return l;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{addr} still in use after 2 s");
 }
 
 fn token(body: &Value) -> u64 {
@@ -205,7 +123,7 @@ fn token(body: &Value) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lock_queue_grants_in_order_and_a_timed_out_wait_leaves_it() {
-    let c = Cluster::start(3).await;
+    let c = start(3).await;
     let leader = c.leader().await;
     let follower = (leader + 1) % 3;
     let a = c.open(leader, 10_000).await;
@@ -223,7 +141,7 @@ async fn the_lock_queue_grants_in_order_and_a_timed_out_wait_leaves_it() {
         "{body}"
     );
     let (code, body) = c
-        .post(
+        .call(
             leader,
             "/lock/release",
             json!({ "session": b, "lock": "l" }),
@@ -232,20 +150,15 @@ async fn the_lock_queue_grants_in_order_and_a_timed_out_wait_leaves_it() {
     assert_eq!(code, 412, "{body}");
     // B waits again; A's release passes the lock to B with a larger token.
     let waiter = {
-        let (addr, http) = (c.clients[follower].clone(), c.http.clone());
+        let (addr, http) = (c.client_addr(follower).to_string(), c.http().clone());
         tokio::spawn(async move {
-            let resp = http
-                .post(format!("http://{addr}/lock/acquire"))
-                .json(&json!({ "session": b, "lock": "l", "timeout_ms": 5_000 }))
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            let body = json!({ "session": b, "lock": "l", "timeout_ms": 5_000 });
+            http.post(&addr, "/lock/acquire", &body).await.unwrap()
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (code, body) = c
-        .post(
+        .call(
             follower,
             "/lock/release",
             json!({ "session": a, "lock": "l" }),
@@ -256,11 +169,11 @@ async fn the_lock_queue_grants_in_order_and_a_timed_out_wait_leaves_it() {
     assert_eq!(code, 200, "{got}");
     assert!(token(&got) > ta);
     let (code, body) = c
-        .post(leader, "/session/close", json!({ "session": b }))
+        .call(leader, "/session/close", json!({ "session": b }))
         .await;
     assert_eq!(code, 200, "{body}");
     let (code, body) = c
-        .post(leader, "/session/keepalive", json!({ "session": b }))
+        .call(leader, "/session/keepalive", json!({ "session": b }))
         .await;
     assert_eq!(
         (code, body["definite"].as_bool()),
@@ -271,7 +184,7 @@ async fn the_lock_queue_grants_in_order_and_a_timed_out_wait_leaves_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_expiry_releases_the_lock() {
-    let c = Cluster::start(3).await;
+    let c = start(3).await;
     let leader = c.leader().await;
     let a = c.open(leader, 300).await;
     let ta = token(&c.acquire(leader, a, "l", 1_000).await.1);
@@ -287,11 +200,11 @@ async fn session_expiry_releases_the_lock() {
         "granted only after A's timeout"
     );
     let (code, _) = c
-        .post(leader, "/session/keepalive", json!({ "session": a }))
+        .call(leader, "/session/keepalive", json!({ "session": a }))
         .await;
     assert_eq!(code, 409, "the expired session is gone");
     let (code, _) = c
-        .post(
+        .call(
             leader,
             "/lock/release",
             json!({ "session": a, "lock": "l" }),
@@ -304,15 +217,15 @@ async fn session_expiry_releases_the_lock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_session_keeps_its_lock_across_a_leader_change_and_tokens_keep_increasing() {
-    let mut c = Cluster::start(3).await;
+    let mut c = start(3).await;
     let old = c.leader().await;
     let a = c.open(old, 1_000).await;
     let ta = token(&c.acquire(old, a, "l", 1_000).await.1);
 
     // A's client library keeps its session alive, moving to another node when one dies.
-    let client = ZkLockClient::new(c.clients.clone(), Duration::from_millis(300));
+    let client = ZkLockClient::new(c.client_addrs(), Duration::from_millis(300));
     let keeper = client.keep_alive(a, 1_000);
-    c.kill(old).await;
+    c.stop(old).await;
     let new = c.leader().await;
     assert_ne!(new, old);
     // Several session timeouts pass under the new leader.
@@ -327,7 +240,7 @@ async fn a_live_session_keeps_its_lock_across_a_leader_change_and_tokens_keep_in
     drop(keeper);
 
     let (code, body) = c
-        .post(new, "/lock/release", json!({ "session": a, "lock": "l" }))
+        .call(new, "/lock/release", json!({ "session": a, "lock": "l" }))
         .await;
     assert_eq!(code, 200, "A's session survived: {body}");
     let (code, got) = c.acquire(new, b, "l", 1_000).await;
@@ -343,9 +256,9 @@ async fn a_live_session_keeps_its_lock_across_a_leader_change_and_tokens_keep_in
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_library_classifies_errors_and_tracks_its_session() {
-    let c = Cluster::start(3).await;
+    let c = start(3).await;
     c.leader().await;
-    let client = ZkLockClient::new(c.clients.clone(), Duration::from_millis(1_000));
+    let client = ZkLockClient::new(c.client_addrs(), Duration::from_millis(1_000));
     let a = client.open_session(500).await.unwrap();
     let b = client.open_session(5_000).await.unwrap();
     let keeper = client.keep_alive(a, 500);
@@ -365,19 +278,18 @@ async fn the_client_library_classifies_errors_and_tracks_its_session() {
     let tb = client.acquire(b, "l", 1_000).await.unwrap();
     assert!(tb > ta);
     // The keeper learns that its session is gone.
-    for _ in 0..100 {
-        if !keeper.is_alive() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(!keeper.is_alive());
+    wait_until(
+        "the keeper to learn its session is closed",
+        Duration::from_secs(2),
+        || async { (!keeper.is_alive()).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_never_crash_a_node() {
     use rand::{Rng, SeedableRng};
-    let c = Cluster::start(1).await;
+    let c = start(1).await;
     c.leader().await;
     let paths = [
         "/session/open",
@@ -416,14 +328,7 @@ async fn malformed_requests_never_crash_a_node() {
         ("/nowhere", b"{}".to_vec()),
     ];
     for (path, body) in &table {
-        let resp = c
-            .http
-            .post(format!("http://{}{path}", c.clients[0]))
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        let code = resp.status().as_u16();
+        let (code, _) = c.post_bytes(0, path, body.clone()).await.unwrap();
         assert!(
             (400..500).contains(&code),
             "{path} {:?}: {code}",
@@ -435,17 +340,11 @@ async fn malformed_requests_never_crash_a_node() {
         let path = paths[rng.random_range(0..paths.len())];
         let len = rng.random_range(0..64);
         let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-        let resp = c
-            .http
-            .post(format!("http://{}{path}", c.clients[0]))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_client_error(), "{path}: {}", resp.status());
+        let (code, _) = c.post_bytes(0, path, body).await.unwrap();
+        assert!((400..500).contains(&code), "{path}: {code}");
     }
     // Garbage on raw sockets: the HTTP port and the peer port.
-    for addr in [&c.clients[0], &c.peers[0]] {
+    for addr in [c.client_addr(0), c.peer_addr(0)] {
         for garbage in [
             &b"GET / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n"[..],
             b"\x00\xff\xfe garbage\r\n\r\n",
@@ -470,16 +369,16 @@ async fn malformed_requests_never_crash_a_node() {
 async fn a_wall_clock_jump_expires_live_sessions_only_with_the_planted_bug() {
     const TIMEOUT_MS: u64 = 3_000;
     for bug in [false, true] {
-        let c = Cluster::start_with_bugs(3, if bug { &["wall-clock-expiry"] } else { &[] }).await;
+        let c = start_with_bugs(3, if bug { &["wall-clock-expiry"] } else { &[] }).await;
         let leader = c.leader().await;
         let a = c.open(leader, TIMEOUT_MS).await;
         let ta = token(&c.acquire(leader, a, "l", 1_000).await.1);
         let (code, _) = c
-            .post(leader, "/session/keepalive", json!({ "session": a }))
+            .call(leader, "/session/keepalive", json!({ "session": a }))
             .await;
         assert_eq!(code, 200);
         let last_keepalive = Instant::now();
-        for skew in &c.skews {
+        for skew in &c.kind().skews {
             skew.store(60_000, Ordering::SeqCst);
         }
         // Give the leader's expiry check several rounds to act on the jump.
@@ -497,7 +396,7 @@ async fn a_wall_clock_jump_expires_live_sessions_only_with_the_planted_bug() {
         } else {
             assert_eq!(code, 408, "A's live session kept the lock: {body}");
             let (code, _) = c
-                .post(leader, "/session/keepalive", json!({ "session": a }))
+                .call(leader, "/session/keepalive", json!({ "session": a }))
                 .await;
             assert_eq!(code, 200);
         }
@@ -507,9 +406,9 @@ async fn a_wall_clock_jump_expires_live_sessions_only_with_the_planted_bug() {
 /// Every node restarted from its disk (log and snapshot) keeps sessions, queues and grants.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_and_sessions_survive_restarts_from_disk() {
-    let mut c = Cluster::start(3).await;
+    let mut c = start(3).await;
     let leader = c.leader().await;
-    let client = ZkLockClient::new(c.clients.clone(), Duration::from_millis(1_000));
+    let client = ZkLockClient::new(c.client_addrs(), Duration::from_millis(1_000));
     let a = client.open_session(5_000).await.unwrap();
     let b = client.open_session(5_000).await.unwrap();
     let _ka = client.keep_alive(a, 5_000);
@@ -526,7 +425,7 @@ async fn locks_and_sessions_survive_restarts_from_disk() {
     let ta = client.acquire(a, "held", 1_000).await.unwrap();
     // Restart every node, one at a time, each from its own data directory.
     for i in (0..3).map(|k| (leader + k) % 3) {
-        c.kill(i).await;
+        c.stop(i).await;
         c.restart(i).await;
         c.leader().await;
     }
@@ -546,17 +445,17 @@ async fn locks_and_sessions_survive_restarts_from_disk() {
 /// other nodes, so the session and the lock survive; nobody else is granted the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_leader_neither_loses_nor_duplicates_a_live_lock() {
-    let c = Cluster::start(3).await;
+    let c = start(3).await;
     let old = c.leader().await;
-    let a_client = ZkLockClient::new(c.clients.clone(), Duration::from_millis(300));
+    let a_client = ZkLockClient::new(c.client_addrs(), Duration::from_millis(300));
     let a = a_client.open_session(1_500).await.unwrap();
     let ta = a_client.acquire(a, "l", 1_000).await.unwrap();
     let keeper = a_client.keep_alive(a, 1_500);
-    c.isolated.lock().unwrap().insert(format!("n{}", old + 1));
+    c.isolate(old);
     // The majority elects a leader of its own; B waits there for several session timeouts.
     let others: Vec<String> = (0..3)
         .filter(|&i| i != old)
-        .map(|i| c.clients[i].clone())
+        .map(|i| c.client_addr(i).to_string())
         .collect();
     let b_client = ZkLockClient::new(others, Duration::from_millis(1_000));
     // Until the majority notices, its nodes forward to the cut-off leader and time out.
@@ -568,6 +467,12 @@ async fn a_partitioned_leader_neither_loses_nor_duplicates_a_live_lock() {
         }
     }
     let b = b.expect("the majority side opens a session");
+    let majority: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    assert_ne!(
+        c.leader_of(&majority).await,
+        old,
+        "the cut took effect: the majority follows a leader of its own"
+    );
     let err = b_client.acquire(b, "l", 4_000).await.unwrap_err();
     assert_eq!(
         err.status(),
@@ -575,7 +480,7 @@ async fn a_partitioned_leader_neither_loses_nor_duplicates_a_live_lock() {
         "B must not get A's live lock: {err}"
     );
     assert!(keeper.is_alive(), "A's keepalives reached the majority");
-    c.isolated.lock().unwrap().clear();
+    c.heal_all();
     a_client.release(a, "l").await.unwrap();
     let tb = b_client.acquire(b, "l", 2_000).await.unwrap();
     assert!(tb > ta);
