@@ -236,7 +236,8 @@ impl Db for EtcdDb {
                         .filter_map(|(_, s)| s.as_ref().map(|s| s.0))
                         .collect();
                     if !silent.is_empty() {
-                        format!("{} do not answer", silent.join(", "))
+                        let verb = if silent.len() == 1 { "does" } else { "do" };
+                        format!("{} {verb} not answer", silent.join(", "))
                     } else if leaders.len() != 1 || leaders.contains(&0) {
                         format!("the members name leaders {leaders:?}")
                     } else if !members.is_superset(&leaders) {
