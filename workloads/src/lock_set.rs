@@ -546,8 +546,10 @@ impl faultline_core::check::Checker for LockSetChecker {
     fn check(&self, ops: &[Op]) -> Result<Vec<faultline_checker::CheckerResult>, String> {
         let mut result = faultline_checker::check_set(ops);
         if let Some(more) = explain_pauses(ops, &result) {
+            // The cause first: the set checker's own account (which adds ran beside which)
+            // follows.
             result.explanation = Some(match result.explanation.take() {
-                Some(first) => format!("{first} {more}"),
+                Some(rest) => format!("{more} {rest}"),
                 None => more,
             });
         }
