@@ -90,6 +90,15 @@ pub enum StepError {
 }
 
 impl StepError {
+    /// `Definite` when the step certainly did not take effect, else `Indefinite`.
+    pub fn classified(definite: bool, why: impl std::fmt::Display) -> StepError {
+        if definite {
+            StepError::Definite(why.to_string())
+        } else {
+            StepError::Indefinite(why.to_string())
+        }
+    }
+
     /// A client's `fail` or `info` as a step's error (`info` stays unknown).
     pub fn from_completion(done: Completion) -> StepError {
         let why = done.error.unwrap_or_default();

@@ -87,11 +87,7 @@ struct RedisLockSet {
 /// A failed Redis call as a step's error: a refused or unconnected command certainly did
 /// nothing; a lost connection or a timeout may have applied it.
 fn redis_step(err: ClientError) -> StepError {
-    if err.is_definite() {
-        StepError::Definite(err.to_string())
-    } else {
-        StepError::Indefinite(err.to_string())
-    }
+    StepError::classified(err.is_definite(), err)
 }
 
 impl RedisLockSet {
@@ -312,31 +308,14 @@ struct ZkLockSet {
 }
 
 fn zk_step(err: ZkError) -> StepError {
-    if err.is_definite() {
-        StepError::Definite(err.to_string())
-    } else {
-        StepError::Indefinite(err.to_string())
-    }
+    StepError::classified(err.is_definite(), err)
 }
 
 impl ZkLockSet {
-    /// The live session, opened when there is none or its keeper lost it.
     async fn session(&mut self) -> Result<u64, StepError> {
-        if let Some((id, keeper)) = &self.session {
-            if keeper.is_alive() {
-                return Ok(*id);
-            }
-        }
-        self.session = None;
-        // An open whose answer was lost makes a session that holds nothing and expires.
-        let id = self
-            .client
-            .open_session(self.session_timeout_ms)
+        crate::lock::live_session(&self.client, &mut self.session, self.session_timeout_ms)
             .await
-            .map_err(|e| StepError::Definite(format!("opening a session: {e}")))?;
-        let keeper = self.client.keep_alive(id, self.session_timeout_ms);
-        self.session = Some((id, keeper));
-        Ok(id)
+            .map_err(StepError::Definite)
     }
 }
 
