@@ -21,6 +21,7 @@ pub mod http;
 pub mod lock;
 pub mod lock_db;
 pub mod lock_set;
+pub mod lock_set_nodes;
 pub mod node_db;
 pub mod register;
 pub mod system;

@@ -137,6 +137,29 @@ impl ClientFactory for ZkLockClientFactory {
     }
 }
 
+/// A zk-lock process's live session in `slot`, opened (with its keepalive task) when there
+/// is none or the keeper lost it.
+pub(crate) async fn live_session(
+    client: &ZkLockClient,
+    slot: &mut Option<(u64, SessionKeeper)>,
+    timeout_ms: u64,
+) -> Result<u64, String> {
+    if let Some((id, keeper)) = slot {
+        if keeper.is_alive() {
+            return Ok(*id);
+        }
+    }
+    *slot = None;
+    // An open whose answer was lost creates a session that holds nothing and expires: the
+    // step that needed it certainly did not happen either way.
+    let id = client
+        .open_session(timeout_ms)
+        .await
+        .map_err(|e| format!("opening a session: {e}"))?;
+    *slot = Some((id, client.keep_alive(id, timeout_ms)));
+    Ok(id)
+}
+
 /// One client process of zk-lock: its own session (kept alive in the background while the
 /// process lives) and the lock it holds.
 pub struct ZkLockProcess {
@@ -151,24 +174,8 @@ pub struct ZkLockProcess {
 }
 
 impl ZkLockProcess {
-    /// The live session, opened when there is none or the keeper lost it.
     async fn session(&mut self) -> Result<u64, String> {
-        if let Some((id, keeper)) = &self.session {
-            if keeper.is_alive() {
-                return Ok(*id);
-            }
-        }
-        self.session = None;
-        // An open whose answer was lost creates a session that holds nothing and expires:
-        // the acquire certainly did not happen either way.
-        let id = self
-            .client
-            .open_session(self.session_timeout_ms)
-            .await
-            .map_err(|e| format!("opening a session: {e}"))?;
-        let keeper = self.client.keep_alive(id, self.session_timeout_ms);
-        self.session = Some((id, keeper));
-        Ok(id)
+        live_session(&self.client, &mut self.session, self.session_timeout_ms).await
     }
 
     async fn acquire(&mut self, lock: &str) -> Completion {

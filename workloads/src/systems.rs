@@ -14,6 +14,8 @@ use crate::lock::{
     ZkLockClientFactory, ZkLockSettings,
 };
 use crate::lock_db::{BothNemeses, FailoverNemesis, RedisLockDb, REDIS_PORT};
+use crate::lock_set::LockSetPlan;
+use crate::lock_set_nodes::{RedisLockSetFactory, ZkLockSetFactory};
 use crate::node_db::{endpoint, NodeDb, NodeDbConfig, CLIENT_PORT};
 use crate::register::RegisterGenerator;
 use crate::system::{
@@ -177,11 +179,28 @@ impl Workload for LockSetWorkload {
     fn description(&self) -> &str {
         "a lock-guarded read-modify-write of one set; the final read must hold every acknowledged add"
     }
-    fn build(&self, _request: &SystemRequest) -> anyhow::Result<WorkloadParts> {
+    fn options(&self) -> Vec<Named> {
+        named(&[
+            (
+                crate::lock_set::CLIENT_PAUSE_MS,
+                "a client pauses this many ms (1 to 60000) after its last validity check, before it writes the set",
+            ),
+            (
+                crate::lock_set::CLIENT_PAUSE_PROBABILITY,
+                "the chance an add pauses (default 0.1; one client paused at a time)",
+            ),
+        ])
+    }
+    fn build(&self, request: &SystemRequest) -> anyhow::Result<WorkloadParts> {
+        crate::lock_set::ClientPause::from_request(request)?;
         let mut parts = WorkloadParts::new(Arc::new(crate::lock_set::LockSetGenerator::default()));
         parts.check.model = None;
         parts.check.mutex = Some(false);
-        parts.check.set = Some(true);
+        // The set checker, with lost adds explained by the client pauses that caused them.
+        parts.check.set = Some(false);
+        parts
+            .checkers
+            .push(Arc::new(crate::lock_set::LockSetChecker));
         Ok(parts)
     }
 }
@@ -308,7 +327,7 @@ impl System for ZkLockSystem {
         "our ZooKeeper-style lock service on Raft: sessions, ephemeral sequential nodes, fencing tokens"
     }
     fn workloads(&self) -> Vec<String> {
-        vec!["lock".into()]
+        vec!["lock".into(), "lock-set".into()]
     }
     fn bugs(&self) -> Vec<Named> {
         named(&[(
@@ -317,7 +336,13 @@ impl System for ZkLockSystem {
         )])
     }
     fn options(&self) -> Vec<Named> {
-        named(&[(LOCK_TTL_MS, "the session timeout in ms (default 3000)")])
+        named(&[
+            (LOCK_TTL_MS, "the session timeout in ms (default 3000)"),
+            (
+                FENCING,
+                "lock-set: the set's write is stored only while the grant's token holds the lock",
+            ),
+        ])
     }
     fn capabilities(&self, _request: &SystemRequest) -> Capabilities {
         Capabilities {
@@ -327,6 +352,7 @@ impl System for ZkLockSystem {
     }
     fn check(&self, request: &SystemRequest) -> anyhow::Result<()> {
         request.parsed::<u64>(LOCK_TTL_MS)?;
+        fencing(request)?;
         Ok(())
     }
     fn build(
@@ -339,6 +365,11 @@ impl System for ZkLockSystem {
         let lease_ms = request
             .parsed::<u64>(LOCK_TTL_MS)?
             .unwrap_or(ZK_SESSION_TIMEOUT_MS);
+        let nodes: Vec<(String, String)> = options
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), format!("{}:{CLIENT_PORT}", h.address)))
+            .collect();
         let db = NodeDb::new(NodeDbConfig {
             system: "zk-lock".into(),
             binary: binary.clone(),
@@ -347,14 +378,27 @@ impl System for ZkLockSystem {
             extra_args: request.program_args.clone(),
             primaries: true,
         })?;
+        node_fields(&mut options, request, &binary);
+        options
+            .test_fields
+            .entry("lease_ms")
+            .or_insert(json!(lease_ms));
+        if request.workload == "lock-set" {
+            let plan = LockSetPlan::new(request, &mut options)?;
+            let client = plan.factory(ZkLockSetFactory {
+                nodes,
+                request_timeout: request.client_timeout,
+                session_timeout_ms: lease_ms,
+                acquire_wait_ms: ZK_ACQUIRE_WAIT_MS,
+            });
+            let mut test = workload.into_test(options, Arc::new(db), Arc::new(client));
+            plan.install(&mut test);
+            return Ok(test);
+        }
         let holding = Holding::default();
         let client = ZkLockClientFactory::new(
             ZkLockSettings {
-                nodes: options
-                    .hosts
-                    .iter()
-                    .map(|h| (h.name.clone(), format!("{}:{CLIENT_PORT}", h.address)))
-                    .collect(),
+                nodes,
                 request_timeout: request.client_timeout,
                 session_timeout_ms: lease_ms,
                 acquire_wait_ms: ZK_ACQUIRE_WAIT_MS,
@@ -362,11 +406,6 @@ impl System for ZkLockSystem {
             holding.clone(),
         )?;
         workload.generator = Arc::new(LockGenerator::new(holding));
-        node_fields(&mut options, request, &binary);
-        options
-            .test_fields
-            .entry("lease_ms")
-            .or_insert(json!(lease_ms));
         Ok(workload.into_test(options, Arc::new(db), Arc::new(client)))
     }
 }
@@ -392,7 +431,7 @@ impl System for RedisLockSystem {
         "our Redis-style lock server (SET NX PX, compare-and-delete): single, primary + async replica, or Redlock"
     }
     fn workloads(&self) -> Vec<String> {
-        vec!["lock".into()]
+        vec!["lock".into(), "lock-set".into()]
     }
     fn options(&self) -> Vec<Named> {
         named(&[
@@ -401,6 +440,10 @@ impl System for RedisLockSystem {
                 "single (default), replica (primary + async replica) or redlock",
             ),
             (LOCK_TTL_MS, "the lock TTL in ms (default 1000)"),
+            (
+                FENCING,
+                "refused: redis-lock issues no fencing token the store could check",
+            ),
         ])
     }
     fn faults(&self) -> Vec<Named> {
@@ -419,6 +462,11 @@ impl System for RedisLockSystem {
     fn check(&self, request: &SystemRequest) -> anyhow::Result<()> {
         let mode = Self::mode(request)?;
         request.parsed::<u64>(LOCK_TTL_MS)?;
+        anyhow::ensure!(
+            !fencing(request)?,
+            "--fencing needs a fencing token, and redis-lock issues none (a random value per \
+             grant, nothing a store can order); zk-lock, etcd and zookeeper fence lock-set"
+        );
         anyhow::ensure!(
             !request.has_fault("failover") || mode == LockMode::Replica,
             "the failover fault needs --db redis-lock --lock-mode replica"
@@ -441,24 +489,34 @@ impl System for RedisLockSystem {
         let lease_ms = request.parsed::<u64>(LOCK_TTL_MS)?.unwrap_or(REDIS_TTL_MS);
         let primary = Arc::new(AtomicUsize::new(0));
         let db = Arc::new(RedisLockDb::new(binary.clone(), mode, primary.clone())?);
-        let holding = Holding::default();
-        let client = RedisLockClientFactory::new(
-            RedisLockSettings {
-                mode,
-                servers: options.hosts[..servers]
-                    .iter()
-                    .map(|h| (h.name.clone(), format!("{}:{REDIS_PORT}", h.address)))
-                    .collect(),
-                primary,
-                ttl_ms: lease_ms,
-                request_timeout: match mode {
-                    LockMode::Redlock => REDLOCK_REQUEST_TIMEOUT,
-                    _ => request.client_timeout,
-                },
+        let settings = RedisLockSettings {
+            mode,
+            servers: options.hosts[..servers]
+                .iter()
+                .map(|h| (h.name.clone(), format!("{}:{REDIS_PORT}", h.address)))
+                .collect(),
+            primary,
+            ttl_ms: lease_ms,
+            request_timeout: match mode {
+                LockMode::Redlock => REDLOCK_REQUEST_TIMEOUT,
+                _ => request.client_timeout,
             },
-            holding.clone(),
-        )?;
-        workload.generator = Arc::new(LockGenerator::new(holding));
+        };
+        let plan = match request.workload.as_str() {
+            "lock-set" => Some(LockSetPlan::new(request, &mut options)?),
+            _ => None,
+        };
+        let client: Arc<dyn faultline_core::client::ClientFactory> = match &plan {
+            Some(plan) => Arc::new(plan.factory(RedisLockSetFactory {
+                settings,
+                store_timeout: request.client_timeout,
+            })),
+            None => {
+                let holding = Holding::default();
+                workload.generator = Arc::new(LockGenerator::new(holding.clone()));
+                Arc::new(RedisLockClientFactory::new(settings, holding)?)
+            }
+        };
         node_fields(&mut options, request, &binary);
         let fields = &mut options.test_fields;
         fields.entry("lock_mode").or_insert(json!(mode.name()));
@@ -473,13 +531,16 @@ impl System for RedisLockSystem {
                               "stop": ["failover-done"], "color": "#ffc9a8"});
             append_perf(&mut options, perf, interval);
         }
-        let mut test = workload.into_test(options, db.clone(), Arc::new(client));
+        let mut test = workload.into_test(options, db.clone(), client);
         if failover {
             test.nemesis = Arc::new(FailoverNemesis::new(
                 db,
                 request.fault_interval,
                 FAILOVER_LAG,
             ));
+        }
+        if let Some(plan) = &plan {
+            plan.install(&mut test);
         }
         Ok(test)
     }

@@ -1,9 +1,12 @@
-//! The lock workload end to end through `faultline run` on local clusters (needs root):
+//! The lock workloads end to end through `faultline run` on local clusters (needs root):
 //! zk-lock under partitions, kills and pauses must stay mutually exclusive; redis-lock with
 //! a failover of its asynchronous replica, and Redlock under strobing clocks on a majority
-//! of its servers, must each be caught giving one lock to two clients (seeded runs).
+//! of its servers, must each be caught giving one lock to two clients (seeded runs). The
+//! lock-set workload with a client paused past its lease: Redlock must lose an add, zk-lock
+//! with fencing must not.
 //!
-//! Each test owns one local cluster id (30–32) and brings it down through a Drop guard.
+//! Each test owns its local cluster ids (30–32; the client pause 202–203) and brings them
+//! down through a Drop guard.
 
 use faultline_control::local_cluster;
 use faultline_workloads::binary::{env_or_build, NODE_BINARY};
@@ -32,6 +35,11 @@ struct Finished {
 
 /// Runs `faultline run --workload lock` with `args` on local cluster `id`.
 fn run_lock(id: u8, nodes: u16, args: &[&str]) -> Finished {
+    run_workload("lock", "12", id, nodes, args)
+}
+
+/// Runs `faultline run --workload WORKLOAD --time-limit SECONDS` with `args`.
+fn run_workload(workload: &str, seconds: &str, id: u8, nodes: u16, args: &[&str]) -> Finished {
     let faultline =
         env_or_build("FAULTLINE_BINARY", "faultline", "faultline").expect("building faultline");
     let node = env_or_build("FAULTLINE_NODE_BINARY", "faultline-node", NODE_BINARY)
@@ -40,7 +48,7 @@ fn run_lock(id: u8, nodes: u16, args: &[&str]) -> Finished {
     let _guard = ClusterGuard(id);
     let results = tempfile::tempdir().unwrap();
     let output = Command::new(&faultline)
-        .args(["run", "--workload", "lock", "--time-limit", "12"])
+        .args(["run", "--workload", workload, "--time-limit", seconds])
         .args(["--local-nodes", &nodes.to_string()])
         .args(["--local-cluster-id", &id.to_string()])
         // Two locks of three clients each; a mean gap of 275 ms between a worker's ops is
@@ -214,4 +222,86 @@ fn redlock_under_strobing_clocks_on_a_majority_gives_a_lock_to_two_clients() {
         .find(|o| o.f == "acquire" && o.kind == faultline_checker::OpType::Ok)
         .expect("a grant");
     assert_eq!(grant.value, serde_json::json!({"lease_ms": 1000}));
+}
+
+/// An 8 s lock-set run on 3 hosts of local cluster `id`: every add has a 0.3 chance of a
+/// 1500 ms pause between its last validity check and its write.
+fn run_paused(id: u8, args: &[&str]) -> Finished {
+    let mut all = vec![
+        "--client-pause-ms",
+        "1500",
+        "--client-pause-probability",
+        "0.3",
+        "--seed",
+        "7",
+    ];
+    all.extend_from_slice(args);
+    run_workload("lock-set", "8", id, 3, &all)
+}
+
+fn set_result(f: &Finished) -> Value {
+    let checkers = f.results["checkers"].as_array().expect("checkers");
+    let set = checkers
+        .iter()
+        .find(|c| c["name"] == "set")
+        .unwrap_or_else(|| panic!("no set checker in {}", f.results));
+    assert_eq!(set["valid"], f.results["valid"], "{}", f.results);
+    set.clone()
+}
+
+/// The pauses the history records (start ops of the nemesis process).
+fn pauses(f: &Finished) -> usize {
+    f.history
+        .iter()
+        .filter(|o| {
+            o.f == "client-pause"
+                && o.kind == faultline_checker::OpType::Info
+                && matches!(o.process, faultline_checker::Process::Nemesis)
+        })
+        .count()
+}
+
+#[test]
+fn a_paused_redlock_client_loses_an_add_and_a_fenced_zk_lock_client_does_not() {
+    let redlock = run_paused(202, &["--db", "redis-lock", "--lock-mode", "redlock"]);
+    let set = set_result(&redlock);
+    assert_eq!(redlock.results["valid"], false, "{}", redlock.results);
+    assert_ne!(redlock.code, 0);
+    assert!(
+        pauses(&redlock) >= 2,
+        "too few pauses: {}",
+        pauses(&redlock)
+    );
+    assert_eq!(redlock.test["client_pause_ms"], 1500);
+    let lost: usize = set["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["lost"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(lost > 0, "{set}");
+    let why = set["explanation"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("was paused 1500 ms") && why.contains("was lost"),
+        "{why}"
+    );
+
+    // The control: a fencing token the store checks, under the same pause (past zk-lock's
+    // 1000 ms session timeout).
+    let zk = run_paused(
+        203,
+        &["--db", "zk-lock", "--fencing", "--lock-ttl-ms", "1000"],
+    );
+    set_result(&zk);
+    assert_eq!(zk.results["valid"], true, "{}", zk.results);
+    assert_eq!(zk.code, 0);
+    assert!(pauses(&zk) >= 2, "too few pauses: {}", pauses(&zk));
+    // Some paused write was refused by the fence: the pause really outlived the session.
+    let refused = zk
+        .history
+        .iter()
+        .filter(|o| o.f == "add" && o.kind == faultline_checker::OpType::Fail)
+        .filter(|o| o.error.as_deref().is_some_and(|e| e.contains("fenced")))
+        .count();
+    assert!(refused > 0, "no fenced write was refused");
 }

@@ -72,6 +72,15 @@ pub struct RunArgs {
     /// (Default 5; the same as `--db-opt register-values=N`.)
     #[arg(long, value_name = "N")]
     pub register_values: Option<u64>,
+    /// lock-set: a client pauses this many ms (1 to 60000) after it acquired the lock,
+    /// read the set and last checked its grant, before it writes (a GC pause, SIGSTOP).
+    /// The same as `--db-opt client-pause-ms=N`.
+    #[arg(long, value_name = "MS")]
+    pub client_pause_ms: Option<u64>,
+    /// lock-set: the chance that an add pauses (default 0.1; one client paused at a time;
+    /// drawn from the run's seed).
+    #[arg(long, value_name = "P")]
+    pub client_pause_probability: Option<f64>,
     /// The faultline-node binary to upload; default: beside this program, or built with
     /// cargo.
     #[arg(long, value_name = "PATH")]
@@ -400,6 +409,14 @@ fn db_options(args: &RunArgs) -> anyhow::Result<Vec<(String, String)>> {
         (
             systems::REGISTER_VALUES,
             args.register_values.map(|v| v.to_string()),
+        ),
+        (
+            faultline_workloads::lock_set::CLIENT_PAUSE_MS,
+            args.client_pause_ms.map(|v| v.to_string()),
+        ),
+        (
+            faultline_workloads::lock_set::CLIENT_PAUSE_PROBABILITY,
+            args.client_pause_probability.map(|v| v.to_string()),
         ),
     ];
     for (name, value) in named {

@@ -196,6 +196,36 @@ impl ZkLockClient {
             .map(|_| ())
     }
 
+    /// The value of data key `key` (a linearizable read on the leader); `None` when unset.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, ZkError> {
+        let answer = self
+            .post("/data/get", json!({ "key": key }), self.request_timeout)
+            .await?;
+        match &answer["value"] {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s.clone())),
+            other => Err(ZkError::Indefinite {
+                node: String::new(),
+                error: format!("answer's value is not a string: {other}"),
+            }),
+        }
+    }
+
+    /// Stores `value` under data key `key`; with `fence = Some((lock, token))` only while
+    /// that token holds the lock (a refusal is a definite 412).
+    pub async fn put(
+        &self,
+        key: &str,
+        value: &str,
+        fence: Option<(&str, u64)>,
+    ) -> Result<(), ZkError> {
+        let fence = fence.map(|(lock, token)| json!({ "lock": lock, "token": token }));
+        let body = json!({ "key": key, "value": value, "fence": fence });
+        self.post("/data/put", body, self.request_timeout)
+            .await
+            .map(|_| ())
+    }
+
     /// Starts sending keepalives for `session` every `timeout_ms / 3`; the returned keeper
     /// says whether the session can still be trusted.
     pub fn keep_alive(&self, session: u64, timeout_ms: u64) -> SessionKeeper {

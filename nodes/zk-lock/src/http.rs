@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::liveness::Liveness;
-use crate::machine::{Op, Outcome, SessionId, LOCK_NAME_BYTES_MAX};
+use crate::machine::{Fence, Op, Outcome, SessionId, DATA_KEY_BYTES_MAX, LOCK_NAME_BYTES_MAX};
 use crate::replicated::{encode, ZkStateMachine};
 
 /// Longest acquire wait a client may ask for.
@@ -119,6 +119,8 @@ pub fn router(app: App) -> Router {
         .route("/session/close", post(close))
         .route("/lock/acquire", post(acquire))
         .route("/lock/release", post(release))
+        .route("/data/get", post(data_get))
+        .route("/data/put", post(data_put))
         .route("/status", get(status))
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -185,6 +187,30 @@ struct LockRequest {
     lock: String,
     #[serde(default)]
     timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetRequest {
+    key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutRequest {
+    key: String,
+    value: String,
+    #[serde(default)]
+    fence: Option<Fence>,
+}
+
+fn validate_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > DATA_KEY_BYTES_MAX {
+        return Err(ApiError::bad_request(format!(
+            "key must be 1 to {DATA_KEY_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(
@@ -493,6 +519,89 @@ async fn acquire(
         }
     };
     propose_then_answer(app, &headers, "/lock/acquire", body, op, limit, answer).await
+}
+
+/// Reads a data key: a linearizable read on the leader, as keepalives are.
+async fn data_get(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (body, req): (_, GetRequest) = match parse(body).and_then(|(b, r): (Bytes, GetRequest)| {
+        validate_key(&r.key)?;
+        Ok((b, r))
+    }) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let limit = app.cfg.request_timeout;
+    let work = async {
+        let key = req.key.clone();
+        match app
+            .node
+            .read(false, move |sm| sm.machine().data(&key).map(str::to_owned))
+            .await
+        {
+            Ok(value) => Json(json!({ "value": value })).into_response(),
+            Err(server::ReadError::NotLeader(leader)) => {
+                forward(&app, &headers, "/data/get", body, leader, limit).await
+            }
+            Err(e) => {
+                ApiError::unavailable(e.to_string(), app.node.status().leader).into_response()
+            }
+        }
+    };
+    bounded(&app, limit, work).await
+}
+
+/// Stores a data key through the log; a fenced put whose token no longer holds the lock is
+/// refused with 412 (certainly not written).
+async fn data_put(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (body, req): (_, PutRequest) = match parse(body).and_then(|(b, r): (Bytes, PutRequest)| {
+        validate_key(&r.key)?;
+        if let Some(fence) = &r.fence {
+            validate_lock(&fence.lock)?;
+        }
+        Ok((b, r))
+    }) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let limit = app.cfg.request_timeout;
+    let work = async {
+        let op = Op::Put {
+            key: req.key.clone(),
+            value: req.value.clone(),
+            fence: req.fence.clone(),
+        };
+        match propose(&app, &op).await {
+            Ok(Outcome::Written) => Json(json!({})).into_response(),
+            Ok(Outcome::Fenced { holder }) => {
+                let fence = req.fence.as_ref();
+                ApiError::new(
+                    412,
+                    format!(
+                        "fenced: token {} does not hold lock {:?} (holder's token: {})",
+                        fence.map_or(0, |f| f.token),
+                        fence.map_or("", |f| f.lock.as_str()),
+                        holder.map_or("none".to_owned(), |t| t.to_string())
+                    ),
+                    true,
+                )
+                .into_response()
+            }
+            Ok(Outcome::Rejected(why)) => ApiError::bad_request(why).into_response(),
+            Ok(other) => {
+                ApiError::new(500, format!("unexpected outcome {other:?}"), false).into_response()
+            }
+            Err(f) => failed(&app, &headers, "/data/put", body, f, limit).await,
+        }
+    };
+    bounded(&app, limit, work).await
 }
 
 /// Long-polls until the session's node is the lowest, its node vanishes, or the deadline;

@@ -23,6 +23,11 @@ pub const WAITERS_MAX: usize = 1_000;
 /// Session timeout bounds, milliseconds.
 pub const SESSION_TIMEOUT_MS_MIN: u64 = 100;
 pub const SESSION_TIMEOUT_MS_MAX: u64 = 600_000;
+/// Data keys (the store beside the locks, `/data/*`): longest name, largest value, most
+/// keys. A value fits in one request body with room for its JSON framing.
+pub const DATA_KEY_BYTES_MAX: usize = 256;
+pub const DATA_VALUE_BYTES_MAX: usize = 60 * 1024;
+pub const DATA_KEYS_MAX: usize = 1_000;
 
 /// A session id: the log index of the entry that opened it (unique, never reused).
 pub type SessionId = u64;
@@ -56,6 +61,23 @@ pub enum Op {
         session: SessionId,
         lock: String,
     },
+    /// Stores `value` under data key `key` (ZooKeeper's setData on a persistent node).
+    /// With `fence`, only while that lock's holder has that token (the fencing check a
+    /// store makes, as ZooKeeper's multi with a check on the lock node); otherwise nothing
+    /// changes and the outcome is `Fenced`.
+    Put {
+        key: String,
+        value: String,
+        #[serde(default)]
+        fence: Option<Fence>,
+    },
+}
+
+/// A write's guard: the lock and the grant's fencing token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fence {
+    pub lock: String,
+    pub token: u64,
 }
 
 /// What an operation did, for the client that proposed it.
@@ -86,6 +108,12 @@ pub enum Outcome {
     NoSession,
     /// Refused by a limit or invalid argument; nothing changed.
     Rejected(String),
+    /// A put was stored.
+    Written,
+    /// A fenced put was refused: the lock's holder token now (`None`: nobody holds it).
+    Fenced {
+        holder: Option<u64>,
+    },
 }
 
 /// An ephemeral sequential node.
@@ -123,6 +151,9 @@ pub struct Grant {
 pub struct Machine {
     sessions: BTreeMap<SessionId, Session>,
     locks: BTreeMap<String, LockQueue>,
+    /// The data keys; absent in snapshots written before the store existed.
+    #[serde(default)]
+    data: BTreeMap<String, String>,
 }
 
 impl Machine {
@@ -145,6 +176,11 @@ impl Machine {
         self.holder(lock)
             .filter(|(s, _)| *s == session)
             .map(|(_, token)| token)
+    }
+
+    /// The value stored under data key `key`.
+    pub fn data(&self, key: &str) -> Option<&str> {
+        self.data.get(key).map(String::as_str)
     }
 
     /// Whether `session` has a node (held or waiting) under `lock`.
@@ -196,6 +232,7 @@ impl Machine {
                 self.release(index, *session, lock, false, &mut grants)
             }
             Op::Cancel { session, lock } => self.release(index, *session, lock, true, &mut grants),
+            Op::Put { key, value, fence } => self.put(key, value, fence.as_ref()),
         };
         (outcome, grants)
     }
@@ -245,6 +282,28 @@ impl Machine {
                 ahead: queue.nodes.range(..seq).count(),
             },
         }
+    }
+
+    fn put(&mut self, key: &str, value: &str, fence: Option<&Fence>) -> Outcome {
+        if key.is_empty() || key.len() > DATA_KEY_BYTES_MAX {
+            return Outcome::Rejected(format!("key must be 1 to {DATA_KEY_BYTES_MAX} bytes"));
+        }
+        if value.len() > DATA_VALUE_BYTES_MAX {
+            return Outcome::Rejected(format!(
+                "value must be at most {DATA_VALUE_BYTES_MAX} bytes"
+            ));
+        }
+        if !self.data.contains_key(key) && self.data.len() >= DATA_KEYS_MAX {
+            return Outcome::Rejected(format!("too many data keys (limit {DATA_KEYS_MAX})"));
+        }
+        if let Some(fence) = fence {
+            let holder = self.holder(&fence.lock).map(|(_, token)| token);
+            if holder != Some(fence.token) {
+                return Outcome::Fenced { holder };
+            }
+        }
+        self.data.insert(key.to_string(), value.to_string());
+        Outcome::Written
     }
 
     fn release(
@@ -445,6 +504,58 @@ mod tests {
                 assert!(log.m.sessions().contains_key(&g.session));
             }
         }
+    }
+
+    #[test]
+    fn a_fenced_put_is_stored_only_while_its_token_holds_the_lock() {
+        let mut log = Log::new();
+        let (a, b) = (log.open(), log.open());
+        let Outcome::Held { token: first } = log.acquire(a, "l") else {
+            panic!("a holds l");
+        };
+        let put = |value: &str, token| Op::Put {
+            key: "k".into(),
+            value: value.into(),
+            fence: Some(Fence {
+                lock: "l".into(),
+                token,
+            }),
+        };
+        assert_eq!(log.apply(put("[1]", first)), Outcome::Written);
+        assert_eq!(log.m.data("k"), Some("[1]"));
+        log.acquire(b, "l");
+        log.apply(Op::Expire { session: a });
+        let second = log.m.holder("l").map(|(_, t)| t);
+        assert!(second.is_some_and(|t| t > first));
+        // The expired holder's fenced write is refused; an unfenced one is not checked.
+        assert_eq!(
+            log.apply(put("[2]", first)),
+            Outcome::Fenced { holder: second }
+        );
+        assert_eq!(log.m.data("k"), Some("[1]"));
+        let unfenced = Op::Put {
+            key: "k".into(),
+            value: "[3]".into(),
+            fence: None,
+        };
+        assert_eq!(log.apply(unfenced), Outcome::Written);
+        assert_eq!(log.m.data("k"), Some("[3]"));
+        log.apply(Op::CloseSession { session: b });
+        assert_eq!(log.apply(put("[4]", 0)), Outcome::Fenced { holder: None });
+        let before = log.m.clone();
+        let huge = Op::Put {
+            key: "k".into(),
+            value: "x".repeat(DATA_VALUE_BYTES_MAX + 1),
+            fence: None,
+        };
+        assert!(matches!(log.apply(huge), Outcome::Rejected(_)));
+        let nameless = Op::Put {
+            key: String::new(),
+            value: "1".into(),
+            fence: None,
+        };
+        assert!(matches!(log.apply(nameless), Outcome::Rejected(_)));
+        assert_eq!(log.m, before);
     }
 
     #[test]

@@ -583,6 +583,13 @@ impl GuardedSet for EtcdSet {
         }
     }
 
+    /// A paused process sends no keep-alives: the lease's keeper stops (the lease, and the
+    /// lock key on it, lapse after the TTL) and the next acquire takes a fresh lease.
+    async fn pause(&mut self, pause: Duration) {
+        self.locker.lease = None;
+        tokio::time::sleep(pause).await;
+    }
+
     fn can_fence(&self) -> bool {
         true
     }

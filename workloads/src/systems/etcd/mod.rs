@@ -10,7 +10,7 @@ pub mod client;
 pub mod db;
 
 use crate::lock::{Holding, LockGenerator};
-use crate::lock_set::LockSetFactory;
+use crate::lock_set::LockSetPlan;
 use crate::system::{Capabilities, ClockReach, Named, System, SystemRequest, WorkloadParts};
 use crate::systems::{fencing, named, refuse_program_flags, FENCING, LOCK_TTL_MS};
 use client::{EtcdLockFactory, EtcdRegisterFactory, EtcdSetFactory, EtcdSettings};
@@ -107,7 +107,6 @@ impl System for EtcdSystem {
         let lease_ttl_s = request
             .parsed::<u64>(LOCK_TTL_MS)?
             .map_or(DEFAULT_LEASE_TTL_S, |ms| ms / 1000);
-        let fencing = fencing(request)?;
         let settings = EtcdSettings {
             members: options
                 .hosts
@@ -134,6 +133,7 @@ impl System for EtcdSystem {
                 ),
             ));
         }
+        let mut lock_set = None;
         let client: Arc<dyn faultline_core::client::ClientFactory> = match request.workload.as_str()
         {
             "register" => {
@@ -148,14 +148,20 @@ impl System for EtcdSystem {
             }
             _ => {
                 fields.push(("lease_ms", json!(lease_ttl_s * 1000)));
-                fields.push(("fencing", json!(fencing)));
-                Arc::new(LockSetFactory::new(EtcdSetFactory { settings }, fencing))
+                let plan = LockSetPlan::new(request, &mut options)?;
+                let client = plan.factory(EtcdSetFactory { settings });
+                lock_set = Some(plan);
+                Arc::new(client)
             }
         };
         for (k, v) in fields {
             options.test_fields.entry(k).or_insert(v);
         }
-        Ok(workload.into_test(options, Arc::new(EtcdDb::new(timing)), client))
+        let mut test = workload.into_test(options, Arc::new(EtcdDb::new(timing)), client);
+        if let Some(plan) = &lock_set {
+            plan.install(&mut test);
+        }
+        Ok(test)
     }
 }
 

@@ -12,7 +12,7 @@ pub mod db;
 pub mod watch;
 
 use crate::lock::{Holding, LockGenerator, LockMode, RedisLockClientFactory, RedisLockSettings};
-use crate::lock_set::LockSetFactory;
+use crate::lock_set::LockSetPlan;
 use crate::system::{Capabilities, ClockReach, Named, System, SystemRequest, WorkloadParts};
 use crate::systems::{named, refuse_program_flags, LOCK_TTL_MS};
 use client::{RedisClientFactory, RedisSetFactory, Route, Workload};
@@ -279,15 +279,18 @@ impl System for RedisSystem {
             .parsed::<u64>(LOCK_TTL_MS)?
             .unwrap_or(DEFAULT_TTL_MS);
         let lock = request.workload == "lock";
+        let mut lock_set = None;
         let client: Arc<dyn faultline_core::client::ClientFactory> = match (lock, deployment.mode) {
-            (false, _) if request.workload == "lock-set" => Arc::new(LockSetFactory::new(
-                RedisSetFactory {
+            (false, _) if request.workload == "lock-set" => {
+                let plan = LockSetPlan::new(request, &mut options)?;
+                let client = plan.factory(RedisSetFactory {
                     route,
                     timeout: request.client_timeout,
                     ttl_ms: lease_ms,
-                },
-                false,
-            )),
+                });
+                lock_set = Some(plan);
+                Arc::new(client)
+            }
             // Redlock over real servers: redis-lock's own Redlock client speaks plain RESP.
             (true, Mode::Redlock) => Arc::new(RedisLockClientFactory::new(
                 RedisLockSettings {
@@ -337,6 +340,9 @@ impl System for RedisSystem {
         );
         let mut test = workload.into_test(options, Arc::new(RedisDb::new(deployment)), client);
         test.nemesis = Arc::new(watcher);
+        if let Some(plan) = &lock_set {
+            plan.install(&mut test);
+        }
         Ok(test)
     }
 }

@@ -508,6 +508,9 @@ impl ZkLock {
 pub struct ZkSetFactory {
     pub settings: ZkSettings,
     pub acquire_wait: Duration,
+    /// The client pause is asked for: each process reaches its server through a relay it
+    /// can freeze (see [`Freezer`]).
+    pub pausable: bool,
 }
 
 impl GuardedSetFactory for ZkSetFactory {
@@ -515,20 +518,121 @@ impl GuardedSetFactory for ZkSetFactory {
         let (node, address) = server_of(&self.settings, worker);
         Ok(Box::new(ZkSet {
             node,
+            server: address.clone(),
             session: Session::new(address, &self.settings),
             timeout: self.settings.request_timeout,
             acquire_wait: self.acquire_wait,
             held: None,
+            pausable: self.pausable,
+            freezer: None,
         }))
     }
 }
 
 struct ZkSet {
     node: String,
+    /// The server's own address (the session may go through the freezer instead).
+    server: String,
     session: Session,
     timeout: Duration,
     acquire_wait: Duration,
     held: Option<zk::OwnedLockClient>,
+    pausable: bool,
+    freezer: Option<Freezer>,
+}
+
+impl ZkSet {
+    /// Starts the freezer on first use when pauses are asked for; the session then
+    /// connects through it.
+    async fn prepare(&mut self) -> Result<(), StepError> {
+        if self.pausable && self.freezer.is_none() {
+            let freezer = Freezer::start(self.server.clone())
+                .await
+                .map_err(|e| StepError::Definite(format!("starting the pause relay: {e}")))?;
+            self.session.address = freezer.addr.clone();
+            self.session.close();
+            self.freezer = Some(freezer);
+        }
+        Ok(())
+    }
+}
+
+/// A loopback relay between one client process and its server that can be frozen: while
+/// frozen it moves no byte either way and opens no new connection, so the zookeeper-client
+/// session sends no pings the server hears, as when the whole process is stopped (the
+/// library's tasks cannot be stopped from outside). The server expires the session after
+/// its timeout; the library finds out when the relay thaws.
+struct Freezer {
+    addr: String,
+    frozen: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Freezer {
+    async fn start(server: String) -> std::io::Result<Freezer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let (frozen, watch) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            // Dropping the set (when the task is aborted) aborts every pump.
+            let mut pumps = tokio::task::JoinSet::new();
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut thawed = watch.clone();
+                let server = server.clone();
+                pumps.spawn(async move {
+                    wait_thawed(&mut thawed).await;
+                    let Ok(outbound) = tokio::net::TcpStream::connect(&server).await else {
+                        return;
+                    };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    tokio::join!(pump(ri, wo, thawed.clone()), pump(ro, wi, thawed));
+                });
+                while pumps.try_join_next().is_some() {}
+            }
+        });
+        Ok(Freezer { addr, frozen, task })
+    }
+
+    fn set_frozen(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
+    }
+}
+
+impl Drop for Freezer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn wait_thawed(frozen: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = frozen.wait_for(|f| !*f).await;
+}
+
+/// Copies one direction, holding bytes back while frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        wait_thawed(&mut frozen).await;
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Bytes read just as the freeze began wait for the thaw too.
+        wait_thawed(&mut frozen).await;
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// The znode of a set.
@@ -550,6 +654,7 @@ fn step_failure(err: Failure) -> StepError {
 #[async_trait]
 impl GuardedSet for ZkSet {
     async fn acquire(&mut self, lock: &str) -> Result<Grant, StepError> {
+        self.prepare().await?;
         let (locked, token, _) =
             take_lock(&mut self.session, lock, self.timeout, self.acquire_wait)
                 .await
@@ -574,6 +679,7 @@ impl GuardedSet for ZkSet {
     }
 
     async fn read(&mut self, set: &str) -> Result<Vec<i64>, StepError> {
+        self.prepare().await?;
         let client = self.session.client().await.map_err(StepError::Definite)?;
         match bounded(self.timeout, client.get_data(&set_path(set))).await {
             Ok((data, _)) => decode_set(Some(&data)).map_err(StepError::Definite),
@@ -589,6 +695,7 @@ impl GuardedSet for ZkSet {
         elements: &[i64],
         fence: Option<(&str, &Grant)>,
     ) -> Result<(), StepError> {
+        self.prepare().await?;
         let path = set_path(set);
         let data = encode_set(elements);
         let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
@@ -623,6 +730,17 @@ impl GuardedSet for ZkSet {
                 }
             }
             Err(e) => Err(step_failure(e)),
+        }
+    }
+
+    /// The process stops: no pings reach the server while the relay is frozen.
+    async fn pause(&mut self, pause: Duration) {
+        if let Some(f) = &self.freezer {
+            f.set_frozen(true);
+        }
+        tokio::time::sleep(pause).await;
+        if let Some(f) = &self.freezer {
+            f.set_frozen(false);
         }
     }
 

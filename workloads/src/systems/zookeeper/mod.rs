@@ -12,7 +12,7 @@ pub mod client;
 pub mod db;
 
 use crate::lock::{Holding, LockGenerator};
-use crate::lock_set::LockSetFactory;
+use crate::lock_set::LockSetPlan;
 use crate::system::{Capabilities, Named, System, SystemRequest, WorkloadParts};
 use crate::systems::{fencing, named, refuse_program_flags, FENCING, LOCK_TTL_MS, READ_MODE};
 use client::{ReadMode, ZkLockFactory, ZkRegisterFactory, ZkSetFactory, ZkSettings};
@@ -136,18 +136,18 @@ impl System for ZooKeeperSystem {
             request_timeout: request.client_timeout,
             session_timeout: Duration::from_millis(session_ms),
         };
+        let mut lock_set = None;
         let client: Arc<dyn faultline_core::client::ClientFactory> = match request.workload.as_str()
         {
             "lock-set" => {
-                let fencing = fencing(request)?;
-                fields.push(("fencing", json!(fencing)));
-                Arc::new(LockSetFactory::new(
-                    ZkSetFactory {
-                        settings,
-                        acquire_wait: ACQUIRE_WAIT,
-                    },
-                    fencing,
-                ))
+                let plan = LockSetPlan::new(request, &mut options)?;
+                let client = plan.factory(ZkSetFactory {
+                    settings,
+                    acquire_wait: ACQUIRE_WAIT,
+                    pausable: plan.pause.is_some(),
+                });
+                lock_set = Some(plan);
+                Arc::new(client)
             }
             "lock" => {
                 let holding = Holding::default();
@@ -163,7 +163,11 @@ impl System for ZooKeeperSystem {
         for (key, value) in fields {
             options.test_fields.entry(key).or_insert(value);
         }
-        Ok(workload.into_test(options, Arc::new(ZooKeeperDb), client))
+        let mut test = workload.into_test(options, Arc::new(ZooKeeperDb), client);
+        if let Some(plan) = &lock_set {
+            plan.install(&mut test);
+        }
+        Ok(test)
     }
 }
 
