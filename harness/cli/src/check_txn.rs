@@ -122,13 +122,7 @@ pub fn check_fast(
     if let Some(warning) = summary.warning(&name) {
         eprintln!("faultline: warning: {warning}");
     }
-    let options = txn::TxnOptions {
-        consistency_model: args
-            .consistency_model
-            .clone()
-            .unwrap_or_else(|| txn::model::DEFAULT_MODEL.to_string()),
-        ..txn::TxnOptions::default()
-    };
+    let options = txn::TxnOptions::with_model(args.consistency_model.as_deref());
     let progress = faultline_report::check_progress(h.txns.len() as u64, "checking txns");
     progress.enable_steady_tick(std::time::Duration::from_millis(200));
     let r = txn::check(&h, &options).map_err(anyhow::Error::msg);

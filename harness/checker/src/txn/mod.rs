@@ -42,6 +42,16 @@ pub struct TxnOptions {
     pub search_states_max: u64,
 }
 
+impl TxnOptions {
+    /// The default options with this consistency model (`None`: the default model).
+    pub fn with_model(model: Option<&str>) -> TxnOptions {
+        TxnOptions {
+            consistency_model: model.unwrap_or(model::DEFAULT_MODEL).to_string(),
+            ..TxnOptions::default()
+        }
+    }
+}
+
 impl Default for TxnOptions {
     fn default() -> Self {
         TxnOptions {
