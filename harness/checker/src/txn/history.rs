@@ -982,11 +982,13 @@ mod tests {
     fn read_jsonl_names_the_line_of_an_error_after_feeding_the_ones_before() {
         let ok =
             r#"{"index":0,"time":1,"type":"invoke","process":0,"f":"txn","value":[["r",1,null]]}"#;
-        let text = format!("{ok}\n\n{ok}\n{{\"index\":1}}\n");
+        let again = ok.replace("\"index\":0", "\"index\":2");
+        let text = format!("{ok}\n\n{again}\n{{\"index\":1}}\n");
         let err = read_jsonl(std::io::Cursor::new(text), "h.jsonl").unwrap_err();
         // Line 3 (a second invoke of process 0) fails in feeding, before line 4's parse error.
         assert!(err.starts_with("h.jsonl:3: process 0 invokes"), "{err}");
-        let text = format!("{ok}\n{{\"index\":1}}");
+        // A bad last line is an error when a newline ends it (without one, it is torn).
+        let text = format!("{ok}\n{{\"index\":1}}\n");
         let err = read_jsonl(std::io::Cursor::new(text), "h.jsonl").unwrap_err();
         assert!(err.starts_with("h.jsonl:2: "), "{err}");
     }
