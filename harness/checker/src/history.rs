@@ -170,7 +170,7 @@ impl ReadSummary {
 /// covers them; an index far beyond the events read (an imported or hostile file) goes to
 /// a set instead of growing the bitmap.
 #[derive(Default)]
-struct SeenIndexes {
+pub(crate) struct SeenIndexes {
     bits: Vec<u64>,
     sparse: rustc_hash::FxHashSet<u64>,
 }
@@ -180,7 +180,7 @@ const DENSE_INDEX_SLACK: u64 = 1 << 20;
 
 impl SeenIndexes {
     /// False when `index` was seen before.
-    fn insert(&mut self, index: u64, events: u64) -> bool {
+    pub(crate) fn insert(&mut self, index: u64, events: u64) -> bool {
         if index < events.saturating_add(DENSE_INDEX_SLACK) {
             let (word, bit) = ((index / 64) as usize, index % 64);
             if word >= self.bits.len() {
@@ -193,6 +193,14 @@ impl SeenIndexes {
             self.sparse.insert(index)
         }
     }
+}
+
+/// The error of an event index used twice (both readers of `history.jsonl` say it).
+pub(crate) fn duplicate_index(index: u64) -> String {
+    format!(
+        "event index {index} appears twice (an earlier line has it); every event must have \
+         its own index"
+    )
 }
 
 /// Streams the ops of a `history.jsonl` one line at a time, so a history larger than memory
@@ -286,12 +294,7 @@ impl<R: std::io::BufRead> Iterator for HistoryReader<R> {
             };
             self.summary.lines = line;
             if !self.seen.insert(op.index, self.summary.events as u64) {
-                let message = format!(
-                    "event index {} appears twice (an earlier line has it); every event must \
-                     have its own index",
-                    op.index
-                );
-                let err = HistoryError::parse(&self.file, line, message);
+                let err = HistoryError::parse(&self.file, line, duplicate_index(op.index));
                 return self.fail(err);
             }
             self.summary.events += 1;

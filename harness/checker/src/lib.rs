@@ -156,13 +156,7 @@ pub fn check_history(ops: &[Op], options: &CheckOptions) -> Result<Results, Stri
         checkers.push(CheckerResult::Set(check_set(ops)));
     }
     if options.consistency_model.is_some() || txn::is_txn_history(ops) {
-        let txn_options = txn::TxnOptions {
-            consistency_model: options
-                .consistency_model
-                .clone()
-                .unwrap_or_else(|| txn::model::DEFAULT_MODEL.to_string()),
-            ..txn::TxnOptions::default()
-        };
+        let txn_options = txn::TxnOptions::with_model(options.consistency_model.as_deref());
         checkers.push(CheckerResult::Txn(txn::check_ops(ops, &txn_options)?));
     }
     if let Some(model) = model {

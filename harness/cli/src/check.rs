@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use faultline_checker::history::Process;
+use faultline_checker::history::{Op, Process};
 use faultline_checker::import::{self, Format};
 use faultline_checker::results::{CheckerResult, KeyResult, LinearizableResult, MutexResult};
 use faultline_checker::{check_history, CheckOptions, Limits, Results, Validity};
@@ -69,6 +69,10 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if !(args.time_limit_s > 0.0 && args.time_limit_s.is_finite()) {
         anyhow::bail!("--time-limit must be a positive number of seconds");
     }
+    // A transactional jsonl history goes through the txn checker's own parallel reader.
+    if let Some((ops, results)) = crate::check_txn::check_fast(&args, format)? {
+        return print_results(&args, Format::Jsonl, &ops, &results);
+    }
     // Streamed: a history.jsonl is parsed line by line, never held whole as text.
     let read = import::read_history_file(&args.file, format)?;
     if let Some(warning) = read
@@ -113,7 +117,16 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     progress.enable_steady_tick(Duration::from_millis(200));
     let results = check_history(&ops, &options).map_err(anyhow::Error::msg);
     progress.finish_and_clear();
-    let results = results?;
+    print_results(&args, format, &ops, &results?)
+}
+
+/// Prints the results (JSON, or the tables and the run summary) and returns the exit code.
+fn print_results(
+    args: &CheckArgs,
+    format: Format,
+    ops: &[Op],
+    results: &Results,
+) -> anyhow::Result<u8> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
@@ -123,7 +136,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
             faultline_report::escape::terminal(&render(
                 &args.file.display().to_string(),
                 format,
-                &results
+                results
             ))
         );
         // faultline's own histories carry times: add the run summary's counts and
@@ -131,7 +144,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         if matches!(format, Format::Jsonl) {
             print!(
                 "{}",
-                faultline_report::summary_for_checked(&ops, &results, None)
+                faultline_report::summary_for_checked(ops, results, None)
             );
         }
     }

@@ -22,6 +22,37 @@ fn vm_hwm_kb() -> Option<u64> {
         .ok()
 }
 
+/// This process's CPU seconds so far: (user, system), from /proc/self/stat.
+fn cpu_s() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) end at its last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf only reads a constant of the system.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / tick;
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+    (field(11), field(12))
+}
+
+/// Bytes this process read from storage (not the page cache), from /proc/self/io.
+fn storage_read_mb() -> f64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    io.lines()
+        .find_map(|l| l.strip_prefix("read_bytes: "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / (1 << 20) as f64
+}
+
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -37,17 +68,31 @@ fn child(file: &str, model: &str) -> Result<(), String> {
         consistency_model: model.to_string(),
         ..Default::default()
     };
-    let r = txn::check(&h, &options)?;
+    let mut phases = vec![("parse", parsed)];
+    let r = txn::check_timed(&h, &options, &mut phases)?;
+    let serialised = Instant::now();
     let json = serde_json::to_string(&r).map_err(|e| e.to_string())?;
+    phases.push(("json", serialised.elapsed().as_secs_f64()));
     let total = started.elapsed().as_secs_f64();
-    // One line the parent reads: txns, seconds, parse seconds, KiB, verdict, anomaly types.
+    let (user, sys) = cpu_s();
+    // One line the parent reads: txns, seconds, parse seconds, KiB, verdict, anomaly types,
+    // result bytes, CPU user and system seconds, MB read from storage; then the phases.
     println!(
-        "RESULT {} {total:.3} {parsed:.3} {} {} {} {}",
+        "RESULT {} {total:.3} {parsed:.3} {} {} {} {} {user:.2} {sys:.2} {:.0}",
         h.txns.len(),
         vm_hwm_kb().unwrap_or(0),
         serde_json::to_string(&r.valid).unwrap_or_default(),
         r.anomaly_types.join(","),
-        json.len()
+        json.len(),
+        storage_read_mb()
+    );
+    println!(
+        "PHASES {}",
+        phases
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
@@ -75,18 +120,14 @@ fn main() {
     let dir = arg(&args, "--dir")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "txn-bench: seed {seed}, model {model}, {} cores, load average {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average()
     );
     println!(
-        "{:>10} {:>9} {:>9} {:>12} {:>10} {:>9}  verdict / anomalies",
-        "txns", "file MB", "total s", "txns/s", "peak MB", "growth"
+        "{:>10} {:>9} {:>9} {:>12} {:>7} {:>7} {:>10} {:>9}  verdict / anomalies",
+        "txns", "file MB", "total s", "txns/s", "user s", "sys s", "peak MB", "growth"
     );
     let mut prev: Option<(usize, f64)> = None;
     for n in sizes {
@@ -154,16 +195,29 @@ fn main() {
         let secs: f64 = f[2].parse().unwrap_or(f64::NAN);
         let parse_s: f64 = f[3].parse().unwrap_or(f64::NAN);
         let kb: u64 = f[4].parse().unwrap_or(0);
+        let field = |i: usize| f.get(i).copied().unwrap_or("?");
+        let phases = out
+            .lines()
+            .find_map(|l| l.strip_prefix("PHASES "))
+            .unwrap_or("");
         let growth = prev
             .map(|(pn, ps)| format!("n^{:.2}", (secs / ps).ln() / (n as f64 / pn as f64).ln()))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{txns:>10} {mb:>9} {secs:>9.2} {:>12.0} {:>10.0} {growth:>9}  {} {} (parse {parse_s:.2} s)",
+            "{txns:>10} {mb:>9} {secs:>9.2} {:>12.0} {:>7} {:>7} {:>10.0} {growth:>9}  {} {}",
             txns as f64 / secs,
+            field(8),
+            field(9),
             kb as f64 / 1024.0,
-            f.get(5).unwrap_or(&"?"),
-            f.get(6).unwrap_or(&"")
+            field(5),
+            field(6),
+        );
+        println!(
+            "{:>10} phases (s): {phases}; {} MB read from storage (parse {parse_s:.2} s)",
+            "",
+            field(10)
         );
         prev = Some((n, secs));
     }
+    println!("txn-bench: load average at the end {}", load_average());
 }

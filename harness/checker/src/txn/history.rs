@@ -3,7 +3,7 @@
 //! values in memory). List reads are not stored: each is checked against its key's longest
 //! list as it arrives and kept as a length into that list (see `ListOrder`).
 
-use crate::history::{Key, Op, OpType, Process};
+use crate::history::{Key, Op, OpType, Process, ReadSummary, SeenIndexes, TornTail};
 use rustc_hash::FxHashMap;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -149,6 +149,9 @@ pub struct History {
     pub other_ops: usize,
     /// Set when a txn mixes list and register micro-ops on one key, or such.
     pub errors: Vec<String>,
+    /// A list read's values interned, reused from read to read (most reads are prefixes of
+    /// their key's list and need no copy of their own).
+    scratch: Vec<Val>,
 }
 
 impl History {
@@ -339,14 +342,14 @@ impl History {
                     return Err(format!("w needs one value, got {other:?}"));
                 }
                 (MopF::Read, RawVal::List(vs)) => {
-                    let mut vals = Vec::with_capacity(vs.len());
+                    let mut vals = std::mem::take(&mut self.scratch);
+                    vals.clear();
                     for v in vs {
                         vals.push(self.intern_val(v)?);
                     }
-                    Mop::ReadList {
-                        key,
-                        seen: ok.then(|| self.observe_list(id, key, vals)),
-                    }
+                    let seen = ok.then(|| self.observe_list(id, key, &vals));
+                    self.scratch = vals;
+                    Mop::ReadList { key, seen }
                 }
                 (MopF::Read, RawVal::One(v)) => Mop::ReadReg {
                     key,
@@ -375,7 +378,7 @@ impl History {
     }
 
     /// Fits one list read into its key's longest list.
-    fn observe_list(&mut self, txn: u32, key: u32, vals: Vec<Val>) -> ListRead {
+    fn observe_list(&mut self, txn: u32, key: u32, vals: &[Val]) -> ListRead {
         let order = &mut self.orders[key as usize];
         let n = order.elems.len().min(vals.len());
         if order.elems[..n] == vals[..n] {
@@ -397,12 +400,12 @@ impl History {
         }
         let i = self.odd_reads.len() as u32;
         let mut seen = rustc_hash::FxHashSet::default();
-        for &v in &vals {
+        for &v in vals {
             if !seen.insert(v) {
                 self.odd_duplicates.push((i, v));
             }
         }
-        self.odd_reads.push((txn, key, vals));
+        self.odd_reads.push((txn, key, vals.to_vec()));
         ListRead::Odd(i)
     }
 
@@ -764,13 +767,23 @@ const BLOCK_BYTES: usize = 4 << 20;
 /// Blocks read ahead of the one being fed: bounds the memory of parsed-but-unfed lines.
 const BLOCKS_AHEAD_MAX: usize = 4;
 
-/// One block's lines parsed: (line number, line) in order, and the first error if any.
-type ParsedBlock = (Vec<(usize, ParsedLine)>, Option<(usize, String)>);
+/// One block's lines parsed: (line number, line) in order, the first error if any, and
+/// a torn last line (only in the file's last block).
+type ParsedBlock = (
+    Vec<(usize, ParsedLine)>,
+    Option<(usize, String)>,
+    Option<TornTail>,
+);
 
-fn parse_block(block: &[u8], first_line: usize) -> ParsedBlock {
+/// `last_unterminated`: this is the file's last block and it does not end with a newline,
+/// so its last line may be torn (a crash mid-write); such a line that does not parse is
+/// skipped and noted, as `crate::history::HistoryReader` does.
+fn parse_block(block: &[u8], first_line: usize, last_unterminated: bool) -> ParsedBlock {
     let mut out = Vec::with_capacity(block.len() / 200);
+    let segments = block.split(|&c| c == b'\n').count();
     for (i, raw) in block.split(|&c| c == b'\n').enumerate() {
         let line_no = first_line + i;
+        let bytes = raw.len();
         let raw = raw.trim_ascii_end();
         if raw.is_empty() {
             continue;
@@ -783,22 +796,42 @@ fn parse_block(block: &[u8], first_line: usize) -> ParsedBlock {
         };
         match parsed {
             Ok(p) => out.push((line_no, p)),
-            Err(e) => return (out, Some((line_no, e))),
+            Err(_) if last_unterminated && i + 1 == segments => {
+                let torn = TornTail {
+                    line: line_no,
+                    bytes,
+                };
+                return (out, None, Some(torn));
+            }
+            Err(e) => return (out, Some((line_no, e)), None),
         }
     }
-    (out, None)
+    (out, None, None)
 }
 
 /// Reads a transactional `history.jsonl` straight into a `History`; errors name the file
 /// and line. Lines are parsed on every core in blocks while this thread feeds them, in
 /// file order, into the history.
-pub fn read_jsonl<R: std::io::Read>(mut r: R, file: &str) -> Result<History, String> {
+pub fn read_jsonl<R: std::io::Read>(r: R, file: &str) -> Result<History, String> {
+    read_jsonl_summary(r, file).map(|(h, _)| h)
+}
+
+/// [`read_jsonl`], with what the read found besides the events (a torn last line, as
+/// [`crate::history::ReadSummary`] says it): the one reader of txn histories, used by
+/// `faultline check` and the benchmark.
+pub fn read_jsonl_summary<R: std::io::Read>(
+    mut r: R,
+    file: &str,
+) -> Result<(History, ReadSummary), String> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let mut h = History::default();
+    let mut summary = ReadSummary::default();
+    let mut seen = SeenIndexes::default();
     std::thread::scope(|scope| -> Result<(), String> {
-        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>, usize)>(threads);
+        let (work_tx, work_rx) =
+            std::sync::mpsc::sync_channel::<(usize, Vec<u8>, usize, bool)>(threads);
         let work_rx = std::sync::Arc::new(std::sync::Mutex::new(work_rx));
         let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, ParsedBlock)>();
         for _ in 0..threads {
@@ -808,13 +841,11 @@ pub fn read_jsonl<R: std::io::Read>(mut r: R, file: &str) -> Result<History, Str
                     .lock()
                     .map_err(|_| ())
                     .and_then(|rx| rx.recv().map_err(|_| ()));
-                let Ok((seq, block, first_line)) = next else {
+                let Ok((seq, block, first_line, last_unterminated)) = next else {
                     return;
                 };
-                if done_tx
-                    .send((seq, parse_block(&block, first_line)))
-                    .is_err()
-                {
+                let parsed = parse_block(&block, first_line, last_unterminated);
+                if done_tx.send((seq, parsed)).is_err() {
                     return;
                 }
             });
@@ -825,6 +856,7 @@ pub fn read_jsonl<R: std::io::Read>(mut r: R, file: &str) -> Result<History, Str
         let mut carry: Vec<u8> = Vec::new();
         let mut line_no = 1usize;
         let mut eof = false;
+        let mut unterminated_tail = false;
         let mut feed_next = |pending: &mut std::collections::BTreeMap<usize, ParsedBlock>,
                              fed: &mut usize|
          -> Result<bool, String> {
@@ -836,10 +868,23 @@ pub fn read_jsonl<R: std::io::Read>(mut r: R, file: &str) -> Result<History, Str
                     Err(_) => return Ok(false),
                 }
             }
-            let (lines, err) = pending.remove(fed).unwrap_or_default();
+            let (lines, err, torn) = pending.remove(fed).unwrap_or_default();
             *fed += 1;
             for (n, p) in lines {
+                // Every event's index is its own, as the generic reader demands.
+                if !seen.insert(p.index, summary.events as u64) {
+                    return Err(format!(
+                        "{file}:{n}: {}",
+                        crate::history::duplicate_index(p.index)
+                    ));
+                }
+                summary.events += 1;
+                summary.lines = n;
                 h.feed(p).map_err(|e| format!("{file}:{n}: {e}"))?;
+            }
+            if let Some(t) = torn {
+                summary.lines = t.line - 1;
+                summary.torn_tail = Some(t);
             }
             match err {
                 Some((n, e)) => Err(format!("{file}:{n}: {e}")),
@@ -874,8 +919,10 @@ pub fn read_jsonl<R: std::io::Read>(mut r: R, file: &str) -> Result<History, Str
                 }
             }
             let lines = block.iter().filter(|&&c| c == b'\n').count();
+            let last_unterminated = eof && block.last().is_some_and(|&c| c != b'\n');
+            unterminated_tail |= last_unterminated;
             work_tx
-                .send((sent, block, line_no))
+                .send((sent, block, line_no, last_unterminated))
                 .map_err(|_| format!("{file}: a parser thread stopped"))?;
             line_no += lines;
             sent += 1;
@@ -887,10 +934,14 @@ pub fn read_jsonl<R: std::io::Read>(mut r: R, file: &str) -> Result<History, Str
         while fed < sent {
             feed_next(&mut pending, &mut fed)?;
         }
+        // Blank lines at the end count as read, as the generic reader counts them.
+        if summary.torn_tail.is_none() {
+            summary.lines = line_no - 1 + usize::from(unterminated_tail);
+        }
         Ok(())
     })?;
     h.finish().map_err(|e| format!("{file}: {e}"))?;
-    Ok(h)
+    Ok((h, summary))
 }
 
 impl History {
@@ -931,13 +982,47 @@ mod tests {
     fn read_jsonl_names_the_line_of_an_error_after_feeding_the_ones_before() {
         let ok =
             r#"{"index":0,"time":1,"type":"invoke","process":0,"f":"txn","value":[["r",1,null]]}"#;
-        let text = format!("{ok}\n\n{ok}\n{{\"index\":1}}\n");
+        let again = ok.replace("\"index\":0", "\"index\":2");
+        let text = format!("{ok}\n\n{again}\n{{\"index\":1}}\n");
         let err = read_jsonl(std::io::Cursor::new(text), "h.jsonl").unwrap_err();
         // Line 3 (a second invoke of process 0) fails in feeding, before line 4's parse error.
         assert!(err.starts_with("h.jsonl:3: process 0 invokes"), "{err}");
-        let text = format!("{ok}\n{{\"index\":1}}");
+        // A bad last line is an error when a newline ends it (without one, it is torn).
+        let text = format!("{ok}\n{{\"index\":1}}\n");
         let err = read_jsonl(std::io::Cursor::new(text), "h.jsonl").unwrap_err();
         assert!(err.starts_with("h.jsonl:2: "), "{err}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_said_as_the_generic_reader_does() {
+        let inv = r#"{"index":0,"time":1,"type":"invoke","process":0,"f":"txn","value":[["append",1,4]]}"#;
+        let ok =
+            r#"{"index":1,"time":2,"type":"ok","process":0,"f":"txn","value":[["append",1,4]]}"#;
+        let generic = |text: &str| {
+            let mut r = crate::history::HistoryReader::new(text.as_bytes(), "h.jsonl");
+            let ops: Result<Vec<_>, _> = r.by_ref().collect();
+            ops.map(|_| r.summary().clone()).map_err(|e| e.to_string())
+        };
+        for text in [
+            format!("{inv}\n{ok}\n{{\"index\":2,\"ti"),
+            format!("{inv}\n\n{ok}"),
+            format!("{inv}\n{ok}\n\n"),
+            format!("{inv}\n{ok}\n  "),
+            format!("{inv}\n{}", &ok[..40]),
+        ] {
+            let (h, summary) = read_jsonl_summary(std::io::Cursor::new(&text), "h.jsonl")
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(Ok(summary), generic(&text), "{text}");
+            assert_eq!(h.txns.len(), 1);
+        }
+        // Only the last line can be torn: a bad line before a newline is an error.
+        let text = format!("{inv}\n{}\n", &ok[..40]);
+        let err = read_jsonl_summary(std::io::Cursor::new(text), "h.jsonl").unwrap_err();
+        assert!(err.starts_with("h.jsonl:2: "), "{err}");
+        // Each event has its own index, as the generic reader demands.
+        let text = format!("{inv}\n{}\n", ok.replace("\"index\":1", "\"index\":0"));
+        let err = read_jsonl_summary(std::io::Cursor::new(&text), "h.jsonl").unwrap_err();
+        assert_eq!(err, generic(&text).unwrap_err());
     }
 
     #[test]

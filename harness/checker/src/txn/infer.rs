@@ -83,14 +83,65 @@ pub fn infer(h: &History) -> Facts {
         committed: h.txns.iter().map(|t| t.outcome == Outcome::Ok).collect(),
     };
     index_writers(h, &mut f);
-    list_cases(h, &mut f);
+    let lw = ListWriters::new(h, &f);
+    list_cases(h, &mut f, &lw);
     internal_cases(h, &mut f);
     lost_updates(h, &mut f);
     register_order(h, &mut f);
-    list_edges(h, &mut f);
+    list_edges(h, &mut f, &lw);
     register_edges(h, &mut f);
     debug_assert_eq!(f.committed.len(), n);
     f
+}
+
+/// The writer of each element of every list key's longest list, by position: what the
+/// list checks and edges ask of each element and each prefix read, found with one lookup
+/// of `writers` per element instead of one per question (they were most of `infer`).
+struct ListWriters {
+    /// Key k's elements are at `starts[k]..starts[k + 1]`.
+    starts: Vec<usize>,
+    /// The element's writer txn, `NO_WRITER` when none.
+    txn: Vec<u32>,
+    /// Whether it was that txn's last write to the key.
+    last: Vec<bool>,
+}
+
+const NO_WRITER: u32 = u32::MAX;
+
+impl ListWriters {
+    fn new(h: &History, f: &Facts) -> ListWriters {
+        let total: usize = h.orders.iter().map(|o| o.elems.len()).sum();
+        let mut lw = ListWriters {
+            starts: Vec::with_capacity(h.orders.len() + 1),
+            txn: Vec::with_capacity(total),
+            last: Vec::with_capacity(total),
+        };
+        for (k, order) in h.orders.iter().enumerate() {
+            lw.starts.push(lw.txn.len());
+            for &v in &order.elems {
+                let w = f.writers.get(&(k as u32, v));
+                lw.txn.push(w.map_or(NO_WRITER, |w| w.txn));
+                lw.last.push(w.is_some_and(|w| w.last));
+            }
+        }
+        lw.starts.push(lw.txn.len());
+        lw
+    }
+
+    /// The writer of key's element at `pos` (`f.writers` of it).
+    fn get(&self, key: u32, pos: usize) -> Option<Writer> {
+        let i = self.starts[key as usize] + pos;
+        (self.txn[i] != NO_WRITER).then(|| Writer {
+            txn: self.txn[i],
+            last: self.last[i],
+        })
+    }
+
+    /// [`committed_writer`] of key's element at `pos`.
+    fn committed(&self, h: &History, key: u32, pos: usize) -> Option<u32> {
+        let w = self.get(key, pos)?;
+        (h.txns[w.txn as usize].outcome != Outcome::Fail).then_some(w.txn)
+    }
 }
 
 fn index_writers(h: &History, f: &mut Facts) {
@@ -119,7 +170,7 @@ fn index_writers(h: &History, f: &mut Facts) {
 
 /// Duplicates, garbage, aborted (G1a) and intermediate (G1b) reads, and reads that are not
 /// prefixes of the key's longest read (incompatible-order), for list keys.
-fn list_cases(h: &History, f: &mut Facts) {
+fn list_cases(h: &History, f: &mut Facts, lw: &ListWriters) {
     // Which txn's read fixed each key's longest list.
     for (t, _) in h.txns.iter().enumerate() {
         for m in h.mops_of(t as u32) {
@@ -150,8 +201,8 @@ fn list_cases(h: &History, f: &mut Facts) {
                 ),
             });
         }
-        for (pos, &v) in order.elems.iter().enumerate() {
-            match f.writers.get(&(key, v)) {
+        for pos in 0..order.elems.len() {
+            match lw.get(key, pos) {
                 None if first_bad[k].0 == u32::MAX => first_bad[k].0 = pos as u32,
                 Some(w)
                     if h.txns[w.txn as usize].outcome == Outcome::Fail
@@ -247,7 +298,11 @@ fn list_cases(h: &History, f: &mut Facts) {
                 });
             }
             if let Some(&last) = vals.last() {
-                if let Some(w) = f.writers.get(&(key, last)) {
+                let writer = match read {
+                    ListRead::Prefix(len) => lw.get(key, len as usize - 1),
+                    ListRead::Odd(_) => f.writers.get(&(key, last)).copied(),
+                };
+                if let Some(w) = writer {
                     if w.txn != t && !w.last {
                         f.cases.push(Case {
                             kind: "G1b",
@@ -366,26 +421,27 @@ fn lost_updates(h: &History, f: &mut Facts) {
         let t = t as u32;
         let mops = h.mops_of(t);
         for (i, m) in mops.iter().enumerate() {
-            let (key, version, shown) = match *m {
+            let (key, version) = match *m {
                 Mop::ReadList {
                     key,
                     seen: Some(ListRead::Prefix(len)),
-                } => (
-                    key,
-                    len as i64,
-                    list_text(h, h.list_read(key, ListRead::Prefix(len))),
-                ),
+                } => (key, len as i64),
                 Mop::ReadReg {
                     key,
                     val,
                     known: true,
                     ..
-                } => (
-                    key,
-                    val.unwrap_or(i64::MIN),
-                    val.map_or("nil".into(), |v| h.val_text(v)),
-                ),
+                } => (key, val.unwrap_or(i64::MIN)),
                 _ => continue,
+            };
+            // The version read, in words (only for a report: most reads are not one).
+            let shown = || match *m {
+                Mop::ReadList {
+                    key,
+                    seen: Some(read),
+                } => list_text(h, h.list_read(key, read)),
+                Mop::ReadReg { val, .. } => val.map_or("nil".into(), |v| h.val_text(v)),
+                _ => String::new(),
             };
             let writes_after = mops[i + 1..].iter().any(|m| {
                 matches!(*m, Mop::Append { key: k, .. } | Mop::Write { key: k, .. } if k == key)
@@ -407,8 +463,9 @@ fn lost_updates(h: &History, f: &mut Facts) {
                             txns: vec![other, t],
                             key: Some(key),
                             explanation: format!(
-                                "T{other} and T{t} both read key {} as {shown} and then both wrote key {}: one update was made without seeing the other",
+                                "T{other} and T{t} both read key {} as {} and then both wrote key {}: one update was made without seeing the other",
                                 h.key(key),
+                                shown(),
                                 h.key(key)
                             ),
                         });
@@ -505,18 +562,20 @@ fn committed_writer(h: &History, f: &Facts, key: u32, val: Val) -> Option<u32> {
     (h.txns[w.txn as usize].outcome != Outcome::Fail).then_some(w.txn)
 }
 
-fn list_edges(h: &History, f: &mut Facts) {
+fn list_edges(h: &History, f: &mut Facts, lw: &ListWriters) {
     let mut edges = Vec::with_capacity(h.txns.len() * 3);
     let mut observed_info: Vec<u32> = Vec::new();
     for (k, order) in h.orders.iter().enumerate() {
         let key = k as u32;
         let mut prev: Option<u32> = None;
-        for (pos, &v) in order.elems.iter().enumerate() {
+        // Positions whose element appeared earlier in the list (rare).
+        let again: rustc_hash::FxHashSet<u32> = order.duplicates.iter().map(|d| d.1).collect();
+        for pos in 0..order.elems.len() {
             // A duplicated element orders nothing new (Elle takes the distinct elements).
-            if order.position(v) != Some(pos as u32) {
+            if again.contains(&(pos as u32)) {
                 continue;
             }
-            let w = committed_writer(h, f, key, v);
+            let w = lw.committed(h, key, pos);
             if let Some(w) = w {
                 if h.txns[w as usize].outcome == Outcome::Info {
                     observed_info.push(w);
@@ -557,14 +616,14 @@ fn list_edges(h: &History, f: &mut Facts) {
                 full_readers.entry(key).or_default().push(t);
             }
             if len > 0 {
-                if let Some(w) = committed_writer(h, f, key, elems[len as usize - 1]) {
+                if let Some(w) = lw.committed(h, key, len as usize - 1) {
                     if w != t {
                         edges.push((w, t, WR));
                     }
                 }
             }
-            if let Some(&next) = elems.get(len as usize) {
-                if let Some(w) = committed_writer(h, f, key, next) {
+            if (len as usize) < elems.len() {
+                if let Some(w) = lw.committed(h, key, len as usize) {
                     if w != t {
                         edges.push((t, w, RW));
                     }
@@ -575,7 +634,10 @@ fn list_edges(h: &History, f: &mut Facts) {
     for (key, appenders) in unobserved.iter_mut() {
         appenders.dedup();
         let elems = &h.orders[*key as usize].elems;
-        let last = elems.last().and_then(|v| committed_writer(h, f, *key, *v));
+        let last = elems
+            .len()
+            .checked_sub(1)
+            .and_then(|pos| lw.committed(h, *key, pos));
         let readers = full_readers.get(key).map(Vec::as_slice).unwrap_or(&[]);
         for &u in appenders.iter() {
             if let Some(w) = last {

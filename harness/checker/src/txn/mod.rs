@@ -42,6 +42,16 @@ pub struct TxnOptions {
     pub search_states_max: u64,
 }
 
+impl TxnOptions {
+    /// The default options with this consistency model (`None`: the default model).
+    pub fn with_model(model: Option<&str>) -> TxnOptions {
+        TxnOptions {
+            consistency_model: model.unwrap_or(model::DEFAULT_MODEL).to_string(),
+            ..TxnOptions::default()
+        }
+    }
+}
+
 impl Default for TxnOptions {
     fn default() -> Self {
         TxnOptions {
@@ -201,7 +211,25 @@ pub fn is_txn_history(ops: &[Op]) -> bool {
 
 /// Checks a history against `options.consistency_model`. `Err` only for an unknown model.
 pub fn check(h: &History, options: &TxnOptions) -> Result<TxnResult, String> {
+    check_timed(h, options, &mut Vec::new())
+}
+
+/// Seconds spent in each phase of [`check`], in order (for the benchmark's breakdown).
+pub type Phases = Vec<(&'static str, f64)>;
+
+/// [`check`], noting the seconds of each phase in `phases`.
+pub fn check_timed(
+    h: &History,
+    options: &TxnOptions,
+    phases: &mut Phases,
+) -> Result<TxnResult, String> {
     let started = std::time::Instant::now();
+    let mut lap = started;
+    let mut phase = |name: &'static str| {
+        let now = std::time::Instant::now();
+        phases.push((name, (now - lap).as_secs_f64()));
+        lap = now;
+    };
     let model_name = options.consistency_model.as_str();
     let forbidden = model::forbidden(model_name).ok_or_else(|| {
         format!(
@@ -211,6 +239,7 @@ pub fn check(h: &History, options: &TxnOptions) -> Result<TxnResult, String> {
     })?;
     let order = model::order_of(model_name);
     let mut facts = infer::infer(h);
+    phase("infer");
     let mut edges = std::mem::take(&mut facts.edges);
     let data_edges = edges.len();
     if order != model::Order::Data {
@@ -224,11 +253,13 @@ pub fn check(h: &History, options: &TxnOptions) -> Result<TxnResult, String> {
     let g = graph::Graph::with_realtime(h.txns.len(), &edges, &realtime);
     drop(edges);
     drop(realtime);
+    phase("graph");
     let mut budget = options.search_states_max;
     let (cycles, timed_out) = match cycles::find(&g, order, &forbidden, &mut budget) {
         Ok(c) => (c, false),
         Err(c) => (c, true),
     };
+    phase("cycles");
 
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut anomalies = Vec::new();
@@ -282,6 +313,7 @@ pub fn check(h: &History, options: &TxnOptions) -> Result<TxnResult, String> {
             explanation,
         });
     }
+    phase("explain");
     let anomaly_types: Vec<String> = counts.keys().cloned().collect();
     let bad: Vec<String> = anomaly_types
         .iter()
