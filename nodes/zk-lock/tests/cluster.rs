@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use faultline_nodes_testkit::{wait_until, Kind, MemberSpec};
 use faultline_raft::server::{LeaseMode, LinkFilter, ServerConfig};
-use faultline_zk_lock::client::ZkLockClient;
+use faultline_zk_lock::client::{ZkError, ZkLockClient};
 use faultline_zk_lock::http::HttpConfig;
 use faultline_zk_lock::service::{self, NodeConfig, Running};
 use serde_json::{json, Value};
@@ -484,4 +484,44 @@ async fn a_partitioned_leader_neither_loses_nor_duplicates_a_live_lock() {
     a_client.release(a, "l").await.unwrap();
     let tb = b_client.acquire(b, "l", 2_000).await.unwrap();
     assert!(tb > ta);
+}
+
+/// The data store beside the locks (`/data/get`, `/data/put`): reads and writes through any
+/// node, and a fenced put refused once the grant's token no longer holds the lock — the
+/// check the lock-set workload's `--fencing` relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_put_is_refused_once_the_token_lost_its_lock_and_data_reads_from_any_node() {
+    let c = start(3).await;
+    c.leader().await;
+    let one =
+        |i: usize| ZkLockClient::new(vec![c.client_addr(i).to_string()], Duration::from_secs(3));
+    let a = one(0);
+    let stale = a.open_session(300).await.unwrap();
+    let first = a.acquire(stale, "l", 1000).await.unwrap();
+    a.put("set-0", "[1]", Some(("l", first))).await.unwrap();
+    // Read back through every node: followers forward to the leader.
+    for i in 0..3 {
+        assert_eq!(one(i).get("set-0").await.unwrap().as_deref(), Some("[1]"));
+    }
+    assert_eq!(a.get("absent").await.unwrap(), None);
+    // No keepalives: the leader expires the session and the waiting session gets the lock.
+    let b = one(1);
+    let fresh = b.open_session(3000).await.unwrap();
+    let second = b.acquire(fresh, "l", 3000).await.unwrap();
+    assert!(second > first, "token {second} after {first}");
+    let refused = a.put("set-0", "[2]", Some(("l", first))).await.unwrap_err();
+    assert!(
+        matches!(refused, ZkError::Definite { status: 412, .. }),
+        "{refused:?}"
+    );
+    assert_eq!(a.get("set-0").await.unwrap().as_deref(), Some("[1]"));
+    // Unfenced, the stale holder's write lands: the hazard the fence exists for.
+    a.put("set-0", "[3]", None).await.unwrap();
+    b.put("set-0", "[3,4]", Some(("l", second))).await.unwrap();
+    assert_eq!(b.get("set-0").await.unwrap().as_deref(), Some("[3,4]"));
+    let bad = b.put("", "x", None).await.unwrap_err();
+    assert!(
+        matches!(bad, ZkError::Definite { status: 400, .. }),
+        "{bad:?}"
+    );
 }
