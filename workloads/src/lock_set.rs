@@ -322,14 +322,7 @@ impl LockSetPlan {
             options.op_timeout += p.duration();
             let perf = json!({"name": CLIENT_PAUSE_START, "start": [CLIENT_PAUSE_START],
          "stop": [CLIENT_PAUSE_END], "color": "#f7a8c8"});
-            match options.test_fields.get_mut("nemesis_perf") {
-                Some(Value::Array(list)) => list.push(perf),
-                _ => {
-                    options
-                        .test_fields
-                        .insert("nemesis_perf".into(), json!([perf]));
-                }
-            }
+            crate::systems::push_perf(options, perf);
         }
         Ok(LockSetPlan {
             fencing,
@@ -673,6 +666,11 @@ fn explain_pauses(ops: &[Op], result: &faultline_checker::set::SetResult) -> Opt
                     .take(3)
                     .map(|a| format!("process {} at {}", a.process, at(a.granted_s)))
                     .collect();
+                let meanwhile = if during.is_empty() {
+                    format!("another holder was granted {lock}")
+                } else {
+                    format!("{lock} was granted to {}", during.join(", "))
+                };
                 sentences.push(format!(
                     "add {e} by process {} was lost: process {} was paused {} ms ({:.3}–{}) while holding {lock} granted at {}, and {} during the pause.",
                     p.process,
@@ -681,11 +679,7 @@ fn explain_pauses(ops: &[Op], result: &faultline_checker::set::SetResult) -> Opt
                     p.start_s,
                     at(p.end_s),
                     at(p.granted_s),
-                    if during.is_empty() {
-   format!("another holder was granted {lock}")
-                    } else {
-   format!("{lock} was granted to {}", during.join(", "))
-                    }
+                    meanwhile
                 ));
                 continue;
             }

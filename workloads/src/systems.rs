@@ -549,15 +549,26 @@ impl System for RedisLockSystem {
 /// Adds a system's own fault to test.json's `nemesis_perf` (the report's fault bands),
 /// after the scheduled families' entries when there are any.
 pub fn append_perf(options: &mut RunOptions, perf: Value, interval: Duration) {
+    if push_perf(options, perf) {
+        options
+            .test_fields
+            .insert("nemesis_interval_s".into(), json!(interval.as_secs_f64()));
+    }
+}
+
+/// Adds an entry to test.json's `nemesis_perf`; true when it started the list (no scheduled
+/// family had put one there).
+pub fn push_perf(options: &mut RunOptions, perf: Value) -> bool {
     match options.test_fields.get_mut("nemesis_perf") {
-        Some(Value::Array(list)) => list.push(perf),
+        Some(Value::Array(list)) => {
+            list.push(perf);
+            false
+        }
         _ => {
             options
                 .test_fields
                 .insert("nemesis_perf".into(), json!([perf]));
-            options
-                .test_fields
-                .insert("nemesis_interval_s".into(), json!(interval.as_secs_f64()));
+            true
         }
     }
 }
