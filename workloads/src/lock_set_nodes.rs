@@ -100,9 +100,14 @@ impl RedisLockSet {
         self.settings.servers[i].clone()
     }
 
-    /// One command on the store server, bounded by `timeout`; a dropped call discards its
-    /// connection, so a late reply never answers the next command.
-    async fn call(&mut self, args: &[&[u8]], timeout: Duration) -> Result<Frame, StepError> {
+    /// One request of redis-lock's own client (`acquire`, `release`, `get`, `call`) on the
+    /// store server, bounded by `timeout`; a dropped request takes its connection with it,
+    /// so a late reply never answers the next command.
+    async fn on_store<T, F, Fut>(&mut self, timeout: Duration, request: F) -> Result<T, StepError>
+    where
+        F: FnOnce(RedisLockClient) -> Fut,
+        Fut: std::future::Future<Output = (RedisLockClient, Result<T, ClientError>)>,
+    {
         let (host, addr) = self.store();
         self.node = Some(host);
         let client = match self.conn.take() {
@@ -117,15 +122,10 @@ impl RedisLockSet {
                 }
             },
         };
-        let mut client = client;
-        match tokio::time::timeout(timeout, client.call(args)).await {
-            Ok(Ok(frame)) => {
+        match tokio::time::timeout(timeout, request(client)).await {
+            Ok((client, answer)) => {
                 self.conn = Some(client);
-                Ok(frame)
-            }
-            Ok(Err(e)) => {
-                self.conn = Some(client);
-                Err(redis_step(e))
+                answer.map_err(redis_step)
             }
             Err(_) => Err(StepError::Indefinite(format!(
                 "{addr} did not answer within {} ms",
@@ -140,29 +140,20 @@ impl RedisLockSet {
             return Ok(redlock.acquire(lock, token, ttl).await.map(Held::Redlock));
         }
         let acquired_at = Instant::now();
-        let ttl_text = ttl.to_string();
-        let args: [&[u8]; 6] = [
-            b"SET",
-            lock.as_bytes(),
-            token.as_bytes(),
-            b"NX",
-            b"PX",
-            ttl_text.as_bytes(),
-        ];
-        match self.call(&args, self.settings.request_timeout).await? {
-            Frame::Simple(s) if s == "OK" => {
-                let drift =
-                    Duration::from_millis((ttl as f64 * DRIFT_FACTOR) as u64 + DRIFT_FIXED_MS);
-                Ok(Some(Held::Ttl {
-                    acquired_at,
-                    validity: Duration::from_millis(ttl).saturating_sub(drift),
-                }))
+        let (l, t) = (lock.to_owned(), token.to_owned());
+        let granted = self
+            .on_store(self.settings.request_timeout, move |mut c| async move {
+                let r = c.acquire(&l, &t, ttl).await;
+                (c, r)
+            })
+            .await?;
+        Ok(granted.then(|| {
+            let drift = Duration::from_millis((ttl as f64 * DRIFT_FACTOR) as u64 + DRIFT_FIXED_MS);
+            Held::Ttl {
+                acquired_at,
+                validity: Duration::from_millis(ttl).saturating_sub(drift),
             }
-            Frame::Null => Ok(None),
-            other => Err(StepError::Indefinite(format!(
-                "unexpected reply to SET NX PX: {other:?}"
-            ))),
-        }
+        }))
     }
 }
 
@@ -202,31 +193,31 @@ impl GuardedSet for RedisLockSet {
                 _ => Ok(()),
             };
         }
-        let args: [&[u8]; 5] = [
-            b"EVAL",
-            faultline_redis_lock::cmd::UNLOCK_SCRIPT.as_bytes(),
-            b"1",
-            lock.as_bytes(),
-            &grant.handle,
-        ];
-        match self.call(&args, self.settings.request_timeout).await? {
-            Frame::Integer(1) => Ok(()),
-            _ => Err(StepError::Definite(
+        let l = lock.to_owned();
+        let released = self
+            .on_store(self.settings.request_timeout, move |mut c| async move {
+                let r = c.release(&l, &token).await;
+                (c, r)
+            })
+            .await?;
+        match released {
+            true => Ok(()),
+            false => Err(StepError::Definite(
                 "not ours any more: the lock had expired".into(),
             )),
         }
     }
 
     async fn read(&mut self, set: &str) -> Result<Vec<i64>, StepError> {
-        match self
-            .call(&[b"GET", set.as_bytes()], self.store_timeout)
-            .await
-        {
-            Ok(Frame::Bulk(bytes)) => decode_set(Some(&bytes)).map_err(StepError::Definite),
-            Ok(Frame::Null) => Ok(Vec::new()),
-            Ok(other) => Err(StepError::Definite(format!(
-                "unexpected reply to GET: {other:?}"
-            ))),
+        let key = set.to_owned();
+        let stored = self
+            .on_store(self.store_timeout, move |mut c| async move {
+                let r = c.get(&key).await;
+                (c, r)
+            })
+            .await;
+        match stored {
+            Ok(bytes) => decode_set(bytes.as_deref()).map_err(StepError::Definite),
             // A read changes nothing.
             Err(e) => Err(StepError::Definite(e.to_string())),
         }
@@ -238,11 +229,14 @@ impl GuardedSet for RedisLockSet {
         elements: &[i64],
         _fence: Option<(&str, &Grant)>,
     ) -> Result<(), StepError> {
-        let bytes = encode_set(elements);
-        match self
-            .call(&[b"SET", set.as_bytes(), &bytes], self.store_timeout)
-            .await?
-        {
+        let (key, bytes) = (set.as_bytes().to_vec(), encode_set(elements));
+        let reply = self
+            .on_store(self.store_timeout, move |mut c| async move {
+                let r = c.call(&[&b"SET"[..], &key, &bytes]).await;
+                (c, r)
+            })
+            .await?;
+        match reply {
             Frame::Simple(s) if s == "OK" => Ok(()),
             other => Err(StepError::Indefinite(format!(
                 "unexpected reply to SET: {other:?}"
