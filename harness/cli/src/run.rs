@@ -18,6 +18,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The local cluster a run or campaign uses when neither --nodes nor --nodes-file is given;
+/// one definition so that `run` and `campaign` accept the same flags with the same bounds.
+#[derive(Args)]
+pub struct LocalClusterArgs {
+    /// Hosts of the local cluster when neither --nodes nor --nodes-file is given.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub local_nodes: u16,
+    /// Which local cluster (its namespaces, subnet 10.77.<id>.0/24) to use.
+    #[arg(long, default_value_t = 0)]
+    pub local_cluster_id: u8,
+}
+
 #[derive(Args)]
 pub struct RunArgs {
     /// The system under test: a registered system (`faultline systems` lists them; stock:
@@ -118,12 +130,8 @@ pub struct RunArgs {
     /// The client's bound on one request, in milliseconds.
     #[arg(long, default_value_t = 2500, value_name = "MS")]
     pub client_timeout_ms: u64,
-    /// Hosts of the local cluster when neither --nodes nor --nodes-file is given.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=9))]
-    pub local_nodes: u16,
-    /// Which local cluster (its namespaces, subnet 10.77.<id>.0/24) to use.
-    #[arg(long, default_value_t = 0)]
-    pub local_cluster_id: u8,
+    #[command(flatten)]
+    pub local: LocalClusterArgs,
     #[command(flatten)]
     pub ssh: SshArgs,
     #[command(flatten)]
@@ -611,8 +619,8 @@ fn hosts(args: &RunArgs) -> anyhow::Result<(Vec<HostSpec>, SshConfig, ClusterGua
     if let Some(hosts) = args.ssh.hosts()? {
         return Ok((hosts, args.ssh.ssh_config(), ClusterGuard(None)));
     }
-    let id = args.local_cluster_id;
-    let nodes = usize::from(args.local_nodes);
+    let id = args.local.local_cluster_id;
+    let nodes = usize::from(args.local.local_nodes);
     if let Some(cluster) = local_cluster::status(id)? {
         anyhow::ensure!(
             cluster.hosts.len() == nodes,

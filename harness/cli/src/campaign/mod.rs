@@ -75,12 +75,8 @@ pub struct CampaignArgs {
     /// Print the planned runs and exit.
     #[arg(long)]
     pub dry_run: bool,
-    /// Hosts of the local cluster when neither --nodes nor --nodes-file is given.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=9))]
-    pub local_nodes: u16,
-    /// Which local cluster (its namespaces, subnet 10.77.<id>.0/24) to use.
-    #[arg(long, default_value_t = 0)]
-    pub local_cluster_id: u8,
+    #[command(flatten)]
+    pub local: crate::run::LocalClusterArgs,
     #[command(flatten)]
     pub ssh: SshArgs,
 }
@@ -210,10 +206,10 @@ fn run_campaign(args: CampaignArgs) -> anyhow::Result<u8> {
     // down at the end only if the campaign brought it up.
     let local = args.ssh.hosts()?.is_none();
     let brought_up = if local && !runs.is_empty() {
-        let was_up = local_cluster::status(args.local_cluster_id)?.is_some();
+        let was_up = local_cluster::status(args.local.local_cluster_id)?.is_some();
         local_cluster::up(&ClusterConfig {
-            id: args.local_cluster_id,
-            nodes: args.local_nodes as usize,
+            id: args.local.local_cluster_id,
+            nodes: args.local.local_nodes as usize,
         })?;
         !was_up
     } else {
@@ -262,8 +258,8 @@ fn run_campaign(args: CampaignArgs) -> anyhow::Result<u8> {
         );
         let ctx = execute::Context {
             results_dir: &args.results_dir,
-            local_nodes: args.local_nodes,
-            local_cluster_id: args.local_cluster_id,
+            local_nodes: args.local.local_nodes,
+            local_cluster_id: args.local.local_cluster_id,
             ssh: &args.ssh,
             exe: &exe,
             fail_on_unknown: args.fail_on.unknown,
@@ -279,7 +275,7 @@ fn run_campaign(args: CampaignArgs) -> anyhow::Result<u8> {
         summary.write(&summary_dir, args.junit.as_deref(), args.fail_on)?;
     }
     if brought_up {
-        if let Err(err) = local_cluster::down(args.local_cluster_id) {
+        if let Err(err) = local_cluster::down(args.local.local_cluster_id) {
             eprintln!("faultline campaign: local cluster down failed: {err:#}");
         }
     }
