@@ -31,21 +31,18 @@ pub struct ReportArgs {
 /// own workloads): its built-in options (model, mutex, set) and its own checkers, so a
 /// re-check judges the run as `run` did.
 fn workload_checks(
-    dir: &std::path::Path,
+    test: &serde_json::Value,
     registry: &Registry,
 ) -> (CheckOptions, Vec<Arc<dyn faultline_core::check::Checker>>) {
-    let test: Option<serde_json::Value> = std::fs::read(dir.join("test.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
     let parts = test
-        .as_ref()
-        .and_then(|t| t.get("workload")?.as_str().map(str::to_owned))
+        .get("workload")
+        .and_then(|w| w.as_str())
         .and_then(|name| {
             let request = SystemRequest {
-                workload: name.clone(),
+                workload: name.to_owned(),
                 ..SystemRequest::default()
             };
-            registry.workload(&name).ok()?.build(&request).ok()
+            registry.workload(name).ok()?.build(&request).ok()
         });
     match parts {
         Some(parts) => (parts.check, parts.checkers),
@@ -60,7 +57,10 @@ pub fn run(args: ReportArgs, registry: &Registry) -> anyhow::Result<u8> {
         faultline_report::write_report(&dir)?;
         faultline_report::RunData::load(&dir)?
     } else {
-        let (workload, checkers) = workload_checks(&dir, registry);
+        // Read once, with its errors: a test.json that cannot be read must not quietly
+        // re-check the run with other checks than `run` used.
+        let test = faultline_report::run::read_test_json(&dir)?;
+        let (workload, checkers) = workload_checks(&test, registry);
         let options = CheckOptions {
             model: args.model,
             limits: Limits {
@@ -71,7 +71,7 @@ pub fn run(args: ReportArgs, registry: &Registry) -> anyhow::Result<u8> {
             set: workload.set,
             ..CheckOptions::default()
         };
-        faultline_report::recheck_run(&dir, &options, &checkers)?
+        faultline_report::recheck_run(&dir, &test, &options, &checkers)?
     };
     print!("{}", summary_table(&run));
     if let Some(path) = args.junit {

@@ -65,9 +65,12 @@ pub fn write_report_for(run: &RunData) -> anyhow::Result<PathBuf> {
 /// rewrites results.json through the analysis and writer `faultline run` uses (keeping the
 /// run's own `error`, e.g. an interrupt), so an unchanged history gives the same file; then
 /// report.html, and the results index when the run sits in a results folder. The model is
-/// `options.model`, else test.json's `model`, else guessed from the ops.
+/// `options.model`, else test.json's `model` (`test`, as [`run::read_test_json`] read it, so
+/// the caller that chose the checks from it and the check see the same file), else guessed
+/// from the ops.
 pub fn recheck_run(
     run_dir: &Path,
+    test: &serde_json::Value,
     options: &faultline_checker::CheckOptions,
     checkers: &[std::sync::Arc<dyn faultline_core::check::Checker>],
 ) -> anyhow::Result<RunData> {
@@ -78,7 +81,6 @@ pub fn recheck_run(
         run_dir.display(),
         run::HISTORY_JSONL
     );
-    let test = run::read_test_json(run_dir)?;
     let earlier = run::read_results(run_dir)?;
     let mut options = options.clone();
     if options.model.is_none() {
@@ -165,7 +167,14 @@ mod tests {
                 r#"{"valid": "unknown", "checkers": []}"#,
             )
             .unwrap();
-            let data = recheck_run(&dir, &faultline_checker::CheckOptions::default(), &[]).unwrap();
+            let test = run::read_test_json(&dir).unwrap();
+            let data = recheck_run(
+                &dir,
+                &test,
+                &faultline_checker::CheckOptions::default(),
+                &[],
+            )
+            .unwrap();
             assert_eq!(data.verdict(), expected, "{name}");
             let results = data.results.as_ref().unwrap();
             let stats = results.stats.as_ref().expect("stats written");
