@@ -460,6 +460,13 @@ impl Nemesis for FailoverNemesis {
 /// Two nemeses side by side (e.g. the scheduled faults and `failover`).
 pub struct BothNemeses(pub Arc<dyn Nemesis>, pub Arc<dyn Nemesis>);
 
+impl BothNemeses {
+    /// `first` beside the nemesis `test` already has: the one way a test gains a nemesis.
+    pub fn add_to(test: &mut faultline_core::run::Test, first: Arc<dyn Nemesis>) {
+        test.nemesis = Arc::new(BothNemeses(first, test.nemesis.clone()));
+    }
+}
+
 #[async_trait]
 impl Nemesis for BothNemeses {
     fn names(&self) -> Vec<String> {

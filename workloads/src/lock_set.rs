@@ -341,7 +341,7 @@ impl LockSetPlan {
     pub fn install(&self, test: &mut Test) {
         if self.pause.is_some() {
             let recorder: Arc<dyn Nemesis> = Arc::new(PauseRecorder(self.log.clone()));
-            test.nemesis = Arc::new(crate::lock_db::BothNemeses(recorder, test.nemesis.clone()));
+            crate::lock_db::BothNemeses::add_to(test, recorder);
         }
     }
 }

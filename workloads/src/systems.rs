@@ -576,7 +576,7 @@ pub fn push_perf(options: &mut RunOptions, perf: Value) -> bool {
 /// The scheduled nemesis beside the one a system built into its test (its own faults, or
 /// a watcher such as Redis's role watcher, which has no fault names but must run too).
 pub fn with_scheduled(test: &mut Test, scheduled: Arc<dyn faultline_core::nemesis::Nemesis>) {
-    test.nemesis = Arc::new(BothNemeses(scheduled, test.nemesis.clone()));
+    BothNemeses::add_to(test, scheduled);
 }
 
 #[cfg(test)]
