@@ -370,6 +370,54 @@ pub struct RedisLockProcess {
     node: Option<String>,
 }
 
+/// Why a bounded call to a redis-lock server did not answer: `definite` when the request
+/// certainly had no effect (refused, never connected), false when it may have been applied.
+pub(crate) struct CallFailed {
+    pub definite: bool,
+    pub why: String,
+}
+
+/// One request of redis-lock's own client on `addr`, reusing `conn` when it is to `addr`,
+/// with connecting and answering each bounded by `timeout`. A cancelled request takes its
+/// connection with it, so a late reply never answers the next command.
+pub(crate) async fn bounded_call<T, F>(
+    conn: &mut Option<RedisLockClient>,
+    addr: &str,
+    timeout: Duration,
+    call: impl FnOnce(RedisLockClient) -> F,
+) -> Result<T, CallFailed>
+where
+    F: std::future::Future<Output = (RedisLockClient, Result<T, ClientError>)>,
+{
+    let failed = |err: ClientError| CallFailed {
+        definite: err.is_definite(),
+        why: err.to_string(),
+    };
+    let client = match conn.take() {
+        Some(c) if c.addr() == addr => c,
+        _ => match tokio::time::timeout(timeout, RedisLockClient::connect(addr)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(err)) => return Err(failed(err)),
+            Err(_) => {
+                return Err(CallFailed {
+                    definite: true,
+                    why: format!("connecting to {addr} timed out"),
+                })
+            }
+        },
+    };
+    match tokio::time::timeout(timeout, call(client)).await {
+        Ok((client, answer)) => {
+            *conn = Some(client);
+            answer.map_err(failed)
+        }
+        Err(_) => Err(CallFailed {
+            definite: false,
+            why: format!("{addr} did not answer within {} ms", timeout.as_millis()),
+        }),
+    }
+}
+
 /// `ok`/`fail`/`info` of one call to the primary.
 async fn on_primary<T, F>(
     process: &mut RedisLockProcess,
@@ -384,35 +432,15 @@ where
     let i = primary.load(Ordering::SeqCst) % process.servers.len();
     let (host, addr) = process.servers[i].clone();
     process.node = Some(host);
-    let timeout = process.request_timeout;
-    let client = match conn.take() {
-        Some(c) if c.addr() == addr => c,
-        _ => match tokio::time::timeout(timeout, RedisLockClient::connect(&addr)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(err)) => return Err(Completion::fail(err.to_string())),
-            Err(_) => return Err(Completion::fail(format!("connecting to {addr} timed out"))),
-        },
-    };
-    match tokio::time::timeout(timeout, call(client)).await {
-        Ok((client, Ok(v))) => {
-            *conn = Some(client);
-            Ok(v)
-        }
-        Ok((client, Err(err))) => {
-            let definite = err.is_definite();
-            *conn = Some(client);
-            Err(if definite {
-                Completion::fail(err.to_string())
+    bounded_call(conn, &addr, process.request_timeout, call)
+        .await
+        .map_err(|f| {
+            if f.definite {
+                Completion::fail(f.why)
             } else {
-                Completion::info(err.to_string())
-            })
-        }
-        // The cancelled call discarded its connection; the request may have been applied.
-        Err(_) => Err(Completion::info(format!(
-            "{addr} did not answer within {} ms",
-            timeout.as_millis()
-        ))),
-    }
+                Completion::info(f.why)
+            }
+        })
 }
 
 impl RedisLockProcess {

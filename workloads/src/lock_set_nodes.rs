@@ -84,12 +84,6 @@ struct RedisLockSet {
     held: Option<Held>,
 }
 
-/// A failed Redis call as a step's error: a refused or unconnected command certainly did
-/// nothing; a lost connection or a timeout may have applied it.
-fn redis_step(err: ClientError) -> StepError {
-    StepError::classified(err.is_definite(), err)
-}
-
 impl RedisLockSet {
     /// The server that stores the set and, outside Redlock, grants the lock.
     fn store(&self) -> (String, String) {
@@ -110,28 +104,9 @@ impl RedisLockSet {
     {
         let (host, addr) = self.store();
         self.node = Some(host);
-        let client = match self.conn.take() {
-            Some(c) if c.addr() == addr => c,
-            _ => match tokio::time::timeout(timeout, RedisLockClient::connect(&addr)).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => return Err(redis_step(e)),
-                Err(_) => {
-                    return Err(StepError::Definite(format!(
-                        "connecting to {addr} timed out"
-                    )))
-                }
-            },
-        };
-        match tokio::time::timeout(timeout, request(client)).await {
-            Ok((client, answer)) => {
-                self.conn = Some(client);
-                answer.map_err(redis_step)
-            }
-            Err(_) => Err(StepError::Indefinite(format!(
-                "{addr} did not answer within {} ms",
-                timeout.as_millis()
-            ))),
-        }
+        crate::lock::bounded_call(&mut self.conn, &addr, timeout, request)
+            .await
+            .map_err(|f| StepError::classified(f.definite, f.why))
     }
 
     async fn acquire_once(&mut self, lock: &str, token: &str) -> Result<Option<Held>, StepError> {
