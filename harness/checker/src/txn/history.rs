@@ -107,20 +107,46 @@ pub struct Txn {
 #[derive(Debug, Clone, Default)]
 pub struct ListOrder {
     pub elems: Vec<Val>,
-    /// Positions of `elems`, to find duplicates as the list grows.
-    seen: FxHashMap<Val, u32>,
+    /// Positions of `elems`, to find duplicates as the list grows; only once the list is
+    /// longer than `SCAN_MAX` (most keys' lists are short, and a map per key was most of
+    /// the memory and time of growing them: a scan of a short list is as fast).
+    seen: Option<Box<FxHashMap<Val, u32>>>,
     /// Elements that appear twice in one read (key's longest or an odd read).
     pub duplicates: Vec<(Val, u32)>,
 }
 
+/// Lists up to this long are searched by a scan, longer ones through `ListOrder::seen`.
+const SCAN_MAX: usize = 64;
+
 impl ListOrder {
     pub fn contains(&self, v: Val) -> bool {
-        self.seen.contains_key(&v)
+        self.position(v).is_some()
     }
 
     /// Where `v` first appears.
     pub fn position(&self, v: Val) -> Option<u32> {
-        self.seen.get(&v).copied()
+        match &self.seen {
+            Some(seen) => seen.get(&v).copied(),
+            None => self.elems.iter().position(|&x| x == v).map(|p| p as u32),
+        }
+    }
+
+    /// Appends `v`, noting it as a duplicate when it is in the list already.
+    fn push(&mut self, v: Val) {
+        let pos = self.elems.len() as u32;
+        if self.contains(v) {
+            self.duplicates.push((v, pos));
+        } else if let Some(seen) = &mut self.seen {
+            seen.insert(v, pos);
+        }
+        self.elems.push(v);
+        if self.seen.is_none() && self.elems.len() > SCAN_MAX {
+            let mut seen = FxHashMap::default();
+            for (i, &x) in self.elems.iter().enumerate() {
+                seen.entry(x).or_insert(i as u32);
+            }
+            self.seen = Some(Box::new(seen));
+        }
     }
 }
 
@@ -299,8 +325,7 @@ impl History {
         for (k, &(n, val)) in appends.iter().enumerate() {
             let order = &mut self.orders[k];
             if n == 1 && order.elems.is_empty() {
-                order.elems.push(val);
-                order.seen.insert(val, 0);
+                order.push(val);
             }
         }
         for m in &mut self.mops {
@@ -384,16 +409,7 @@ impl History {
         if order.elems[..n] == vals[..n] {
             if vals.len() > order.elems.len() {
                 for &v in &vals[order.elems.len()..] {
-                    let pos = order.elems.len() as u32;
-                    match order.seen.entry(v) {
-                        std::collections::hash_map::Entry::Occupied(_) => {
-                            order.duplicates.push((v, pos))
-                        }
-                        std::collections::hash_map::Entry::Vacant(e) => {
-                            e.insert(pos);
-                        }
-                    }
-                    order.elems.push(v);
+                    order.push(v);
                 }
             }
             return ListRead::Prefix(vals.len() as u32);
