@@ -1377,6 +1377,83 @@ mod tests {
         assert_eq!(err, generic(&text).unwrap_err());
     }
 
+    /// What a history holds, in words that do not depend on how it was built.
+    fn contents(h: &History) -> String {
+        format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{}",
+            h.txns,
+            h.mops,
+            h.keys,
+            h.orders
+                .iter()
+                .map(|o| (&o.elems, &o.duplicates))
+                .collect::<Vec<_>>(),
+            h.odd_reads,
+            h.events,
+            {
+                let mut v: Vec<_> = h.versions.iter().collect();
+                v.sort();
+                v
+            },
+            h.other_ops
+        )
+    }
+
+    #[test]
+    fn the_block_reader_builds_what_the_generic_reader_and_from_ops_build() {
+        // Generated lines (all integers: the flat path), with stale reads, dirty aborts,
+        // info and fail, plus lines only the string-aware scanner or serde reads (string
+        // keys and values, versions, escapes, a nemesis op, an invoke whose completion
+        // has no value) and keys past the dense range.
+        let mut text = Vec::new();
+        let p = crate::txn::generate::Params {
+            seed: 7,
+            txns: 3000,
+            processes: 6,
+            active_keys: 4,
+            appends_per_key_max: 80,
+            info_fraction: 0.05,
+            fail_fraction: 0.05,
+            stale_read_p: 0.05,
+            dirty_fail_p: 0.5,
+            ..Default::default()
+        };
+        crate::txn::generate::write_history(&p, &mut text).unwrap();
+        let mut text = String::from_utf8(text).unwrap();
+        let mut index = 1_000_000u64;
+        for extra in [
+            r#""type":"invoke","process":900,"f":"txn","value":[["append","k",1],["w",5,"s"]]"#,
+            r#""type":"ok","process":900,"f":"txn","value":[["append","k",1],["w",5,"s",3]]"#,
+            r#""type":"invoke","process":901,"f":"txn","value":[["r","k\"q",null],["append",99999999999,4]]"#,
+            r#""type":"ok","process":901,"f":"txn","value":[["r","k\"q",[]],["append",99999999999,4]]"#,
+            r#""type":"info","process":"nemesis","f":"start-partition","value":{"n1":["n2"]}"#,
+            r#""type":"invoke","process":902,"f":"txn","value":[["append",-3,7],["r",-3,null]]"#,
+            r#""type":"info","process":902,"f":"txn""#,
+            r#""type":"invoke","process":903,"f":"txn","value":[["w",8,1,1],["r",8,null,2]]"#,
+            r#""type":"ok","process":903,"f":"txn","value":[]"#,
+            r#""type":"invoke","process":904,"f":"txn","value":[["append",1,123456]]"#,
+        ] {
+            text.push_str(&format!("{{\"index\":{index},\"time\":{index},{extra}}}\n"));
+            index += 1;
+        }
+        let block = read_jsonl(std::io::Cursor::new(&text), "h.jsonl").unwrap();
+        let ops: Vec<Op> = crate::history::HistoryReader::new(text.as_bytes(), "h.jsonl")
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let generic = History::from_ops(&ops).unwrap();
+        assert_eq!(contents(&block), contents(&generic));
+        for o in [Outcome::Ok, Outcome::Info, Outcome::Fail] {
+            assert!(
+                block.txns.iter().filter(|t| t.outcome == o).count() > 50,
+                "{o:?}"
+            );
+        }
+        assert!(block.keys.contains(&Key::Str("k\"q".into())));
+        assert!(block.keys.contains(&Key::Int(99999999999)));
+        // w 5 "s" 3, and the invoke's two of process 903 (its completion has none).
+        assert_eq!(block.versions.len(), 3);
+    }
+
     #[test]
     fn reads_that_do_not_fit_are_kept_apart() {
         let mut h = History::default();
