@@ -72,13 +72,19 @@ pub fn describe_list(h: &History, vals: &[Val]) -> String {
     list_text(h, vals)
 }
 
+/// A scoped thread's result; its panic goes on as this thread's.
+fn join<T>(t: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
 pub fn infer(h: &History) -> Facts {
     let n = h.txns.len();
-    // Two threads: the list keys' writers, checks and edges on this one; the checks of
-    // each txn against itself, lost updates and the register orders on the other. Each
-    // keeps its findings apart and they are joined in the order one thread would have
-    // found them, so the result does not depend on which finishes first.
-    let (mut f, (internal, lost, reg_next)) = std::thread::scope(|s| {
+    // Three threads: the checks of each txn against itself, lost updates and the register
+    // orders on one; the list keys' writers on this one, then their checks on another
+    // while this one draws their edges. Each keeps its findings apart and they are joined
+    // in the order one thread would have found them, so the result does not depend on
+    // which finishes first.
+    let mut f = std::thread::scope(|s| {
         let other = s.spawn(|| {
             let (mut internal, mut lost) = (Vec::new(), Vec::new());
             internal_cases(h, &mut internal);
@@ -87,24 +93,31 @@ pub fn infer(h: &History) -> Facts {
             register_order(h, &mut reg_next);
             (internal, lost, reg_next)
         });
-        let mut f = Facts {
-            writers: Writers::new(h),
-            longest_reader: vec![None; h.keys.len()],
-            reg_next: FxHashMap::default(),
-            cases: Vec::new(),
-            edges: Vec::new(),
-            committed: h.txns.iter().map(|t| t.outcome == Outcome::Ok).collect(),
-        };
-        list_cases(h, &mut f);
-        list_edges(h, &mut f);
-        let rest = other
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        (f, rest)
+        let writers = Writers::new(h);
+        let mut committed: Vec<bool> = h.txns.iter().map(|t| t.outcome == Outcome::Ok).collect();
+        let mut edges = Vec::new();
+        let (longest_reader, mut cases) = std::thread::scope(|s2| {
+            let checks = s2.spawn(|| {
+                let mut longest_reader = vec![None; h.keys.len()];
+                let mut cases = Vec::new();
+                list_cases(h, &writers, &mut longest_reader, &mut cases);
+                (longest_reader, cases)
+            });
+            list_edges(h, &writers.list, &mut committed, &mut edges);
+            join(checks)
+        });
+        let (internal, lost, reg_next) = join(other);
+        cases.extend(internal);
+        cases.extend(lost);
+        Facts {
+            writers,
+            longest_reader,
+            reg_next,
+            cases,
+            edges,
+            committed,
+        }
     });
-    f.cases.extend(internal);
-    f.cases.extend(lost);
-    f.reg_next = reg_next;
     register_edges(h, &mut f);
     debug_assert_eq!(f.committed.len(), n);
     f
@@ -221,8 +234,13 @@ impl ListWriters {
 
 /// Duplicates, garbage, aborted (G1a) and intermediate (G1b) reads, and reads that are not
 /// prefixes of the key's longest read (incompatible-order), for list keys.
-fn list_cases(h: &History, f: &mut Facts) {
-    let lw = &f.writers.list;
+fn list_cases(
+    h: &History,
+    writers: &Writers,
+    longest_reader: &mut [Option<u32>],
+    cases: &mut Vec<Case>,
+) {
+    let lw = &writers.list;
     // Which txn's read fixed each key's longest list.
     for (t, _) in h.txns.iter().enumerate() {
         for m in h.mops_of(t as u32) {
@@ -232,7 +250,7 @@ fn list_cases(h: &History, f: &mut Facts) {
             } = *m
             {
                 if len as usize == h.orders[key as usize].elems.len() && len > 0 {
-                    f.longest_reader[key as usize].get_or_insert(t as u32);
+                    longest_reader[key as usize].get_or_insert(t as u32);
                 }
             }
         }
@@ -242,9 +260,9 @@ fn list_cases(h: &History, f: &mut Facts) {
     for (k, order) in h.orders.iter().enumerate() {
         let key = k as u32;
         for &(v, pos) in &order.duplicates {
-            f.cases.push(Case {
+            cases.push(Case {
                 kind: "duplicate-elements",
-                txns: f.longest_reader[k].into_iter().collect(),
+                txns: longest_reader[k].into_iter().collect(),
                 key: Some(key),
                 explanation: format!(
                     "key {} was read with {} twice (again at position {pos}); each value is appended once",
@@ -268,7 +286,7 @@ fn list_cases(h: &History, f: &mut Facts) {
     }
     for &(odd, v) in &h.odd_duplicates {
         let (t, key, _) = &h.odd_reads[odd as usize];
-        f.cases.push(Case {
+        cases.push(Case {
             kind: "duplicate-elements",
             txns: vec![*t],
             key: Some(*key),
@@ -297,10 +315,9 @@ fn list_cases(h: &History, f: &mut Facts) {
                     (first_bad[k].1 < len).then_some(first_bad[k].1 as usize),
                 ),
                 ListRead::Odd(_) => (
-                    vals.iter()
-                        .position(|v| f.writers.get(h, key, *v).is_none()),
+                    vals.iter().position(|v| writers.get(h, key, *v).is_none()),
                     vals.iter().position(|v| {
-                        f.writers
+                        writers
                             .get(h, key, *v)
                             .is_some_and(|w| h.txns[w.txn as usize].outcome == Outcome::Fail)
                     }),
@@ -309,21 +326,21 @@ fn list_cases(h: &History, f: &mut Facts) {
             if let ListRead::Odd(_) = read {
                 let longest = &h.orders[k].elems;
                 let common = longest.iter().zip(vals).take_while(|(a, b)| a == b).count();
-                f.cases.push(Case {
+                cases.push(Case {
                     kind: "incompatible-order",
-                    txns: std::iter::once(t).chain(f.longest_reader[k]).collect(),
+                    txns: std::iter::once(t).chain(longest_reader[k]).collect(),
                     key: Some(key),
                     explanation: format!(
                         "T{t} read key {} as {}, which is not a prefix of the longest read {}{}: they agree on {common} element(s), then differ, so no single order of appends explains both",
                         h.key(key),
                         list_text(h, vals),
                         list_text(h, longest),
-                        f.longest_reader[k].map(|r| format!(" (by T{r})")).unwrap_or_default()
+                        longest_reader[k].map(|r| format!(" (by T{r})")).unwrap_or_default()
                     ),
                 });
             }
             if let Some(pos) = garbage_at {
-                f.cases.push(Case {
+                cases.push(Case {
                     kind: "garbage-read",
                     txns: vec![t],
                     key: Some(key),
@@ -336,11 +353,11 @@ fn list_cases(h: &History, f: &mut Facts) {
                 });
             }
             if let Some(pos) = failed_at {
-                let Some(w) = f.writers.get(h, key, vals[pos]) else {
+                let Some(w) = writers.get(h, key, vals[pos]) else {
                     continue;
                 };
                 let w = w.txn;
-                f.cases.push(Case {
+                cases.push(Case {
                     kind: "G1a",
                     txns: vec![w, t],
                     key: Some(key),
@@ -355,11 +372,11 @@ fn list_cases(h: &History, f: &mut Facts) {
             if let Some(&last) = vals.last() {
                 let writer = match read {
                     ListRead::Prefix(len) => lw.get(key, len as usize - 1),
-                    ListRead::Odd(_) => f.writers.get(h, key, last),
+                    ListRead::Odd(_) => writers.get(h, key, last),
                 };
                 if let Some(w) = writer {
                     if w.txn != t && !w.last {
-                        f.cases.push(Case {
+                        cases.push(Case {
                             kind: "G1b",
                             txns: vec![w.txn, t],
                             key: Some(key),
@@ -617,8 +634,12 @@ fn committed_writer(h: &History, f: &Facts, key: u32, val: Val) -> Option<u32> {
     (h.txns[w.txn as usize].outcome != Outcome::Fail).then_some(w.txn)
 }
 
-fn list_edges(h: &History, f: &mut Facts) {
-    let lw = &f.writers.list;
+fn list_edges(
+    h: &History,
+    lw: &ListWriters,
+    committed: &mut [bool],
+    out: &mut Vec<(u32, u32, u8)>,
+) {
     let mut edges = Vec::with_capacity(h.txns.len() * 3);
     let mut observed_info: Vec<u32> = Vec::new();
     for (k, order) in h.orders.iter().enumerate() {
@@ -709,9 +730,9 @@ fn list_edges(h: &History, f: &mut Facts) {
         }
     }
     for w in observed_info {
-        f.committed[w as usize] = true;
+        committed[w as usize] = true;
     }
-    f.edges.append(&mut edges);
+    out.append(&mut edges);
 }
 
 fn register_edges(h: &History, f: &mut Facts) {
