@@ -52,28 +52,33 @@ impl Graph {
             }
         }
         drop(fill);
-        // Merge parallel edges within each row, compacting in place.
-        let mut offsets = vec![0u32; n + 1];
-        let mut out = 0usize;
-        let mut row: Vec<(u32, u8)> = Vec::new();
-        for t in 0..n {
-            row.clear();
-            for i in counts[t] as usize..counts[t + 1] as usize {
-                row.push((targets[i], rels[i]));
-            }
-            row.sort_unstable_by_key(|e| e.0);
-            let start = out;
-            for &(b, r) in row.iter() {
-                if out > start && targets[out - 1] == b {
-                    rels[out - 1] |= r;
-                } else {
-                    targets[out] = b;
-                    rels[out] = r;
-                    out += 1;
-                }
-            }
-            offsets[t + 1] = out as u32;
-        }
+        // Merge parallel edges within each row, compacting in place: the first half of the
+        // rows on this thread, the second on another (each within its own part of the
+        // arrays), then the second's rows moved to follow the first's.
+        let mid = if n >= PARALLEL_ROWS_MIN { n / 2 } else { n };
+        let split = counts[mid] as usize;
+        let (ends_a, ends_b) = {
+            let (ta, tb) = targets.split_at_mut(split);
+            let (ra, rb) = rels.split_at_mut(split);
+            std::thread::scope(|s| {
+                let b = (mid < n).then(|| s.spawn(|| merge_rows(tb, rb, &counts[mid..])));
+                let a = merge_rows(ta, ra, &counts[..=mid]);
+                let b = b.map_or_else(Vec::new, |b| {
+                    b.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+                });
+                (a, b)
+            })
+        };
+        let out_a = ends_a.last().copied().unwrap_or(0) as usize;
+        let out_b = ends_b.last().copied().unwrap_or(0) as usize;
+        targets.copy_within(split..split + out_b, out_a);
+        rels.copy_within(split..split + out_b, out_a);
+        let out = out_a + out_b;
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0u32);
+        offsets.extend_from_slice(&ends_a);
+        offsets.extend(ends_b.iter().map(|e| e + out_a as u32));
+        debug_assert_eq!(offsets.len(), n + 1);
         targets.truncate(out);
         rels.truncate(out);
         targets.shrink_to_fit();
@@ -198,6 +203,38 @@ impl Graph {
         }
         (comp, comps)
     }
+}
+
+/// Below this many txns the rows are merged on one thread.
+const PARALLEL_ROWS_MIN: usize = 1 << 14;
+
+/// Sorts each row of `targets` / `rels` (row r at `counts[r] - counts[0]` up to
+/// `counts[r + 1] - counts[0]`) by target and merges the relations of parallel edges,
+/// compacting the rows to the front; returns where each row now ends.
+fn merge_rows(targets: &mut [u32], rels: &mut [u8], counts: &[u32]) -> Vec<u32> {
+    let base = counts[0] as usize;
+    let mut ends = Vec::with_capacity(counts.len().saturating_sub(1));
+    let mut out = 0usize;
+    let mut row: Vec<(u32, u8)> = Vec::new();
+    for w in counts.windows(2) {
+        row.clear();
+        for i in w[0] as usize - base..w[1] as usize - base {
+            row.push((targets[i], rels[i]));
+        }
+        row.sort_unstable_by_key(|e| e.0);
+        let start = out;
+        for &(b, r) in row.iter() {
+            if out > start && targets[out - 1] == b {
+                rels[out - 1] |= r;
+            } else {
+                targets[out] = b;
+                rels[out] = r;
+                out += 1;
+            }
+        }
+        ends.push(out as u32);
+    }
+    ends
 }
 
 /// A path found by [`shortest_path`]: the txns from `from` to `to` and the relation

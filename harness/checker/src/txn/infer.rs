@@ -95,16 +95,15 @@ pub fn infer(h: &History) -> Facts {
         });
         let writers = Writers::new(h);
         let mut committed: Vec<bool> = h.txns.iter().map(|t| t.outcome == Outcome::Ok).collect();
-        let mut edges = Vec::new();
-        let (longest_reader, mut cases) = std::thread::scope(|s2| {
+        let ((longest_reader, mut cases), edges) = std::thread::scope(|s2| {
             let checks = s2.spawn(|| {
                 let mut longest_reader = vec![None; h.keys.len()];
                 let mut cases = Vec::new();
                 list_cases(h, &writers, &mut longest_reader, &mut cases);
                 (longest_reader, cases)
             });
-            list_edges(h, &writers.list, &mut committed, &mut edges);
-            join(checks)
+            let edges = list_edges(h, &writers.list, &mut committed);
+            (join(checks), edges)
         });
         let (internal, lost, reg_next) = join(other);
         cases.extend(internal);
@@ -634,12 +633,7 @@ fn committed_writer(h: &History, f: &Facts, key: u32, val: Val) -> Option<u32> {
     (h.txns[w.txn as usize].outcome != Outcome::Fail).then_some(w.txn)
 }
 
-fn list_edges(
-    h: &History,
-    lw: &ListWriters,
-    committed: &mut [bool],
-    out: &mut Vec<(u32, u32, u8)>,
-) {
+fn list_edges(h: &History, lw: &ListWriters, committed: &mut [bool]) -> Vec<(u32, u32, u8)> {
     let mut edges = Vec::with_capacity(h.txns.len() * 3);
     let mut observed_info: Vec<u32> = Vec::new();
     for (k, order) in h.orders.iter().enumerate() {
@@ -732,7 +726,7 @@ fn list_edges(
     for w in observed_info {
         committed[w as usize] = true;
     }
-    out.append(&mut edges);
+    edges
 }
 
 fn register_edges(h: &History, f: &mut Facts) {
