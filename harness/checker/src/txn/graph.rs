@@ -387,6 +387,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rows_merged_on_two_threads_are_the_rows_merged_one_by_one() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for n in [
+            PARALLEL_ROWS_MIN - 1,
+            PARALLEL_ROWS_MIN + 1,
+            3 * PARALLEL_ROWS_MIN,
+        ] {
+            let edges: Vec<(u32, u32, u8)> = (0..4 * n)
+                .map(|_| {
+                    // Few distinct targets per row, so parallel edges are common.
+                    let a = rng.random_range(0..n as u32);
+                    let b = (a + rng.random_range(1..6)) % n as u32;
+                    (a, b, 1 << rng.random_range(0..5))
+                })
+                .collect();
+            let rt = Realtime {
+                starts: (0..=n as u32).map(|t| t.saturating_sub(1)).collect(),
+                preds: (0..n as u32 - 1).collect(),
+            };
+            let g = Graph::with_realtime(n, &edges, &rt);
+            let mut want: std::collections::BTreeMap<(u32, u32), u8> = Default::default();
+            for &(a, b, r) in &edges {
+                *want.entry((a, b)).or_default() |= r;
+            }
+            for t in 1..n as u32 {
+                *want.entry((t - 1, t)).or_default() |= REALTIME;
+            }
+            let got: Vec<((u32, u32), u8)> = (0..n as u32)
+                .flat_map(|a| g.out(a).map(move |(b, r)| ((a, b), r)))
+                .collect();
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "n = {n}");
+        }
+    }
+
+    #[test]
     fn sccs_and_paths() {
         // 0 → 1 → 2 → 0 (a cycle), 2 → 3, 3 → 4 → 3 (another).
         let edges = [
