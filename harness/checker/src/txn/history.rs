@@ -1460,8 +1460,7 @@ mod tests {
         };
         crate::txn::generate::write_history(&p, &mut text).unwrap();
         let mut text = String::from_utf8(text).unwrap();
-        let mut index = 1_000_000u64;
-        for extra in [
+        for (index, extra) in (1_000_000u64..).zip([
             r#""type":"invoke","process":900,"f":"txn","value":[["append","k",1],["w",5,"s"]]"#,
             r#""type":"ok","process":900,"f":"txn","value":[["append","k",1],["w",5,"s",3]]"#,
             r#""type":"invoke","process":901,"f":"txn","value":[["r","k\"q",null],["append",99999999999,4]]"#,
@@ -1472,9 +1471,8 @@ mod tests {
             r#""type":"invoke","process":903,"f":"txn","value":[["w",8,1,1],["r",8,null,2]]"#,
             r#""type":"ok","process":903,"f":"txn","value":[]"#,
             r#""type":"invoke","process":904,"f":"txn","value":[["append",1,123456]]"#,
-        ] {
+        ]) {
             text.push_str(&format!("{{\"index\":{index},\"time\":{index},{extra}}}\n"));
-            index += 1;
         }
         let block = read_jsonl(std::io::Cursor::new(&text), "h.jsonl").unwrap();
         let ops: Vec<Op> = crate::history::HistoryReader::new(text.as_bytes(), "h.jsonl")
