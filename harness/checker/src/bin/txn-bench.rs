@@ -2,10 +2,14 @@
 //! transactions from a simulated serializable store (with injected stale reads and aborted
 //! reads, ~1% info), each checked end to end — read the jsonl, check strict
 //! serializability, explain the anomalies, serialise the result — in a child process so
-//! its peak memory (VmHWM) is its own. Prints txns/s, peak memory and the time growth.
+//! its peak memory (VmHWM) is its own. Prints, per size, the child's wall time, user and
+//! system CPU, txns per second of wall time and per CPU second, peak memory, the phases
+//! (wall / CPU seconds each) and the growth exponent of the wall and CPU time from the
+//! size before; at the end the goals, met or not.
 //!
 //! Usage: txn-bench [--sizes 100000,1000000,10000000] [--seed N] [--dir DIR] [--keep]
-//!        txn-bench --check FILE [--consistency-model M]   (the child)
+//!        txn-bench --check FILE [--consistency-model M] [--result OUT]   (the child;
+//!        `--result` writes the verdict as JSON, its duration zeroed, to compare binaries)
 
 use faultline_checker::txn::{self, generate};
 use std::io::BufWriter;
@@ -59,7 +63,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-fn child(file: &str, model: &str) -> Result<(), String> {
+fn child(file: &str, model: &str, result: Option<&str>) -> Result<(), String> {
     let started = Instant::now();
     let f = std::fs::File::open(file).map_err(|e| format!("{file}: {e}"))?;
     let h = txn::history::read_jsonl(std::io::BufReader::with_capacity(1 << 20, f), file)?;
@@ -68,11 +72,26 @@ fn child(file: &str, model: &str) -> Result<(), String> {
         consistency_model: model.to_string(),
         ..Default::default()
     };
-    let mut phases = vec![("parse", parsed)];
-    let r = txn::check_timed(&h, &options, &mut phases)?;
-    let serialised = Instant::now();
+    let cpu = || {
+        let (u, s) = cpu_s();
+        u + s
+    };
+    let parse_cpu = cpu();
+    let mut phases = vec![("parse", parsed, parse_cpu)];
+    let r = txn::check_timed(&h, &options, &mut phases, cpu)?;
+    let serialised = (Instant::now(), cpu());
     let json = serde_json::to_string(&r).map_err(|e| e.to_string())?;
-    phases.push(("json", serialised.elapsed().as_secs_f64()));
+    phases.push((
+        "json",
+        serialised.0.elapsed().as_secs_f64(),
+        cpu() - serialised.1,
+    ));
+    if let Some(out) = result {
+        let mut same = r.clone();
+        same.duration_ms = 0.0;
+        let text = serde_json::to_string_pretty(&same).map_err(|e| e.to_string())?;
+        std::fs::write(out, text).map_err(|e| format!("{out}: {e}"))?;
+    }
     let total = started.elapsed().as_secs_f64();
     let (user, sys) = cpu_s();
     // One line the parent reads: txns, seconds, parse seconds, KiB, verdict, anomaly types,
@@ -90,7 +109,7 @@ fn child(file: &str, model: &str) -> Result<(), String> {
         "PHASES {}",
         phases
             .iter()
-            .map(|(name, s)| format!("{name} {s:.2}"))
+            .map(|(name, s, c)| format!("{name} {s:.2}/{c:.2}"))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -103,7 +122,7 @@ fn main() {
     let keep = args.iter().any(|a| a == "--keep");
     let model = arg(&args, "--consistency-model").unwrap_or_else(|| "strict-serializable".into());
     if let Some(file) = arg(&args, "--check") {
-        if let Err(e) = child(&file, &model) {
+        if let Err(e) = child(&file, &model, arg(&args, "--result").as_deref()) {
             eprintln!("txn-bench: {e}");
             std::process::exit(3);
         }
@@ -126,10 +145,20 @@ fn main() {
         load_average()
     );
     println!(
-        "{:>10} {:>9} {:>9} {:>12} {:>7} {:>7} {:>10} {:>9}  verdict / anomalies",
-        "txns", "file MB", "total s", "txns/s", "user s", "sys s", "peak MB", "growth"
+        "{:>10} {:>8} {:>8} {:>9} {:>7} {:>7} {:>10} {:>8} {:>7} {:>7}  verdict / anomalies",
+        "txns",
+        "file MB",
+        "wall s",
+        "txns/s",
+        "user s",
+        "sys s",
+        "txns/CPU s",
+        "peak MB",
+        "growth",
+        "CPU gr."
     );
-    let mut prev: Option<(usize, f64)> = None;
+    // (txns, wall s, CPU s, peak MB) of each size, for the growth and the goals.
+    let mut rows: Vec<(usize, f64, f64, f64)> = Vec::new();
     for n in sizes {
         let path = dir.join(format!(
             "faultline-txn-bench-{}-{n}.jsonl",
@@ -200,24 +229,78 @@ fn main() {
             .lines()
             .find_map(|l| l.strip_prefix("PHASES "))
             .unwrap_or("");
-        let growth = prev
-            .map(|(pn, ps)| format!("n^{:.2}", (secs / ps).ln() / (n as f64 / pn as f64).ln()))
-            .unwrap_or_else(|| "-".into());
+        let user: f64 = field(8).parse().unwrap_or(f64::NAN);
+        let sys: f64 = field(9).parse().unwrap_or(f64::NAN);
+        let cpu = user + sys;
+        let (growth, cpu_growth) = match rows.last() {
+            Some(&(pn, ps, pc, _)) => (
+                format!("n^{:.2}", exponent(pn, ps, txns, secs)),
+                format!("n^{:.2}", exponent(pn, pc, txns, cpu)),
+            ),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "{txns:>10} {mb:>9} {secs:>9.2} {:>12.0} {:>7} {:>7} {:>10.0} {growth:>9}  {} {}",
+            "{txns:>10} {mb:>8} {secs:>8.2} {:>9.0} {user:>7.2} {sys:>7.2} {:>10.0} {:>8.0} {growth:>7} {cpu_growth:>7}  {} {}",
             txns as f64 / secs,
-            field(8),
-            field(9),
+            txns as f64 / cpu,
             kb as f64 / 1024.0,
             field(5),
             field(6),
         );
         println!(
-            "{:>10} phases (s): {phases}; {} MB read from storage (parse {parse_s:.2} s)",
+            "{:>10} phases (wall/CPU s): {phases}; {} MB read from storage (parse {parse_s:.2} s); load average now {}",
             "",
-            field(10)
+            field(10),
+            load_average()
         );
-        prev = Some((n, secs));
+        rows.push((txns, secs, cpu, kb as f64 / 1024.0));
     }
     println!("txn-bench: load average at the end {}", load_average());
+    goals(&rows);
+}
+
+/// The exponent k of time growing as n^k from (n0, t0) to (n1, t1).
+fn exponent(n0: usize, t0: f64, n1: usize, t1: f64) -> f64 {
+    (t1 / t0).ln() / (n1 as f64 / n0 as f64).ln()
+}
+
+/// The benchmark's goals (issue #20): >= 300,000 txns/s of wall time at every size, the
+/// 10M history under 4 GB, and time growing no faster than n log n.
+fn goals(rows: &[(usize, f64, f64, f64)]) {
+    let Some(slowest) = rows
+        .iter()
+        .map(|r| r.0 as f64 / r.1)
+        .min_by(|a, b| a.total_cmp(b))
+    else {
+        return;
+    };
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "goal >= 300000 txns/s at every size: slowest {slowest:.0}/s, {}",
+        met(slowest >= 300_000.0)
+    );
+    if let Some(r) = rows.iter().find(|r| r.0 >= 10_000_000) {
+        println!(
+            "goal 10M under 4 GB peak: {:.0} MB, {}",
+            r.3,
+            met(r.3 < 4096.0)
+        );
+    }
+    if let [.., a, b] = rows {
+        // n log n from a to b, as an exponent of n over that range.
+        let nlogn = exponent(
+            a.0,
+            a.0 as f64 * (a.0 as f64).ln(),
+            b.0,
+            b.0 as f64 * (b.0 as f64).ln(),
+        );
+        let (wall, cpu) = (exponent(a.0, a.1, b.0, b.1), exponent(a.0, a.2, b.0, b.2));
+        println!(
+            "goal growth no worse than n log n (n^{nlogn:.3} from {} to {}): wall n^{wall:.3} {}, CPU n^{cpu:.3} {}",
+            a.0,
+            b.0,
+            met(wall <= nlogn),
+            met(cpu <= nlogn)
+        );
+    }
 }

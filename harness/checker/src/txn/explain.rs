@@ -37,8 +37,8 @@ pub fn edge(h: &History, f: &Facts, a: u32, b: u32, rel: u8) -> (Option<Key>, St
     }
 }
 
-fn writer_of(f: &Facts, key: u32, v: Val) -> Option<u32> {
-    f.writers.get(&(key, v)).map(|w| w.txn)
+fn writer_of(h: &History, f: &Facts, key: u32, v: Val) -> Option<u32> {
+    f.writers.get(h, key, v).map(|w| w.txn)
 }
 
 fn ww(h: &History, f: &Facts, a: u32, b: u32) -> (Option<Key>, String) {
@@ -52,11 +52,11 @@ fn ww(h: &History, f: &Facts, a: u32, b: u32) -> (Option<Key>, String) {
                 // The next element another txn appended, skipping a's own.
                 let Some(next) = order[pos + 1..]
                     .iter()
-                    .find(|v| writer_of(f, key, **v) != Some(a))
+                    .find(|v| writer_of(h, f, key, **v) != Some(a))
                 else {
                     continue;
                 };
-                if writer_of(f, key, *next) == Some(b) {
+                if writer_of(h, f, key, *next) == Some(b) {
                     let by = f.longest_reader[key as usize]
                         .map(|r| format!("T{r}'s read "))
                         .unwrap_or_default();
@@ -79,7 +79,7 @@ fn ww(h: &History, f: &Facts, a: u32, b: u32) -> (Option<Key>, String) {
             }
             Mop::Write { key, val } => {
                 for next in f.reg_next.get(&(key, Some(val))).into_iter().flatten() {
-                    if writer_of(f, key, *next) == Some(b) {
+                    if writer_of(h, f, key, *next) == Some(b) {
                         return (
                             Some(h.key(key).clone()),
                             format!(
@@ -109,7 +109,7 @@ fn wr(h: &History, f: &Facts, a: u32, b: u32) -> (Option<Key>, String) {
             } => {
                 let vals = h.list_read(key, read);
                 if let Some(&last) = vals.last() {
-                    if writer_of(f, key, last) == Some(a) {
+                    if writer_of(h, f, key, last) == Some(a) {
                         return (
                             Some(h.key(key).clone()),
                             format!(
@@ -127,7 +127,7 @@ fn wr(h: &History, f: &Facts, a: u32, b: u32) -> (Option<Key>, String) {
                 val: Some(v),
                 known: true,
                 ..
-            } if writer_of(f, key, v) == Some(a) => {
+            } if writer_of(h, f, key, v) == Some(a) => {
                 return (
                     Some(h.key(key).clone()),
                     format!(
@@ -152,7 +152,7 @@ fn rw(h: &History, f: &Facts, a: u32, b: u32) -> (Option<Key>, String) {
             } => {
                 let order = &h.orders[key as usize].elems;
                 if let Some(&next) = order.get(len as usize) {
-                    if writer_of(f, key, next) == Some(b) {
+                    if writer_of(h, f, key, next) == Some(b) {
                         let by = f.longest_reader[key as usize]
                             .map(|r| format!(" (T{r} read {})", describe_list(h, order)))
                             .unwrap_or_default();
@@ -175,7 +175,7 @@ fn rw(h: &History, f: &Facts, a: u32, b: u32) -> (Option<Key>, String) {
                 ..
             } => {
                 for next in f.reg_next.get(&(key, val)).into_iter().flatten() {
-                    if writer_of(f, key, *next) == Some(b) {
+                    if writer_of(h, f, key, *next) == Some(b) {
                         return (
                             Some(h.key(key).clone()),
                             format!(

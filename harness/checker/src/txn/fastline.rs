@@ -5,7 +5,9 @@
 //! line, and serde's parser (`history::parse_line`) reads it instead, so both agree on every
 //! line and errors are always serde's.
 
-use super::history::{MopF, ParsedLine, RawMop, RawVal, Scalar};
+use super::history::{
+    FlatBuf, FlatMop, FlatVal, Head, LineMops, MopF, ParsedLine, RawMop, RawVal, Scalar,
+};
 use crate::history::{Key, OpType};
 
 struct Cur<'a> {
@@ -29,8 +31,10 @@ impl<'a> Cur<'a> {
         (self.peek()? == c).then(|| self.i += 1)
     }
 
-    /// A string without escapes (an escape gives up: serde decodes those).
-    fn str(&mut self) -> Option<&'a str> {
+    /// A string without escapes (an escape gives up: serde decodes those), as bytes: the
+    /// names compared against known ones need no UTF-8 check (one that matches is UTF-8);
+    /// see [`Cur::str`] for the others.
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
         let rest = &self.b[start..];
@@ -41,7 +45,12 @@ impl<'a> Cur<'a> {
             return None;
         }
         self.i = start + end + 1;
-        std::str::from_utf8(&rest[..end]).ok()
+        Some(&rest[..end])
+    }
+
+    /// A string without escapes, valid UTF-8.
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
 
     /// An integer that is not followed by a fraction or exponent.
@@ -151,12 +160,7 @@ impl<'a> Cur<'a> {
     /// `[f, key, value]` or `[f, key, value, version]`.
     fn mop(&mut self) -> Option<RawMop> {
         self.eat(b'[')?;
-        let f = match self.str()? {
-            "append" => MopF::Append,
-            "r" => MopF::Read,
-            "w" => MopF::Write,
-            _ => return None,
-        };
+        let f = mop_f(self.bytes()?)?;
         self.eat(b',')?;
         let key = match self.scalar()? {
             Scalar::Int(k) => Key::Int(k),
@@ -171,19 +175,7 @@ impl<'a> Cur<'a> {
             b'[' => RawVal::List(self.list(Self::scalar)?),
             _ => RawVal::One(self.scalar()?),
         };
-        let version = match self.peek()? {
-            b',' => {
-                self.i += 1;
-                match self.peek()? {
-                    b'n' => {
-                        self.null()?;
-                        None
-                    }
-                    _ => Some(self.int()?),
-                }
-            }
-            _ => None,
-        };
+        let version = self.version()?;
         self.eat(b']')?;
         Some(RawMop {
             f,
@@ -205,46 +197,160 @@ impl<'a> Cur<'a> {
             _ => None,
         }
     }
+
+    /// [`Cur::mops`] of integers only, into `buf`: `Some(Some((start, len)))` of
+    /// `buf.mops`. `None` also for a string key or value (the caller then reads the line
+    /// with [`parse`]); what it pushed before giving up is the caller's to drop.
+    fn flat_mops(&mut self, buf: &mut FlatBuf) -> Option<Option<(u32, u32)>> {
+        match self.peek()? {
+            b'n' => {
+                self.null()?;
+                Some(None)
+            }
+            b'[' => {
+                self.i += 1;
+                let start = buf.mops.len();
+                if self.eat(b']').is_none() {
+                    loop {
+                        let m = self.flat_mop(&mut buf.vals)?;
+                        buf.mops.push(m);
+                        match self.peek()? {
+                            b',' => self.i += 1,
+                            b']' => {
+                                self.i += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                Some(Some((start as u32, (buf.mops.len() - start) as u32)))
+            }
+            _ => None,
+        }
+    }
+
+    /// [`Cur::mop`] of integers only; a list read's elements go to `vals`.
+    fn flat_mop(&mut self, vals: &mut Vec<i64>) -> Option<FlatMop> {
+        self.eat(b'[')?;
+        let f = mop_f(self.bytes()?)?;
+        self.eat(b',')?;
+        let key = self.int()?;
+        self.eat(b',')?;
+        let value = match self.peek()? {
+            b'n' => {
+                self.null()?;
+                FlatVal::Nil
+            }
+            b'[' => {
+                self.i += 1;
+                let start = vals.len();
+                if self.eat(b']').is_none() {
+                    loop {
+                        vals.push(self.int()?);
+                        match self.peek()? {
+                            b',' => self.i += 1,
+                            b']' => {
+                                self.i += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                FlatVal::List(start as u32, (vals.len() - start) as u32)
+            }
+            _ => FlatVal::One(self.int()?),
+        };
+        let version = self.version()?;
+        self.eat(b']')?;
+        Some(FlatMop {
+            f,
+            key,
+            value,
+            version,
+        })
+    }
+
+    /// A micro-op's optional fourth element (after its value).
+    fn version(&mut self) -> Option<Option<i64>> {
+        Some(match self.peek()? {
+            b',' => {
+                self.i += 1;
+                match self.peek()? {
+                    b'n' => {
+                        self.null()?;
+                        None
+                    }
+                    _ => Some(self.int()?),
+                }
+            }
+            _ => None,
+        })
+    }
 }
 
-/// Parses one line as `history::parse_line` would, or `None` to leave it to that.
-pub fn parse(text: &[u8]) -> Option<ParsedLine> {
+fn mop_f(name: &[u8]) -> Option<MopF> {
+    match name {
+        b"append" => Some(MopF::Append),
+        b"r" => Some(MopF::Read),
+        b"w" => Some(MopF::Write),
+        _ => None,
+    }
+}
+
+/// The fields of a line the checker reads; `mops` as its value reader found them.
+struct Fields<M> {
+    kind: OpType,
+    process: Option<u64>,
+    index: u64,
+    time: u64,
+    txn: bool,
+    mops: Option<M>,
+}
+
+/// Reads a line's fields, its `value` with `value` (`Some(None)`: null; `None`: not
+/// micro-ops, skipped — an error on a txn line, which serde then reports).
+fn fields<'a, M>(
+    text: &'a [u8],
+    mut value: impl FnMut(&mut Cur<'a>) -> Option<Option<M>>,
+) -> Option<Fields<M>> {
     let mut c = Cur { b: text, i: 0 };
     c.eat(b'{')?;
     let (mut index, mut time, mut kind, mut process, mut txn) = (None, None, None, None, None);
-    let mut value: Option<Option<Vec<RawMop>>> = None;
+    let mut mops: Option<Option<M>> = None;
     let mut value_seen = false;
     if c.eat(b'}').is_none() {
         loop {
-            let field = c.str()?;
+            let field = c.bytes()?;
             c.eat(b':')?;
             // A field given twice is an error for serde; let it say so.
             match field {
-                "index" if index.is_none() => index = Some(u64::try_from(c.int()?).ok()?),
-                "time" if time.is_none() => time = Some(u64::try_from(c.int()?).ok()?),
-                "type" if kind.is_none() => {
-                    kind = Some(match c.str()? {
-                        "invoke" => OpType::Invoke,
-                        "ok" => OpType::Ok,
-                        "fail" => OpType::Fail,
-                        "info" => OpType::Info,
+                b"index" if index.is_none() => index = Some(u64::try_from(c.int()?).ok()?),
+                b"time" if time.is_none() => time = Some(u64::try_from(c.int()?).ok()?),
+                b"type" if kind.is_none() => {
+                    kind = Some(match c.bytes()? {
+                        b"invoke" => OpType::Invoke,
+                        b"ok" => OpType::Ok,
+                        b"fail" => OpType::Fail,
+                        b"info" => OpType::Info,
                         _ => return None,
                     })
                 }
-                "process" if process.is_none() => {
+                b"process" if process.is_none() => {
                     process = Some(match c.peek()? {
-                        b'"' => match c.str()? {
-                            "nemesis" => None,
+                        b'"' => match c.bytes()? {
+                            b"nemesis" => None,
                             _ => return None,
                         },
                         _ => Some(u64::try_from(c.int()?).ok()?),
                     })
                 }
-                "f" if txn.is_none() => txn = Some(c.str()? == "txn"),
-                "value" if !value_seen => {
+                b"f" if txn.is_none() => txn = Some(c.str()? == "txn"),
+                b"value" if !value_seen => {
                     value_seen = true;
                     let start = c.i;
-                    value = match c.mops() {
+                    mops = match value(&mut c) {
                         Some(v) => Some(v),
                         None => {
                             // Not micro-ops: fine on a non-txn line, known once `f` is.
@@ -254,8 +360,12 @@ pub fn parse(text: &[u8]) -> Option<ParsedLine> {
                         }
                     };
                 }
-                "index" | "time" | "type" | "process" | "f" | "value" => return None,
-                _ => c.skip()?,
+                b"index" | b"time" | b"type" | b"process" | b"f" | b"value" => return None,
+                // serde wants every field name to be UTF-8.
+                other => {
+                    std::str::from_utf8(other).ok()?;
+                    c.skip()?
+                }
             }
             match c.peek()? {
                 b',' => c.i += 1,
@@ -272,20 +382,52 @@ pub fn parse(text: &[u8]) -> Option<ParsedLine> {
         return None;
     }
     let txn = txn?;
-    let mops = match (value_seen, value) {
+    let mops = match (value_seen, mops) {
         (false, _) => None,
         (true, Some(v)) => v,
         // A value that is not micro-ops: serde's error on a txn, ignored otherwise.
         (true, None) if txn => return None,
         (true, None) => None,
     };
-    Some(ParsedLine {
+    Some(Fields {
         kind: kind?,
         process: process?,
         index: index?,
         time: time?,
         txn,
         mops,
+    })
+}
+
+/// Parses one line as `history::parse_line` would, or `None` to leave it to that.
+pub fn parse(text: &[u8]) -> Option<ParsedLine> {
+    let f = fields(text, Cur::mops)?;
+    Some(ParsedLine {
+        kind: f.kind,
+        process: f.process,
+        index: f.index,
+        time: f.time,
+        txn: f.txn,
+        mops: f.mops,
+    })
+}
+
+/// [`parse`] for a line whose keys and values are all integers (what faultline's
+/// workloads write), its micro-ops pushed flat into `buf` instead of a vector each.
+/// `None` for any other line (and then what it pushed is the caller's to drop): the
+/// caller reads it with [`parse`] or serde.
+pub fn parse_flat(text: &[u8], buf: &mut FlatBuf) -> Option<Head> {
+    let f = fields(text, |c| c.flat_mops(buf))?;
+    Some(Head {
+        kind: f.kind,
+        process: f.process,
+        index: f.index,
+        time: f.time,
+        txn: f.txn,
+        mops: match f.mops {
+            Some((start, len)) => LineMops::Flat(start, len),
+            None => LineMops::Absent,
+        },
     })
 }
 

@@ -52,28 +52,33 @@ impl Graph {
             }
         }
         drop(fill);
-        // Merge parallel edges within each row, compacting in place.
-        let mut offsets = vec![0u32; n + 1];
-        let mut out = 0usize;
-        let mut row: Vec<(u32, u8)> = Vec::new();
-        for t in 0..n {
-            row.clear();
-            for i in counts[t] as usize..counts[t + 1] as usize {
-                row.push((targets[i], rels[i]));
-            }
-            row.sort_unstable_by_key(|e| e.0);
-            let start = out;
-            for &(b, r) in row.iter() {
-                if out > start && targets[out - 1] == b {
-                    rels[out - 1] |= r;
-                } else {
-                    targets[out] = b;
-                    rels[out] = r;
-                    out += 1;
-                }
-            }
-            offsets[t + 1] = out as u32;
-        }
+        // Merge parallel edges within each row, compacting in place: the first half of the
+        // rows on this thread, the second on another (each within its own part of the
+        // arrays), then the second's rows moved to follow the first's.
+        let mid = if n >= PARALLEL_ROWS_MIN { n / 2 } else { n };
+        let split = counts[mid] as usize;
+        let (ends_a, ends_b) = {
+            let (ta, tb) = targets.split_at_mut(split);
+            let (ra, rb) = rels.split_at_mut(split);
+            std::thread::scope(|s| {
+                let b = (mid < n).then(|| s.spawn(|| merge_rows(tb, rb, &counts[mid..])));
+                let a = merge_rows(ta, ra, &counts[..=mid]);
+                let b = b.map_or_else(Vec::new, |b| {
+                    b.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+                });
+                (a, b)
+            })
+        };
+        let out_a = ends_a.last().copied().unwrap_or(0) as usize;
+        let out_b = ends_b.last().copied().unwrap_or(0) as usize;
+        targets.copy_within(split..split + out_b, out_a);
+        rels.copy_within(split..split + out_b, out_a);
+        let out = out_a + out_b;
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0u32);
+        offsets.extend_from_slice(&ends_a);
+        offsets.extend(ends_b.iter().map(|e| e + out_a as u32));
+        debug_assert_eq!(offsets.len(), n + 1);
         targets.truncate(out);
         rels.truncate(out);
         targets.shrink_to_fit();
@@ -198,6 +203,38 @@ impl Graph {
         }
         (comp, comps)
     }
+}
+
+/// Below this many txns the rows are merged on one thread.
+const PARALLEL_ROWS_MIN: usize = 1 << 14;
+
+/// Sorts each row of `targets` / `rels` (row r at `counts[r] - counts[0]` up to
+/// `counts[r + 1] - counts[0]`) by target and merges the relations of parallel edges,
+/// compacting the rows to the front; returns where each row now ends.
+fn merge_rows(targets: &mut [u32], rels: &mut [u8], counts: &[u32]) -> Vec<u32> {
+    let base = counts[0] as usize;
+    let mut ends = Vec::with_capacity(counts.len().saturating_sub(1));
+    let mut out = 0usize;
+    let mut row: Vec<(u32, u8)> = Vec::new();
+    for w in counts.windows(2) {
+        row.clear();
+        for i in w[0] as usize - base..w[1] as usize - base {
+            row.push((targets[i], rels[i]));
+        }
+        row.sort_unstable_by_key(|e| e.0);
+        let start = out;
+        for &(b, r) in row.iter() {
+            if out > start && targets[out - 1] == b {
+                rels[out - 1] |= r;
+            } else {
+                targets[out] = b;
+                rels[out] = r;
+                out += 1;
+            }
+        }
+        ends.push(out as u32);
+    }
+    ends
 }
 
 /// A path found by [`shortest_path`]: the txns from `from` to `to` and the relation
@@ -348,6 +385,42 @@ pub fn realtime_edges(h: &History, committed: &[bool]) -> Realtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_merged_on_two_threads_are_the_rows_merged_one_by_one() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for n in [
+            PARALLEL_ROWS_MIN - 1,
+            PARALLEL_ROWS_MIN + 1,
+            3 * PARALLEL_ROWS_MIN,
+        ] {
+            let edges: Vec<(u32, u32, u8)> = (0..4 * n)
+                .map(|_| {
+                    // Few distinct targets per row, so parallel edges are common.
+                    let a = rng.random_range(0..n as u32);
+                    let b = (a + rng.random_range(1..6)) % n as u32;
+                    (a, b, 1 << rng.random_range(0..5))
+                })
+                .collect();
+            let rt = Realtime {
+                starts: (0..=n as u32).map(|t| t.saturating_sub(1)).collect(),
+                preds: (0..n as u32 - 1).collect(),
+            };
+            let g = Graph::with_realtime(n, &edges, &rt);
+            let mut want: std::collections::BTreeMap<(u32, u32), u8> = Default::default();
+            for &(a, b, r) in &edges {
+                *want.entry((a, b)).or_default() |= r;
+            }
+            for t in 1..n as u32 {
+                *want.entry((t - 1, t)).or_default() |= REALTIME;
+            }
+            let got: Vec<((u32, u32), u8)> = (0..n as u32)
+                .flat_map(|a| g.out(a).map(move |(b, r)| ((a, b), r)))
+                .collect();
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "n = {n}");
+        }
+    }
 
     #[test]
     fn sccs_and_paths() {

@@ -45,6 +45,129 @@ pub struct RawMop {
     pub version: Option<i64>,
 }
 
+/// A micro-op of integers as the byte scanner read it, kept flat in its block's
+/// [`FlatBuf`] (no vector per line or per read).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlatMop {
+    pub f: MopF,
+    pub key: i64,
+    pub value: FlatVal,
+    pub version: Option<i64>,
+}
+
+/// A [`FlatMop`]'s value; a list is `(start, len)` in its buffer's `vals`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FlatVal {
+    Nil,
+    One(i64),
+    List(u32, u32),
+}
+
+/// The micro-ops of the lines of one block, flat.
+#[derive(Debug, Default)]
+pub struct FlatBuf {
+    pub mops: Vec<FlatMop>,
+    pub vals: Vec<i64>,
+}
+
+impl FlatBuf {
+    fn clear(&mut self) {
+        self.mops.clear();
+        self.vals.clear();
+    }
+
+    /// A flat value as [`RawVal`], for an error's words.
+    fn raw(&self, v: FlatVal) -> RawVal {
+        match v {
+            FlatVal::Nil => RawVal::Nil,
+            FlatVal::One(v) => RawVal::One(Scalar::Int(v)),
+            FlatVal::List(start, len) => RawVal::List(
+                self.vals[start as usize..(start + len) as usize]
+                    .iter()
+                    .map(|v| Scalar::Int(*v))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Copies `mops` (whose lists are in `from`) to the end of this buffer.
+    fn extend_from(&mut self, mops: &[FlatMop], from: &FlatBuf) {
+        for m in mops {
+            let mut m = *m;
+            if let FlatVal::List(start, len) = m.value {
+                let at = self.vals.len() as u32;
+                self.vals
+                    .extend_from_slice(&from.vals[start as usize..(start + len) as usize]);
+                m.value = FlatVal::List(at, len);
+            }
+            self.mops.push(m);
+        }
+    }
+}
+
+/// A line's micro-ops: none (null or absent), read by serde or the string-aware scanner,
+/// or `(start, len)` in its block's [`FlatBuf`].
+#[derive(Debug)]
+pub enum LineMops {
+    Absent,
+    Raw(Vec<RawMop>),
+    Flat(u32, u32),
+}
+
+/// One parsed line, its micro-ops as [`LineMops`] (the block reader's form of
+/// [`ParsedLine`]).
+#[derive(Debug)]
+pub struct Head {
+    pub kind: OpType,
+    pub process: Option<u64>,
+    pub index: u64,
+    pub time: u64,
+    pub txn: bool,
+    pub mops: LineMops,
+}
+
+impl From<ParsedLine> for Head {
+    fn from(p: ParsedLine) -> Head {
+        Head {
+            kind: p.kind,
+            process: p.process,
+            index: p.index,
+            time: p.time,
+            txn: p.txn,
+            mops: p.mops.map_or(LineMops::Absent, LineMops::Raw),
+        }
+    }
+}
+
+/// An event's micro-ops as given to [`History::event_of`].
+enum Given<'a> {
+    None,
+    Raw(Vec<RawMop>),
+    Flat(&'a [FlatMop], &'a FlatBuf),
+}
+
+/// An open txn's micro-ops, as its invoke gave them.
+#[derive(Debug)]
+enum Invoked {
+    Raw(Vec<RawMop>),
+    /// Copied out of the block (which is reused), into a buffer of its own.
+    Flat(FlatBuf),
+}
+
+impl Invoked {
+    fn is_empty(&self) -> bool {
+        match self {
+            Invoked::Raw(m) => m.is_empty(),
+            Invoked::Flat(b) => b.mops.is_empty(),
+        }
+    }
+}
+
+/// Integer keys below this are interned through a vector indexed by the key (faultline's
+/// workloads number their keys from 0); others through a map.
+const DENSE_KEY_MAX: i64 = 1 << 22;
+const NO_KEY: u32 = u32::MAX;
+
 /// How a transaction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,20 +230,46 @@ pub struct Txn {
 #[derive(Debug, Clone, Default)]
 pub struct ListOrder {
     pub elems: Vec<Val>,
-    /// Positions of `elems`, to find duplicates as the list grows.
-    seen: FxHashMap<Val, u32>,
+    /// Positions of `elems`, to find duplicates as the list grows; only once the list is
+    /// longer than `SCAN_MAX` (most keys' lists are short, and a map per key was most of
+    /// the memory and time of growing them: a scan of a short list is as fast).
+    seen: Option<Box<FxHashMap<Val, u32>>>,
     /// Elements that appear twice in one read (key's longest or an odd read).
     pub duplicates: Vec<(Val, u32)>,
 }
 
+/// Lists up to this long are searched by a scan, longer ones through `ListOrder::seen`.
+const SCAN_MAX: usize = 64;
+
 impl ListOrder {
     pub fn contains(&self, v: Val) -> bool {
-        self.seen.contains_key(&v)
+        self.position(v).is_some()
     }
 
     /// Where `v` first appears.
     pub fn position(&self, v: Val) -> Option<u32> {
-        self.seen.get(&v).copied()
+        match &self.seen {
+            Some(seen) => seen.get(&v).copied(),
+            None => self.elems.iter().position(|&x| x == v).map(|p| p as u32),
+        }
+    }
+
+    /// Appends `v`, noting it as a duplicate when it is in the list already.
+    fn push(&mut self, v: Val) {
+        let pos = self.elems.len() as u32;
+        if self.contains(v) {
+            self.duplicates.push((v, pos));
+        } else if let Some(seen) = &mut self.seen {
+            seen.insert(v, pos);
+        }
+        self.elems.push(v);
+        if self.seen.is_none() && self.elems.len() > SCAN_MAX {
+            let mut seen = FxHashMap::default();
+            for (i, &x) in self.elems.iter().enumerate() {
+                seen.entry(x).or_insert(i as u32);
+            }
+            self.seen = Some(Box::new(seen));
+        }
     }
 }
 
@@ -131,6 +280,8 @@ pub struct History {
     pub mops: Vec<Mop>,
     pub keys: Vec<Key>,
     key_ids: FxHashMap<Key, u32>,
+    /// Ids of integer keys in `0..DENSE_KEY_MAX`, by key (`NO_KEY`: not seen).
+    dense_key_ids: Vec<u32>,
     strs: Vec<String>,
     str_ids: FxHashMap<String, i64>,
     /// Per key: its longest list (list-append keys).
@@ -144,7 +295,9 @@ pub struct History {
     pub odd_duplicates: Vec<(u32, Val)>,
     /// Events in file order: (txn, completion?) — the real-time order.
     pub events: Vec<(u32, bool)>,
-    open: FxHashMap<u64, (u32, Vec<RawMop>)>,
+    open: FxHashMap<u64, (u32, Invoked)>,
+    /// Buffers of completed invokes' micro-ops, for the next invokes.
+    spare_invoked: Vec<FlatBuf>,
     /// Non-transaction client ops seen (they are left out; the result says how many).
     pub other_ops: usize,
     /// Set when a txn mixes list and register micro-ops on one key, or such.
@@ -186,12 +339,45 @@ impl History {
     }
 
     fn intern_key(&mut self, k: Key) -> u32 {
+        if let Key::Int(i) = k {
+            return self.intern_int_key(i);
+        }
         if let Some(&id) = self.key_ids.get(&k) {
             return id;
         }
-        let id = self.keys.len() as u32;
-        self.keys.push(k.clone());
+        let id = self.new_key(k.clone());
         self.key_ids.insert(k, id);
+        id
+    }
+
+    fn intern_int_key(&mut self, k: i64) -> u32 {
+        if !(0..DENSE_KEY_MAX).contains(&k) {
+            let key = Key::Int(k);
+            if let Some(&id) = self.key_ids.get(&key) {
+                return id;
+            }
+            let id = self.new_key(key.clone());
+            self.key_ids.insert(key, id);
+            return id;
+        }
+        let i = k as usize;
+        if i >= self.dense_key_ids.len() {
+            let len = (i + 1).next_power_of_two().max(1024);
+            self.dense_key_ids.resize(len, NO_KEY);
+        }
+        match self.dense_key_ids[i] {
+            NO_KEY => {
+                let id = self.new_key(Key::Int(k));
+                self.dense_key_ids[i] = id;
+                id
+            }
+            id => id,
+        }
+    }
+
+    fn new_key(&mut self, k: Key) -> u32 {
+        let id = self.keys.len() as u32;
+        self.keys.push(k);
         self.orders.push(ListOrder::default());
         id
     }
@@ -224,6 +410,18 @@ impl History {
         time: u64,
         mops: Option<Vec<RawMop>>,
     ) -> Result<(), String> {
+        let given = mops.map_or(Given::None, Given::Raw);
+        self.event_of(kind, process, index, time, given)
+    }
+
+    fn event_of(
+        &mut self,
+        kind: OpType,
+        process: u64,
+        index: u64,
+        time: u64,
+        mops: Given<'_>,
+    ) -> Result<(), String> {
         match kind {
             OpType::Invoke => {
                 let id = self.txns.len() as u32;
@@ -243,7 +441,16 @@ impl History {
                     mops_len: 0,
                 });
                 self.events.push((id, false));
-                self.open.insert(process, (id, mops.unwrap_or_default()));
+                let invoked = match mops {
+                    Given::None => Invoked::Raw(Vec::new()),
+                    Given::Raw(m) => Invoked::Raw(m),
+                    Given::Flat(m, buf) => {
+                        let mut own = self.spare_invoked.pop().unwrap_or_default();
+                        own.extend_from(m, buf);
+                        Invoked::Flat(own)
+                    }
+                };
+                self.open.insert(process, (id, invoked));
             }
             OpType::Ok | OpType::Fail | OpType::Info => {
                 let Some((id, invoked)) = self.open.remove(&process) else {
@@ -259,9 +466,11 @@ impl History {
                     OpType::Fail => Outcome::Fail,
                     _ => Outcome::Info,
                 };
-                let mops = match mops {
-                    Some(m) if !m.is_empty() || invoked.is_empty() => m,
-                    _ => invoked,
+                // The completion's micro-ops, unless it has none and the invoke had some.
+                let completion = match &mops {
+                    Given::None => false,
+                    Given::Raw(m) => !m.is_empty() || invoked.is_empty(),
+                    Given::Flat(m, _) => !m.is_empty() || invoked.is_empty(),
                 };
                 {
                     let t = &mut self.txns[id as usize];
@@ -270,7 +479,26 @@ impl History {
                     t.complete_time = Some(time);
                 }
                 self.events.push((id, true));
-                self.add_mops(id, mops)?;
+                let added = match (completion, mops) {
+                    (true, Given::Raw(m)) => self.add_mops(id, m),
+                    (true, Given::Flat(m, buf)) => self.add_flat(id, m, buf),
+                    _ => Ok(()),
+                };
+                let added = added.and_then(|()| match invoked {
+                    Invoked::Raw(m) if !completion => self.add_mops(id, m),
+                    Invoked::Raw(_) => Ok(()),
+                    Invoked::Flat(mut buf) => {
+                        let r = if completion {
+                            Ok(())
+                        } else {
+                            self.add_flat(id, &buf.mops, &buf)
+                        };
+                        buf.clear();
+                        self.spare_invoked.push(buf);
+                        r
+                    }
+                });
+                added?;
             }
         }
         Ok(())
@@ -282,8 +510,12 @@ impl History {
         let mut open: Vec<_> = self.open.drain().collect();
         open.sort_by_key(|(_, (id, _))| *id);
         for (_, (id, mops)) in open {
-            self.add_mops(id, mops)?;
+            match mops {
+                Invoked::Raw(m) => self.add_mops(id, m)?,
+                Invoked::Flat(buf) => self.add_flat(id, &buf.mops, &buf)?,
+            }
         }
+        self.spare_invoked = Vec::new();
         // Per key: how many appends, and the last one.
         let mut appends: Vec<(u32, Val)> = vec![(0, 0); self.keys.len()];
         for m in &self.mops {
@@ -299,8 +531,7 @@ impl History {
         for (k, &(n, val)) in appends.iter().enumerate() {
             let order = &mut self.orders[k];
             if n == 1 && order.elems.is_empty() {
-                order.elems.push(val);
-                order.seen.insert(val, 0);
+                order.push(val);
             }
         }
         for m in &mut self.mops {
@@ -377,6 +608,63 @@ impl History {
         Ok(())
     }
 
+    /// [`History::add_mops`] of flat micro-ops (their lists in `buf`), with the same
+    /// checks and words.
+    fn add_flat(&mut self, id: u32, mops: &[FlatMop], buf: &FlatBuf) -> Result<(), String> {
+        let ok = self.txns[id as usize].outcome == Outcome::Ok;
+        let start = self.mops.len() as u32;
+        let int = |i: i64| -> Result<Val, String> {
+            if i >= STR_BASE {
+                Err(format!(
+                    "value {i} is too large (values must be below {STR_BASE})"
+                ))
+            } else {
+                Ok(i)
+            }
+        };
+        for m in mops {
+            let key = self.intern_int_key(m.key);
+            let mop = match (m.f, m.value) {
+                (MopF::Append, FlatVal::One(v)) => Mop::Append { key, val: int(v)? },
+                (MopF::Append, other) => {
+                    return Err(format!("append needs one value, got {:?}", buf.raw(other)));
+                }
+                (MopF::Write, FlatVal::One(v)) => Mop::Write { key, val: int(v)? },
+                (MopF::Write, other) => {
+                    return Err(format!("w needs one value, got {:?}", buf.raw(other)));
+                }
+                (MopF::Read, FlatVal::List(from, len)) => {
+                    let vals = &buf.vals[from as usize..(from + len) as usize];
+                    if let Some(&v) = vals.iter().find(|&&v| v >= STR_BASE) {
+                        int(v)?;
+                    }
+                    let seen = ok.then(|| self.observe_list(id, key, vals));
+                    Mop::ReadList { key, seen }
+                }
+                (MopF::Read, FlatVal::One(v)) => Mop::ReadReg {
+                    key,
+                    val: Some(int(v)?),
+                    known: ok,
+                },
+                (MopF::Read, FlatVal::Nil) => Mop::ReadReg {
+                    key,
+                    val: None,
+                    known: ok,
+                },
+            };
+            if let Some(v) = m.version {
+                if matches!(mop, Mop::Write { .. } | Mop::ReadReg { .. }) {
+                    self.versions.insert(self.mops.len() as u32, v);
+                }
+            }
+            self.mops.push(mop);
+        }
+        let t = &mut self.txns[id as usize];
+        t.mops_start = start;
+        t.mops_len = self.mops.len() as u32 - start;
+        Ok(())
+    }
+
     /// Fits one list read into its key's longest list.
     fn observe_list(&mut self, txn: u32, key: u32, vals: &[Val]) -> ListRead {
         let order = &mut self.orders[key as usize];
@@ -384,16 +672,7 @@ impl History {
         if order.elems[..n] == vals[..n] {
             if vals.len() > order.elems.len() {
                 for &v in &vals[order.elems.len()..] {
-                    let pos = order.elems.len() as u32;
-                    match order.seen.entry(v) {
-                        std::collections::hash_map::Entry::Occupied(_) => {
-                            order.duplicates.push((v, pos))
-                        }
-                        std::collections::hash_map::Entry::Vacant(e) => {
-                            e.insert(pos);
-                        }
-                    }
-                    order.elems.push(v);
+                    order.push(v);
                 }
             }
             return ListRead::Prefix(vals.len() as u32);
@@ -767,46 +1046,112 @@ const BLOCK_BYTES: usize = 4 << 20;
 /// Blocks read ahead of the one being fed: bounds the memory of parsed-but-unfed lines.
 const BLOCKS_AHEAD_MAX: usize = 4;
 
-/// One block's lines parsed: (line number, line) in order, the first error if any, and
-/// a torn last line (only in the file's last block).
-type ParsedBlock = (
-    Vec<(usize, ParsedLine)>,
-    Option<(usize, String)>,
-    Option<TornTail>,
-);
+/// One block's lines parsed. Line numbers are the line's place in the block (from 0): the
+/// block's first line number is known only when the blocks before it are fed. The
+/// buffers are reused from block to block (allocating them per block was a page fault per
+/// 4 KB of history, and freeing one thread's allocations on another contended for
+/// malloc's locks).
+#[derive(Default)]
+struct ParsedBlock {
+    lines: Vec<(u32, Head)>,
+    flat: FlatBuf,
+    /// The first line that is not an event, and why.
+    err: Option<(u32, String)>,
+    /// A torn last line (only in the file's last block): its place and bytes.
+    torn: Option<(u32, usize)>,
+    /// Line ends in the block.
+    newlines: usize,
+}
 
 /// `last_unterminated`: this is the file's last block and it does not end with a newline,
 /// so its last line may be torn (a crash mid-write); such a line that does not parse is
 /// skipped and noted, as `crate::history::HistoryReader` does.
-fn parse_block(block: &[u8], first_line: usize, last_unterminated: bool) -> ParsedBlock {
-    let mut out = Vec::with_capacity(block.len() / 200);
-    let segments = block.split(|&c| c == b'\n').count();
-    for (i, raw) in block.split(|&c| c == b'\n').enumerate() {
-        let line_no = first_line + i;
+fn parse_block(block: &[u8], last_unterminated: bool, out: &mut ParsedBlock) {
+    out.lines.clear();
+    out.flat.clear();
+    out.err = None;
+    out.torn = None;
+    out.newlines = 0;
+    // The lines as `block.split(|c| c == b'\n')` gives them (a last one after the last
+    // line end, maybe empty), found 8 bytes at a time.
+    let mut next = Some(0);
+    let mut i = 0u32;
+    while let Some(start) = next {
+        let (raw, last) = match find_newline(&block[start..]) {
+            Some(len) => {
+                next = Some(start + len + 1);
+                (&block[start..start + len], false)
+            }
+            None => {
+                next = None;
+                (&block[start..], true)
+            }
+        };
+        let line = i;
+        i += 1;
+        if !last {
+            out.newlines += 1;
+        }
         let bytes = raw.len();
         let raw = raw.trim_ascii_end();
         if raw.is_empty() {
             continue;
         }
-        let parsed = match super::fastline::parse(raw) {
-            Some(p) => Ok(p),
-            None => std::str::from_utf8(raw)
-                .map_err(|e| format!("not UTF-8: {e}"))
-                .and_then(parse_line),
+        let i = line;
+        let (mops, vals) = (out.flat.mops.len(), out.flat.vals.len());
+        let parsed = match super::fastline::parse_flat(raw, &mut out.flat) {
+            Some(h) => Ok(h),
+            None => {
+                out.flat.mops.truncate(mops);
+                out.flat.vals.truncate(vals);
+                match super::fastline::parse(raw) {
+                    Some(p) => Ok(Head::from(p)),
+                    None => std::str::from_utf8(raw)
+                        .map_err(|e| format!("not UTF-8: {e}"))
+                        .and_then(parse_line)
+                        .map(Head::from),
+                }
+            }
         };
         match parsed {
-            Ok(p) => out.push((line_no, p)),
-            Err(_) if last_unterminated && i + 1 == segments => {
-                let torn = TornTail {
-                    line: line_no,
-                    bytes,
-                };
-                return (out, None, Some(torn));
+            Ok(h) => out.lines.push((i, h)),
+            Err(_) if last_unterminated && last => {
+                out.torn = Some((i, bytes));
+                return;
             }
-            Err(e) => return (out, Some((line_no, e)), None),
+            Err(e) => {
+                out.err = Some((i, e));
+                return;
+            }
         }
     }
-    (out, None, None)
+}
+
+/// Where the first `\n` of `hay` is: a word at a time (the byte loop was a third of the
+/// parser threads' own time).
+fn find_newline(hay: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * b'\n' as u64;
+    let mut at = 0;
+    let mut words = hay.chunks_exact(8);
+    for word in words.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w) ^ pattern;
+        // A byte of x is zero where the word holds '\n'; the lowest flagged byte is the
+        // first such (a borrow can only flag bytes above a zero one).
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&c| c == b'\n')
+        .map(|p| at + p)
 }
 
 /// Reads a transactional `history.jsonl` straight into a `History`; errors name the file
@@ -829,75 +1174,109 @@ pub fn read_jsonl_summary<R: std::io::Read>(
     let mut h = History::default();
     let mut summary = ReadSummary::default();
     let mut seen = SeenIndexes::default();
+    // Parsed blocks' buffers, back from the feeder for the parsers.
+    let spare_parsed: std::sync::Mutex<Vec<ParsedBlock>> = Default::default();
     std::thread::scope(|scope| -> Result<(), String> {
         let (work_tx, work_rx) =
             std::sync::mpsc::sync_channel::<(usize, Vec<u8>, usize, bool)>(threads);
         let work_rx = std::sync::Arc::new(std::sync::Mutex::new(work_rx));
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, ParsedBlock)>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, ParsedBlock, Vec<u8>)>();
         for _ in 0..threads {
-            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+            let (work_rx, done_tx, spare_parsed) =
+                (work_rx.clone(), done_tx.clone(), &spare_parsed);
             scope.spawn(move || loop {
                 let next = work_rx
                     .lock()
                     .map_err(|_| ())
                     .and_then(|rx| rx.recv().map_err(|_| ()));
-                let Ok((seq, block, first_line, last_unterminated)) = next else {
+                let Ok((seq, block, len, last_unterminated)) = next else {
                     return;
                 };
-                let parsed = parse_block(&block, first_line, last_unterminated);
-                if done_tx.send((seq, parsed)).is_err() {
+                let mut out = spare_parsed
+                    .lock()
+                    .ok()
+                    .and_then(|mut s| s.pop())
+                    .unwrap_or_default();
+                parse_block(&block[..len], last_unterminated, &mut out);
+                if done_tx.send((seq, out, block)).is_err() {
                     return;
                 }
             });
         }
         drop(done_tx);
-        let mut pending: std::collections::BTreeMap<usize, ParsedBlock> = Default::default();
+        let mut pending: std::collections::BTreeMap<usize, (ParsedBlock, Vec<u8>)> =
+            Default::default();
         let (mut sent, mut fed) = (0usize, 0usize);
+        // Read buffers back from the parsers.
+        let mut spare_blocks: Vec<Vec<u8>> = Vec::new();
         let mut carry: Vec<u8> = Vec::new();
+        // The number of the next block's first line.
         let mut line_no = 1usize;
         let mut eof = false;
         let mut unterminated_tail = false;
-        let mut feed_next = |pending: &mut std::collections::BTreeMap<usize, ParsedBlock>,
-                             fed: &mut usize|
-         -> Result<bool, String> {
-            while !pending.contains_key(fed) {
-                match done_rx.recv() {
-                    Ok((seq, b)) => {
-                        pending.insert(seq, b);
+        let mut feed_next =
+            |pending: &mut std::collections::BTreeMap<usize, (ParsedBlock, Vec<u8>)>,
+             fed: &mut usize,
+             spare_blocks: &mut Vec<Vec<u8>>,
+             line_no: &mut usize|
+             -> Result<(), String> {
+                while !pending.contains_key(fed) {
+                    match done_rx.recv() {
+                        Ok((seq, b, block)) => {
+                            pending.insert(seq, (b, block));
+                        }
+                        Err(_) => return Err(format!("{file}: a parser thread stopped")),
                     }
-                    Err(_) => return Ok(false),
                 }
-            }
-            let (lines, err, torn) = pending.remove(fed).unwrap_or_default();
-            *fed += 1;
-            for (n, p) in lines {
-                // Every event's index is its own, as the generic reader demands.
-                if !seen.insert(p.index, summary.events as u64) {
-                    return Err(format!(
-                        "{file}:{n}: {}",
-                        crate::history::duplicate_index(p.index)
-                    ));
+                let Some((mut b, block)) = pending.remove(fed) else {
+                    return Err(format!("{file}: a parser thread stopped"));
+                };
+                spare_blocks.push(block);
+                *fed += 1;
+                let base = *line_no;
+                for (i, p) in b.lines.drain(..) {
+                    let n = base + i as usize;
+                    // Every event's index is its own, as the generic reader demands.
+                    if !seen.insert(p.index, summary.events as u64) {
+                        return Err(format!(
+                            "{file}:{n}: {}",
+                            crate::history::duplicate_index(p.index)
+                        ));
+                    }
+                    summary.events += 1;
+                    summary.lines = n;
+                    h.feed_head(p, &b.flat)
+                        .map_err(|e| format!("{file}:{n}: {e}"))?;
                 }
-                summary.events += 1;
-                summary.lines = n;
-                h.feed(p).map_err(|e| format!("{file}:{n}: {e}"))?;
-            }
-            if let Some(t) = torn {
-                summary.lines = t.line - 1;
-                summary.torn_tail = Some(t);
-            }
-            match err {
-                Some((n, e)) => Err(format!("{file}:{n}: {e}")),
-                None => Ok(true),
-            }
-        };
+                if let Some((i, bytes)) = b.torn {
+                    let t = TornTail {
+                        line: base + i as usize,
+                        bytes,
+                    };
+                    summary.lines = t.line - 1;
+                    summary.torn_tail = Some(t);
+                }
+                if let Some((i, e)) = b.err.take() {
+                    return Err(format!("{file}:{}: {e}", base + i as usize));
+                }
+                *line_no += b.newlines;
+                if let Ok(mut s) = spare_parsed.lock() {
+                    s.push(b);
+                }
+                Ok(())
+            };
         while !eof {
-            let mut block = std::mem::take(&mut carry);
-            let start = block.len();
-            block.resize(start + BLOCK_BYTES, 0);
+            let mut block = spare_blocks.pop().unwrap_or_default();
+            let start = carry.len();
+            let want = start + BLOCK_BYTES;
+            if block.len() < want {
+                block.resize(want, 0);
+            }
+            block[..start].copy_from_slice(&carry);
+            carry.clear();
             let mut len = start;
-            while len < block.len() {
-                match r.read(&mut block[len..]) {
+            while len < want {
+                match r.read(&mut block[len..want]) {
                     Ok(0) => {
                         eof = true;
                         break;
@@ -907,32 +1286,33 @@ pub fn read_jsonl_summary<R: std::io::Read>(
                     Err(e) => return Err(format!("{file}: {e}")),
                 }
             }
-            block.truncate(len);
             if !eof {
                 // The tail after the last line end waits for the next block.
-                match block.iter().rposition(|&c| c == b'\n') {
-                    Some(cut) => carry = block.split_off(cut + 1),
+                match block[..len].iter().rposition(|&c| c == b'\n') {
+                    Some(cut) => {
+                        carry.extend_from_slice(&block[cut + 1..len]);
+                        len = cut + 1;
+                    }
                     None => {
-                        carry = block;
+                        carry.extend_from_slice(&block[..len]);
+                        spare_blocks.push(block);
                         continue;
                     }
                 }
             }
-            let lines = block.iter().filter(|&&c| c == b'\n').count();
-            let last_unterminated = eof && block.last().is_some_and(|&c| c != b'\n');
+            let last_unterminated = eof && len > 0 && block[len - 1] != b'\n';
             unterminated_tail |= last_unterminated;
             work_tx
-                .send((sent, block, line_no, last_unterminated))
+                .send((sent, block, len, last_unterminated))
                 .map_err(|_| format!("{file}: a parser thread stopped"))?;
-            line_no += lines;
             sent += 1;
             if sent - fed > BLOCKS_AHEAD_MAX {
-                feed_next(&mut pending, &mut fed)?;
+                feed_next(&mut pending, &mut fed, &mut spare_blocks, &mut line_no)?;
             }
         }
         drop(work_tx);
         while fed < sent {
-            feed_next(&mut pending, &mut fed)?;
+            feed_next(&mut pending, &mut fed, &mut spare_blocks, &mut line_no)?;
         }
         // Blank lines at the end count as read, as the generic reader counts them.
         if summary.torn_tail.is_none() {
@@ -947,6 +1327,11 @@ pub fn read_jsonl_summary<R: std::io::Read>(
 impl History {
     /// Feeds one parsed line (non-client and non-txn lines are skipped or counted).
     pub fn feed(&mut self, p: ParsedLine) -> Result<(), String> {
+        self.feed_head(Head::from(p), &FlatBuf::default())
+    }
+
+    /// [`History::feed`] of a line from a block, its flat micro-ops in `flat`.
+    fn feed_head(&mut self, p: Head, flat: &FlatBuf) -> Result<(), String> {
         let Some(process) = p.process else {
             return Ok(());
         };
@@ -954,7 +1339,14 @@ impl History {
             self.other_ops += 1;
             return Ok(());
         }
-        self.event(p.kind, process, p.index, p.time, p.mops)
+        let given = match p.mops {
+            LineMops::Absent => Given::None,
+            LineMops::Raw(m) => Given::Raw(m),
+            LineMops::Flat(start, len) => {
+                Given::Flat(&flat.mops[start as usize..(start + len) as usize], flat)
+            }
+        };
+        self.event_of(p.kind, process, p.index, p.time, given)
     }
 }
 
@@ -1023,6 +1415,108 @@ mod tests {
         let text = format!("{inv}\n{}\n", ok.replace("\"index\":1", "\"index\":0"));
         let err = read_jsonl_summary(std::io::Cursor::new(&text), "h.jsonl").unwrap_err();
         assert_eq!(err, generic(&text).unwrap_err());
+    }
+
+    /// What a history holds, in words that do not depend on how it was built.
+    fn contents(h: &History) -> String {
+        format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{}",
+            h.txns,
+            h.mops,
+            h.keys,
+            h.orders
+                .iter()
+                .map(|o| (&o.elems, &o.duplicates))
+                .collect::<Vec<_>>(),
+            h.odd_reads,
+            h.events,
+            {
+                let mut v: Vec<_> = h.versions.iter().collect();
+                v.sort();
+                v
+            },
+            h.other_ops
+        )
+    }
+
+    #[test]
+    fn the_block_reader_builds_what_the_generic_reader_and_from_ops_build() {
+        // Generated lines (all integers: the flat path), with stale reads, dirty aborts,
+        // info and fail, plus lines only the string-aware scanner or serde reads (string
+        // keys and values, versions, escapes, a nemesis op, an invoke whose completion
+        // has no value) and keys past the dense range.
+        let mut text = Vec::new();
+        let p = crate::txn::generate::Params {
+            seed: 7,
+            txns: 3000,
+            processes: 6,
+            active_keys: 4,
+            appends_per_key_max: 80,
+            info_fraction: 0.05,
+            fail_fraction: 0.05,
+            stale_read_p: 0.05,
+            dirty_fail_p: 0.5,
+            ..Default::default()
+        };
+        crate::txn::generate::write_history(&p, &mut text).unwrap();
+        let mut text = String::from_utf8(text).unwrap();
+        for (index, extra) in (1_000_000u64..).zip([
+            r#""type":"invoke","process":900,"f":"txn","value":[["append","k",1],["w",5,"s"]]"#,
+            r#""type":"ok","process":900,"f":"txn","value":[["append","k",1],["w",5,"s",3]]"#,
+            r#""type":"invoke","process":901,"f":"txn","value":[["r","k\"q",null],["append",99999999999,4]]"#,
+            r#""type":"ok","process":901,"f":"txn","value":[["r","k\"q",[]],["append",99999999999,4]]"#,
+            r#""type":"info","process":"nemesis","f":"start-partition","value":{"n1":["n2"]}"#,
+            r#""type":"invoke","process":902,"f":"txn","value":[["append",-3,7],["r",-3,null]]"#,
+            r#""type":"info","process":902,"f":"txn""#,
+            r#""type":"invoke","process":903,"f":"txn","value":[["w",8,1,1],["r",8,null,2]]"#,
+            r#""type":"ok","process":903,"f":"txn","value":[]"#,
+            r#""type":"invoke","process":904,"f":"txn","value":[["append",1,123456]]"#,
+        ]) {
+            text.push_str(&format!("{{\"index\":{index},\"time\":{index},{extra}}}\n"));
+        }
+        let block = read_jsonl(std::io::Cursor::new(&text), "h.jsonl").unwrap();
+        let ops: Vec<Op> = crate::history::HistoryReader::new(text.as_bytes(), "h.jsonl")
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let generic = History::from_ops(&ops).unwrap();
+        assert_eq!(contents(&block), contents(&generic));
+        for o in [Outcome::Ok, Outcome::Info, Outcome::Fail] {
+            assert!(
+                block.txns.iter().filter(|t| t.outcome == o).count() > 50,
+                "{o:?}"
+            );
+        }
+        assert!(block.keys.contains(&Key::Str("k\"q".into())));
+        assert!(block.keys.contains(&Key::Int(99999999999)));
+        // w 5 "s" 3, and the invoke's two of process 903 (its completion has none).
+        assert_eq!(block.versions.len(), 3);
+    }
+
+    #[test]
+    fn the_word_at_a_time_newline_search_finds_the_first_newline() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..5000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let len = (rng % 40) as usize;
+            // Bytes 0..=15 and 0x80.., so '\n' (10) and its neighbours are common.
+            let hay: Vec<u8> = (0..len)
+                .map(|j| {
+                    let b = (rng >> (j % 56)) as u8;
+                    if b & 1 == 0 {
+                        b >> 4
+                    } else {
+                        b | 0x80
+                    }
+                })
+                .collect();
+            assert_eq!(
+                find_newline(&hay),
+                hay.iter().position(|&c| c == b'\n'),
+                "{hay:?}"
+            );
+        }
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub struct Writer {
 pub type RegOrder = FxHashMap<(u32, Option<Val>), Vec<Val>>;
 
 pub struct Facts {
-    pub writers: FxHashMap<(u32, Val), Writer>,
+    pub writers: Writers,
     /// For each list key: the txn whose read is the key's longest list.
     pub longest_reader: Vec<Option<u32>>,
     pub reg_next: RegOrder,
@@ -72,31 +72,122 @@ pub fn describe_list(h: &History, vals: &[Val]) -> String {
     list_text(h, vals)
 }
 
+/// A scoped thread's result; its panic goes on as this thread's.
+fn join<T>(t: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
 pub fn infer(h: &History) -> Facts {
     let n = h.txns.len();
-    let mut f = Facts {
-        writers: FxHashMap::default(),
-        longest_reader: vec![None; h.keys.len()],
-        reg_next: FxHashMap::default(),
-        cases: Vec::new(),
-        edges: Vec::new(),
-        committed: h.txns.iter().map(|t| t.outcome == Outcome::Ok).collect(),
-    };
-    index_writers(h, &mut f);
-    let lw = ListWriters::new(h, &f);
-    list_cases(h, &mut f, &lw);
-    internal_cases(h, &mut f);
-    lost_updates(h, &mut f);
-    register_order(h, &mut f);
-    list_edges(h, &mut f, &lw);
+    // Three threads: the checks of each txn against itself, lost updates and the register
+    // orders on one; the list keys' writers on this one, then their checks on another
+    // while this one draws their edges. Each keeps its findings apart and they are joined
+    // in the order one thread would have found them, so the result does not depend on
+    // which finishes first.
+    let mut f = std::thread::scope(|s| {
+        let other = s.spawn(|| {
+            let (mut internal, mut lost) = (Vec::new(), Vec::new());
+            internal_cases(h, &mut internal);
+            lost_updates(h, &mut lost);
+            let mut reg_next = RegOrder::default();
+            register_order(h, &mut reg_next);
+            (internal, lost, reg_next)
+        });
+        let writers = Writers::new(h);
+        let mut committed: Vec<bool> = h.txns.iter().map(|t| t.outcome == Outcome::Ok).collect();
+        let ((longest_reader, mut cases), edges) = std::thread::scope(|s2| {
+            let checks = s2.spawn(|| {
+                let mut longest_reader = vec![None; h.keys.len()];
+                let mut cases = Vec::new();
+                list_cases(h, &writers, &mut longest_reader, &mut cases);
+                (longest_reader, cases)
+            });
+            let edges = list_edges(h, &writers.list, &mut committed);
+            (join(checks), edges)
+        });
+        let (internal, lost, reg_next) = join(other);
+        cases.extend(internal);
+        cases.extend(lost);
+        Facts {
+            writers,
+            longest_reader,
+            reg_next,
+            cases,
+            edges,
+            committed,
+        }
+    });
     register_edges(h, &mut f);
     debug_assert_eq!(f.committed.len(), n);
     f
 }
 
-/// The writer of each element of every list key's longest list, by position: what the
-/// list checks and edges ask of each element and each prefix read, found with one lookup
-/// of `writers` per element instead of one per question (they were most of `infer`).
+/// Who wrote each value: for list keys by position in the key's longest list (what the
+/// list checks and edges ask of each element and each prefix read, one index each), and a
+/// map only for the rest (register writes, appends no read saw) — one map entry per write
+/// was most of `infer`'s time and a good part of the peak memory.
+pub struct Writers {
+    list: ListWriters,
+    other: FxHashMap<(u32, Val), Writer>,
+}
+
+impl Writers {
+    fn new(h: &History) -> Writers {
+        let mut list = ListWriters::new(h);
+        let mut other = FxHashMap::default();
+        for (t, _) in h.txns.iter().enumerate() {
+            let mops = h.mops_of(t as u32);
+            for (i, m) in mops.iter().enumerate() {
+                let (key, val) = match *m {
+                    Mop::Append { key, val } => (key, val),
+                    Mop::Write { key, val } => (key, val),
+                    _ => continue,
+                };
+                let last = !mops[i + 1..].iter().any(|m| {
+                    matches!(*m, Mop::Append { key: k, .. } | Mop::Write { key: k, .. } if k == key)
+                });
+                // A later write of the same value wins, as it did in one map.
+                match h.orders[key as usize].position(val) {
+                    Some(pos) => {
+                        let at = list.starts[key as usize] + pos as usize;
+                        list.txn[at] = t as u32;
+                        list.last[at] = last;
+                    }
+                    None => {
+                        other.insert(
+                            (key, val),
+                            Writer {
+                                txn: t as u32,
+                                last,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        // A value read twice in the longest list has one writer at both positions.
+        for (k, order) in h.orders.iter().enumerate() {
+            let base = list.starts[k];
+            for &(v, pos) in &order.duplicates {
+                if let Some(first) = order.position(v) {
+                    list.txn[base + pos as usize] = list.txn[base + first as usize];
+                    list.last[base + pos as usize] = list.last[base + first as usize];
+                }
+            }
+        }
+        Writers { list, other }
+    }
+
+    /// Who wrote `val` to `key`.
+    pub fn get(&self, h: &History, key: u32, val: Val) -> Option<Writer> {
+        match h.orders[key as usize].position(val) {
+            Some(pos) => self.list.get(key, pos as usize),
+            None => self.other.get(&(key, val)).copied(),
+        }
+    }
+}
+
+/// The writer of each element of every list key's longest list, by position.
 struct ListWriters {
     /// Key k's elements are at `starts[k]..starts[k + 1]`.
     starts: Vec<usize>,
@@ -109,26 +200,22 @@ struct ListWriters {
 const NO_WRITER: u32 = u32::MAX;
 
 impl ListWriters {
-    fn new(h: &History, f: &Facts) -> ListWriters {
-        let total: usize = h.orders.iter().map(|o| o.elems.len()).sum();
-        let mut lw = ListWriters {
-            starts: Vec::with_capacity(h.orders.len() + 1),
-            txn: Vec::with_capacity(total),
-            last: Vec::with_capacity(total),
-        };
-        for (k, order) in h.orders.iter().enumerate() {
-            lw.starts.push(lw.txn.len());
-            for &v in &order.elems {
-                let w = f.writers.get(&(k as u32, v));
-                lw.txn.push(w.map_or(NO_WRITER, |w| w.txn));
-                lw.last.push(w.is_some_and(|w| w.last));
-            }
+    fn new(h: &History) -> ListWriters {
+        let mut starts = Vec::with_capacity(h.orders.len() + 1);
+        let mut total = 0;
+        for o in &h.orders {
+            starts.push(total);
+            total += o.elems.len();
         }
-        lw.starts.push(lw.txn.len());
-        lw
+        starts.push(total);
+        ListWriters {
+            starts,
+            txn: vec![NO_WRITER; total],
+            last: vec![false; total],
+        }
     }
 
-    /// The writer of key's element at `pos` (`f.writers` of it).
+    /// The writer of key's element at `pos`.
     fn get(&self, key: u32, pos: usize) -> Option<Writer> {
         let i = self.starts[key as usize] + pos;
         (self.txn[i] != NO_WRITER).then(|| Writer {
@@ -144,33 +231,15 @@ impl ListWriters {
     }
 }
 
-fn index_writers(h: &History, f: &mut Facts) {
-    f.writers.reserve(h.mops.len() / 2);
-    for (t, _) in h.txns.iter().enumerate() {
-        let mops = h.mops_of(t as u32);
-        for (i, m) in mops.iter().enumerate() {
-            let (key, val) = match *m {
-                Mop::Append { key, val } => (key, val),
-                Mop::Write { key, val } => (key, val),
-                _ => continue,
-            };
-            let last = !mops[i + 1..].iter().any(|m| {
-                matches!(*m, Mop::Append { key: k, .. } | Mop::Write { key: k, .. } if k == key)
-            });
-            f.writers.insert(
-                (key, val),
-                Writer {
-                    txn: t as u32,
-                    last,
-                },
-            );
-        }
-    }
-}
-
 /// Duplicates, garbage, aborted (G1a) and intermediate (G1b) reads, and reads that are not
 /// prefixes of the key's longest read (incompatible-order), for list keys.
-fn list_cases(h: &History, f: &mut Facts, lw: &ListWriters) {
+fn list_cases(
+    h: &History,
+    writers: &Writers,
+    longest_reader: &mut [Option<u32>],
+    cases: &mut Vec<Case>,
+) {
+    let lw = &writers.list;
     // Which txn's read fixed each key's longest list.
     for (t, _) in h.txns.iter().enumerate() {
         for m in h.mops_of(t as u32) {
@@ -180,7 +249,7 @@ fn list_cases(h: &History, f: &mut Facts, lw: &ListWriters) {
             } = *m
             {
                 if len as usize == h.orders[key as usize].elems.len() && len > 0 {
-                    f.longest_reader[key as usize].get_or_insert(t as u32);
+                    longest_reader[key as usize].get_or_insert(t as u32);
                 }
             }
         }
@@ -190,9 +259,9 @@ fn list_cases(h: &History, f: &mut Facts, lw: &ListWriters) {
     for (k, order) in h.orders.iter().enumerate() {
         let key = k as u32;
         for &(v, pos) in &order.duplicates {
-            f.cases.push(Case {
+            cases.push(Case {
                 kind: "duplicate-elements",
-                txns: f.longest_reader[k].into_iter().collect(),
+                txns: longest_reader[k].into_iter().collect(),
                 key: Some(key),
                 explanation: format!(
                     "key {} was read with {} twice (again at position {pos}); each value is appended once",
@@ -216,7 +285,7 @@ fn list_cases(h: &History, f: &mut Facts, lw: &ListWriters) {
     }
     for &(odd, v) in &h.odd_duplicates {
         let (t, key, _) = &h.odd_reads[odd as usize];
-        f.cases.push(Case {
+        cases.push(Case {
             kind: "duplicate-elements",
             txns: vec![*t],
             key: Some(*key),
@@ -245,11 +314,10 @@ fn list_cases(h: &History, f: &mut Facts, lw: &ListWriters) {
                     (first_bad[k].1 < len).then_some(first_bad[k].1 as usize),
                 ),
                 ListRead::Odd(_) => (
-                    vals.iter()
-                        .position(|v| !f.writers.contains_key(&(key, *v))),
+                    vals.iter().position(|v| writers.get(h, key, *v).is_none()),
                     vals.iter().position(|v| {
-                        f.writers
-                            .get(&(key, *v))
+                        writers
+                            .get(h, key, *v)
                             .is_some_and(|w| h.txns[w.txn as usize].outcome == Outcome::Fail)
                     }),
                 ),
@@ -257,21 +325,21 @@ fn list_cases(h: &History, f: &mut Facts, lw: &ListWriters) {
             if let ListRead::Odd(_) = read {
                 let longest = &h.orders[k].elems;
                 let common = longest.iter().zip(vals).take_while(|(a, b)| a == b).count();
-                f.cases.push(Case {
+                cases.push(Case {
                     kind: "incompatible-order",
-                    txns: std::iter::once(t).chain(f.longest_reader[k]).collect(),
+                    txns: std::iter::once(t).chain(longest_reader[k]).collect(),
                     key: Some(key),
                     explanation: format!(
                         "T{t} read key {} as {}, which is not a prefix of the longest read {}{}: they agree on {common} element(s), then differ, so no single order of appends explains both",
                         h.key(key),
                         list_text(h, vals),
                         list_text(h, longest),
-                        f.longest_reader[k].map(|r| format!(" (by T{r})")).unwrap_or_default()
+                        longest_reader[k].map(|r| format!(" (by T{r})")).unwrap_or_default()
                     ),
                 });
             }
             if let Some(pos) = garbage_at {
-                f.cases.push(Case {
+                cases.push(Case {
                     kind: "garbage-read",
                     txns: vec![t],
                     key: Some(key),
@@ -284,8 +352,11 @@ fn list_cases(h: &History, f: &mut Facts, lw: &ListWriters) {
                 });
             }
             if let Some(pos) = failed_at {
-                let w = f.writers[&(key, vals[pos])].txn;
-                f.cases.push(Case {
+                let Some(w) = writers.get(h, key, vals[pos]) else {
+                    continue;
+                };
+                let w = w.txn;
+                cases.push(Case {
                     kind: "G1a",
                     txns: vec![w, t],
                     key: Some(key),
@@ -300,11 +371,11 @@ fn list_cases(h: &History, f: &mut Facts, lw: &ListWriters) {
             if let Some(&last) = vals.last() {
                 let writer = match read {
                     ListRead::Prefix(len) => lw.get(key, len as usize - 1),
-                    ListRead::Odd(_) => f.writers.get(&(key, last)).copied(),
+                    ListRead::Odd(_) => writers.get(h, key, last),
                 };
                 if let Some(w) = writer {
                     if w.txn != t && !w.last {
-                        f.cases.push(Case {
+                        cases.push(Case {
                             kind: "G1b",
                             txns: vec![w.txn, t],
                             key: Some(key),
@@ -325,7 +396,7 @@ fn list_cases(h: &History, f: &mut Facts, lw: &ListWriters) {
 }
 
 /// Reads that disagree with the transaction's own earlier reads and writes.
-fn internal_cases(h: &History, f: &mut Facts) {
+fn internal_cases(h: &History, cases: &mut Vec<Case>) {
     enum Known {
         /// The whole list (from an earlier read plus own appends since).
         List(Vec<Val>),
@@ -363,7 +434,7 @@ fn internal_cases(h: &History, f: &mut Facts) {
                         _ => None,
                     };
                     if let Some(expected) = bad {
-                        f.cases.push(Case {
+                        cases.push(Case {
                             kind: "internal",
                             txns: vec![t],
                             key: Some(key),
@@ -388,7 +459,7 @@ fn internal_cases(h: &History, f: &mut Facts) {
                     if let Some(Known::Reg(prev)) = state.get(&key) {
                         if *prev != val {
                             let show = |v: Option<Val>| v.map_or("nil".into(), |v| h.val_text(v));
-                            f.cases.push(Case {
+                            cases.push(Case {
                                 kind: "internal",
                                 txns: vec![t],
                                 key: Some(key),
@@ -410,7 +481,7 @@ fn internal_cases(h: &History, f: &mut Facts) {
 }
 
 /// Two committed txns that read the same version of a key and both wrote it.
-fn lost_updates(h: &History, f: &mut Facts) {
+fn lost_updates(h: &History, cases: &mut Vec<Case>) {
     // (key, version read) → first txn that read it then wrote the key.
     let mut first: FxHashMap<(u32, i64), u32> = FxHashMap::default();
     let mut reported: FxHashMap<(u32, i64), usize> = FxHashMap::default();
@@ -455,10 +526,10 @@ fn lost_updates(h: &History, f: &mut Facts) {
                 }
                 Some(&other) if other != t => {
                     if let Some(&c) = reported.get(&(key, version)) {
-                        f.cases[c].txns.push(t);
+                        cases[c].txns.push(t);
                     } else {
-                        reported.insert((key, version), f.cases.len());
-                        f.cases.push(Case {
+                        reported.insert((key, version), cases.len());
+                        cases.push(Case {
                             kind: "lost-update",
                             txns: vec![other, t],
                             key: Some(key),
@@ -478,7 +549,7 @@ fn lost_updates(h: &History, f: &mut Facts) {
 }
 
 /// Version order edges of register keys.
-fn register_order(h: &History, f: &mut Facts) {
+fn register_order(h: &History, reg_next: &mut RegOrder) {
     let mut versions: FxHashMap<u32, Vec<(i64, Val)>> = FxHashMap::default();
     let mut reg_writes: Vec<(u32, Val)> = Vec::new();
     let mut unversioned: rustc_hash::FxHashSet<u32> = Default::default();
@@ -499,7 +570,7 @@ fn register_order(h: &History, f: &mut Facts) {
                     // What this txn saw or wrote last precedes this write.
                     if let Some(prev) = last.get(&key) {
                         if *prev != Some(val) {
-                            f.reg_next.entry((key, *prev)).or_default().push(val);
+                            reg_next.entry((key, *prev)).or_default().push(val);
                         }
                     }
                     last.insert(key, Some(val));
@@ -525,19 +596,19 @@ fn register_order(h: &History, f: &mut Facts) {
         }
         vs.sort_unstable();
         vs.dedup();
-        f.reg_next.retain(|(k, _), _| *k != key);
+        reg_next.retain(|(k, _), _| *k != key);
         let mut prev = None;
         for (_, v) in vs {
             if prev == Some(v) {
                 continue;
             }
-            f.reg_next.entry((key, prev)).or_default().push(v);
+            reg_next.entry((key, prev)).or_default().push(v);
             prev = Some(v);
         }
     }
     // A written value no txn is known to have overwritten-from follows the initial nil.
     let mut has_pred: rustc_hash::FxHashSet<(u32, Val)> = Default::default();
-    for ((k, _), nexts) in f.reg_next.iter() {
+    for ((k, _), nexts) in reg_next.iter() {
         for v in nexts {
             has_pred.insert((*k, *v));
         }
@@ -549,20 +620,20 @@ fn register_order(h: &History, f: &mut Facts) {
     roots.sort_unstable();
     roots.dedup();
     for (key, val) in roots {
-        f.reg_next.entry((key, None)).or_default().push(val);
+        reg_next.entry((key, None)).or_default().push(val);
     }
-    for v in f.reg_next.values_mut() {
+    for v in reg_next.values_mut() {
         v.sort_unstable();
         v.dedup();
     }
 }
 
 fn committed_writer(h: &History, f: &Facts, key: u32, val: Val) -> Option<u32> {
-    let w = f.writers.get(&(key, val))?;
+    let w = f.writers.get(h, key, val)?;
     (h.txns[w.txn as usize].outcome != Outcome::Fail).then_some(w.txn)
 }
 
-fn list_edges(h: &History, f: &mut Facts, lw: &ListWriters) {
+fn list_edges(h: &History, lw: &ListWriters, committed: &mut [bool]) -> Vec<(u32, u32, u8)> {
     let mut edges = Vec::with_capacity(h.txns.len() * 3);
     let mut observed_info: Vec<u32> = Vec::new();
     for (k, order) in h.orders.iter().enumerate() {
@@ -653,9 +724,9 @@ fn list_edges(h: &History, f: &mut Facts, lw: &ListWriters) {
         }
     }
     for w in observed_info {
-        f.committed[w as usize] = true;
+        committed[w as usize] = true;
     }
-    f.edges.append(&mut edges);
+    edges
 }
 
 fn register_edges(h: &History, f: &mut Facts) {
@@ -719,7 +790,7 @@ fn register_edges(h: &History, f: &mut Facts) {
     for (&(key, val), rs) in readers.iter() {
         let Some(v) = val else { continue };
         for &r in rs {
-            match f.writers.get(&(key, v)) {
+            match f.writers.get(h, key, v) {
                 None => f.cases.push(Case {
                     kind: "garbage-read",
                     txns: vec![r],

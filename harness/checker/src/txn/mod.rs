@@ -211,23 +211,25 @@ pub fn is_txn_history(ops: &[Op]) -> bool {
 
 /// Checks a history against `options.consistency_model`. `Err` only for an unknown model.
 pub fn check(h: &History, options: &TxnOptions) -> Result<TxnResult, String> {
-    check_timed(h, options, &mut Vec::new())
+    check_timed(h, options, &mut Vec::new(), || 0.0)
 }
 
-/// Seconds spent in each phase of [`check`], in order (for the benchmark's breakdown).
-pub type Phases = Vec<(&'static str, f64)>;
+/// Each phase of [`check`], in order, with its wall seconds and CPU seconds (for the
+/// benchmark's breakdown: the CPU over the wall time says how many cores it kept busy).
+pub type Phases = Vec<(&'static str, f64, f64)>;
 
-/// [`check`], noting the seconds of each phase in `phases`.
+/// [`check`], noting each phase in `phases`; `cpu_s` reads the process's CPU seconds.
 pub fn check_timed(
     h: &History,
     options: &TxnOptions,
     phases: &mut Phases,
+    cpu_s: impl Fn() -> f64,
 ) -> Result<TxnResult, String> {
     let started = std::time::Instant::now();
-    let mut lap = started;
+    let mut lap = (started, cpu_s());
     let mut phase = |name: &'static str| {
-        let now = std::time::Instant::now();
-        phases.push((name, (now - lap).as_secs_f64()));
+        let now = (std::time::Instant::now(), cpu_s());
+        phases.push((name, (now.0 - lap.0).as_secs_f64(), now.1 - lap.1));
         lap = now;
     };
     let model_name = options.consistency_model.as_str();
