@@ -32,11 +32,7 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Vec<Op>, HistoryError> {
         let fast = line.is_ascii() && !line.contains('\u{b}');
         let mut ascii = line.split_ascii_whitespace();
         let mut unicode = line.split_whitespace();
-        while let Some(w) = if fast {
-            ascii.next()
-        } else {
-            unicode.next()
-        } {
+        while let Some(w) = if fast { ascii.next() } else { unicode.next() } {
             if got < 6 {
                 head[got] = w;
             } else if got == 6 {
