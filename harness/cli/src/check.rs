@@ -236,12 +236,16 @@ fn render_linearizable(out: &mut String, r: &LinearizableResult) {
             .map_or("the history".into(), |k| format!("key {k}"));
         let _ = writeln!(out, "\n{key} is not linearizable.");
         out.push_str(&cx.explanation);
-        let _ = writeln!(
-            out,
-            "In the whole key the search got {} ops deep before it was stuck, in state {}.",
-            cx.partial_linearization.len(),
-            cx.state
-        );
+        // Empty when no search ran (the pre-pass decided the key) or none placed an op:
+        // the explanation then says all there is.
+        if !cx.partial_linearization.is_empty() {
+            let _ = writeln!(
+                out,
+                "In the whole key the search got {} ops deep before it was stuck, in state {}.",
+                cx.partial_linearization.len(),
+                cx.state
+            );
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! beside Porcupine (Go) run in the same session on the same files; prints core sizes.
 //!
 //! `cargo build --release -p faultline -p faultline-checker && target/release/verdict-bench
-//! [--runs N] [--only TEXT] [--faultline PATH] [--porcupine PATH] [--skip-big]`
+//! [--runs N] [--only TEXT] [--faultline PATH] [--porcupine PATH] [--skip-big]
+//! [--write-big PATH] [--repeat FILE]` (`--write-big`: only write the big history to PATH, to
+//! time it by hand; `--repeat`: only check FILE in-process `--runs` times, to profile it).
 //!
 //! `--porcupine` (or `FAULTLINE_PORCUPINE_DRIVER`) names a driver program that is called as
 //! `DRIVER etcd|kv FILE` and prints `<verdict> <seconds of its check>`; it is built from a
@@ -93,6 +95,11 @@ struct Args {
     faultline: PathBuf,
     porcupine: Option<PathBuf>,
     skip_big: bool,
+    /// Write the big history here and exit (to time or profile `faultline check` on it).
+    write_big: Option<PathBuf>,
+    /// Check this file in-process `--runs` times and print the time per check (to profile
+    /// one small file, e.g. under callgrind).
+    repeat: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -114,6 +121,8 @@ fn args() -> Args {
             .or_else(|| std::env::var("FAULTLINE_PORCUPINE_DRIVER").ok())
             .map(PathBuf::from),
         skip_big: args.iter().any(|a| a == "--skip-big"),
+        write_big: arg("--write-big").map(PathBuf::from),
+        repeat: arg("--repeat").map(PathBuf::from),
     }
 }
 
@@ -341,9 +350,8 @@ fn hard_single_keys(a: &Args) {
     );
 }
 
-fn big_invalid(a: &Args) {
-    println!();
-    let t = Instant::now();
+/// The 2,000,000-op history over 1,000 keys with one impossible read on key 7.
+fn big_invalid_history() -> Vec<Op> {
     let mut h = generate::register_history(&generate::Params {
         ops: 2_000_000,
         ..generate::Params::big(42)
@@ -366,8 +374,13 @@ fn big_invalid(a: &Args) {
             error: None,
         });
     }
-    let path = write_history(&h, "big.jsonl");
-    drop(h);
+    h
+}
+
+fn big_invalid(a: &Args) {
+    println!();
+    let t = Instant::now();
+    let path = write_history(&big_invalid_history(), "big.jsonl");
     let gen_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let out = Command::new(&a.faultline)
@@ -391,8 +404,35 @@ fn big_invalid(a: &Args) {
     );
 }
 
+/// `--repeat FILE`: the in-process check (parse, check, counterexample, explanation) of
+/// one file `runs` times, as `faultline check` does it.
+fn repeat(path: &Path, runs: usize) {
+    let t = Instant::now();
+    let mut verdict = Validity::Unknown;
+    for _ in 0..runs {
+        let (format, ops) = import::read_file(path, None).expect("parses");
+        let model = format.default_model(&ops).unwrap_or("cas-register");
+        let r = check_linearizable_named(&ops, model, None, &check_limits()).expect("model");
+        verdict = r.valid;
+    }
+    println!(
+        "{}: {verdict:?}, {:.2} us per check ({runs} runs)",
+        path.display(),
+        t.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64
+    );
+}
+
 fn main() {
     let a = args();
+    if let Some(path) = &a.write_big {
+        let file = std::fs::File::create(path).expect("create --write-big file");
+        write_jsonl(std::io::BufWriter::new(file), &big_invalid_history()).expect("write");
+        return;
+    }
+    if let Some(path) = &a.repeat {
+        repeat(path, a.runs);
+        return;
+    }
     println!(
         "verdict-bench: faultline {} ; load average at start {}",
         a.faultline.display(),

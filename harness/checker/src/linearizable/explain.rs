@@ -156,3 +156,46 @@ fn listed_ops<O>(entries: &[Entry<O>], core: &Core) -> Vec<u32> {
     near.sort_unstable();
     near
 }
+
+/// States listed by name in an impossible op's explanation; past it, only counted.
+const STATES_LISTED_MAX: usize = 12;
+
+/// Text for a person about an op the pre-pass found illegal in every state the key's ops
+/// can produce (`states`, the initial one first), and the relaxation it is a core under.
+pub(crate) fn explain_impossible<M: Model>(
+    model: &M,
+    op: &M::Op,
+    described: &str,
+    others: usize,
+    states: &[M::State],
+) -> Explained {
+    let relaxation = format!(
+        "each of the other {others} operations of this key may take effect at any moment, in any order, any number of times, or never"
+    );
+    let mut listed = String::new();
+    for (n, s) in states.iter().take(STATES_LISTED_MAX).enumerate() {
+        if n > 0 {
+            listed.push_str(", ");
+        }
+        let _ = write!(listed, "{}", model.state_json(s));
+    }
+    if states.len() > STATES_LISTED_MAX {
+        let _ = write!(listed, ", … ({} in all)", states.len());
+    }
+    let why = states
+        .first()
+        .map_or_else(String::new, |s| model.why_illegal(s, op));
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "This operation cannot take effect in any state the {} model can reach with this key's operations, even if {relaxation}. It is needed: with it optional, nothing would have to take effect.",
+        model.name()
+    );
+    let _ = writeln!(text, "  - {described}  <- stuck here");
+    let _ = writeln!(
+        text,
+        "The states this key's operations can produce from {} (in any order, each any number of times) are: {listed}; it is illegal in every one of them (in the first: {why}).",
+        model.state_json(&model.init())
+    );
+    Explained { text, relaxation }
+}

@@ -151,6 +151,10 @@ pub(crate) enum Outcome<S> {
 
 const NIL: u32 = u32::MAX;
 const ILLEGAL: u32 = u32::MAX;
+/// A transition not computed yet (state ids stay below it: each state costs bytes).
+const UNSET: u32 = u32::MAX - 1;
+/// Entries of the dense transition table at most (256 KB).
+const DENSE_ENTRIES_MAX: usize = 1 << 16;
 const CHECK_EVERY_STEPS: u64 = 1 << 10;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -242,6 +246,12 @@ struct Search<'a, M: Model> {
     state_index: FxHashMap<u64, u32>,
     state_chain: Vec<u32>,
     state_bytes: usize,
+    /// Transitions of the first `dense_rows` states: `dense[s * ops + i]`, `UNSET` until
+    /// asked. A table lookup instead of a hash probe (150 instructions a transition on
+    /// the etcd logs) where the table stays small; later states use `memo`.
+    dense: Vec<u32>,
+    dense_rows: usize,
+    ops: usize,
     memo: FxHashMap<u64, u32>,
     cache: Cache,
     accounted: usize,
@@ -261,6 +271,9 @@ impl<'a, M: Model> Search<'a, M> {
             id = self.state_chain[id as usize];
         }
         let new = self.states.len() as u32;
+        if (new as usize) < self.dense_rows {
+            self.dense.resize(self.dense.len() + self.ops, UNSET);
+        }
         self.state_bytes += self.model.state_bytes(&state) + 12;
         self.states.push(state);
         self.state_chain.push(head);
@@ -270,15 +283,26 @@ impl<'a, M: Model> Search<'a, M> {
 
     /// The state after op `i` from state `s`, or ILLEGAL.
     fn transition(&mut self, s: u32, i: u32, ops: &[&M::Op]) -> u32 {
+        let slot = (s as usize) * self.ops + i as usize;
+        let dense = (s as usize) < self.dense_rows;
         let key = (u64::from(s) << 32) | u64::from(i);
-        if let Some(&t) = self.memo.get(&key) {
+        if dense {
+            let t = self.dense[slot];
+            if t != UNSET {
+                return t;
+            }
+        } else if let Some(&t) = self.memo.get(&key) {
             return t;
         }
         let t = match self.model.step(&self.states[s as usize], ops[i as usize]) {
             Some(next) => self.intern(next),
             None => ILLEGAL,
         };
-        self.memo.insert(key, t);
+        if dense {
+            self.dense[slot] = t;
+        } else {
+            self.memo.insert(key, t);
+        }
         t
     }
 
@@ -288,6 +312,7 @@ impl<'a, M: Model> Search<'a, M> {
             std::mem::size_of::<(CacheKey, u32)>(),
         ) + self.cache.masks.capacity() * 16
             + table_bytes(self.memo.capacity(), 12)
+            + self.dense.capacity() * 4
             + table_bytes(self.state_index.capacity(), 12)
             + self.states.capacity() * std::mem::size_of::<M::State>()
             + self.state_chain.capacity() * 4
@@ -733,6 +758,9 @@ impl<'a, 'v, M: Model> Walk<'a, 'v, M> {
                 state_index: FxHashMap::default(),
                 state_chain: Vec::new(),
                 state_bytes: 0,
+                dense: Vec::new(),
+                dense_rows: DENSE_ENTRIES_MAX / n.max(1),
+                ops: n,
                 memo: FxHashMap::default(),
                 cache: Cache {
                     heads: FxHashMap::default(),
