@@ -151,55 +151,96 @@ fn brute_relaxed<M: Model>(
     false
 }
 
+/// How the checker's stated relaxation summarises the ops before a core's window.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Form {
+    /// Every op invoked before the core's first invoke is summarised; those still
+    /// running then (and info ones) also stay optional ops of the window.
+    Invoked,
+    /// The window's start pulled back until no completed op straddles it; the ops that
+    /// completed before it, and the info ops invoked before the first core op completed,
+    /// are summarised.
+    Completed,
+    /// No summary.
+    None,
+}
+
+impl Form {
+    /// The form a counterexample's relaxation text states.
+    fn of(relaxation: &str) -> Form {
+        if relaxation.contains("invoked before the first of these was invoked") {
+            Form::Invoked
+        } else if relaxation.contains("any number of times") {
+            Form::Completed
+        } else {
+            Form::None
+        }
+    }
+}
+
 /// Whether the ops of `core` (positions in `entries`) can be ordered under the relaxation
 /// the checker states, brute-forced from its definition: other ops optional, ops invoked
-/// after the core's last completion left out, and — when the key's states are few enough
-/// to list — the ops that completed before the core's window began (and the info ops
-/// invoked before the first core op completed) taken as any state they could produce, in
-/// any order and any number of times.
+/// after the core's last completion left out, and the ops before the window summarised
+/// as `form` says, taken as any state they could produce, in any order and any number
+/// of times.
 fn relaxed_linearizable<M: Model>(
     model: &M,
     entries: &[Entry<M::Op>],
     core: &[usize],
-    summarise: bool,
+    form: Form,
 ) -> bool {
-    let all_ops: Vec<&M::Op> = entries.iter().map(|e| &e.0).collect();
-    let summarise = summarise && closure(model, &all_ops).is_some();
     let ret = |i: usize| entries[i].2.unwrap_or(usize::MAX);
     let cut = core.iter().map(|&i| ret(i)).max().unwrap();
     let others: Vec<usize> = (0..entries.len())
         .filter(|i| !core.contains(i) && entries[*i].1 < cut)
         .collect();
-    // The window's start: no completed op ending after it began before it.
-    let mut start = core.iter().map(|&i| entries[i].1).min().unwrap();
-    loop {
-        let earlier = core
-            .iter()
-            .chain(others.iter().filter(|&&i| entries[i].2.is_some()))
-            .filter(|&&i| ret(i) >= start)
-            .map(|&i| entries[i].1)
-            .min()
-            .unwrap_or(start);
-        if earlier >= start {
-            break;
+    let first_call = core.iter().map(|&i| entries[i].1).min().unwrap();
+    let (inits, window): (Vec<M::State>, Vec<usize>) = match form {
+        Form::Invoked => {
+            let early: Vec<&M::Op> = others
+                .iter()
+                .filter(|&&i| entries[i].1 < first_call)
+                .map(|&i| &entries[i].0)
+                .collect();
+            // Completed before the first core invoke: summarised only.
+            let window = others
+                .iter()
+                .copied()
+                .filter(|&i| ret(i) >= first_call)
+                .collect();
+            (closure(model, &early).unwrap(), window)
         }
-        start = earlier;
-    }
-    let before = |i: usize| entries[i].2.is_some_and(|r| r < start);
-    let first_ret = core.iter().map(|&i| ret(i)).min().unwrap();
-    let inits = if summarise {
-        let early: Vec<&M::Op> = others
-            .iter()
-            .filter(|&&i| before(i) || (entries[i].2.is_none() && entries[i].1 < first_ret))
-            .map(|&i| &entries[i].0)
-            .collect();
-        closure(model, &early).unwrap()
-    } else {
-        vec![model.init()]
+        Form::Completed => {
+            // The window's start: no completed op ending after it began before it.
+            let mut start = first_call;
+            loop {
+                let earlier = core
+                    .iter()
+                    .chain(others.iter().filter(|&&i| entries[i].2.is_some()))
+                    .filter(|&&i| ret(i) >= start)
+                    .map(|&i| entries[i].1)
+                    .min()
+                    .unwrap_or(start);
+                if earlier >= start {
+                    break;
+                }
+                start = earlier;
+            }
+            let before = |i: usize| entries[i].2.is_some_and(|r| r < start);
+            let first_ret = core.iter().map(|&i| ret(i)).min().unwrap();
+            let early: Vec<&M::Op> = others
+                .iter()
+                .filter(|&&i| before(i) || (entries[i].2.is_none() && entries[i].1 < first_ret))
+                .map(|&i| &entries[i].0)
+                .collect();
+            let window = others.iter().copied().filter(|&i| !before(i)).collect();
+            (closure(model, &early).unwrap(), window)
+        }
+        Form::None => (vec![model.init()], others.clone()),
     };
     let relaxed: Vec<Relaxed<'_, M::Op>> = core
         .iter()
-        .chain(others.iter().filter(|&&i| !summarise || !before(i)))
+        .chain(window.iter())
         .map(|&i| Relaxed {
             op: &entries[i].0,
             call: entries[i].1,
@@ -353,10 +394,10 @@ fn check_core<T: Model>(truth: &T, ops: &[Op], got: &LinearizableResult, seed: u
             show()
         );
         assert!(!cx.relaxation.is_empty());
-        // The checker says which relaxation it used: with or without the summary.
-        let summarise = cx.relaxation.contains("any number of times");
+        // The checker says which relaxation it used.
+        let form = Form::of(&cx.relaxation);
         assert!(
-            !relaxed_linearizable(truth, &entries, &core, summarise),
+            !relaxed_linearizable(truth, &entries, &core, form),
             "core is linearizable under its relaxation: {}",
             show()
         );
@@ -364,7 +405,7 @@ fn check_core<T: Model>(truth: &T, ops: &[Op], got: &LinearizableResult, seed: u
             let mut fewer = core.clone();
             let dropped = fewer.remove(k);
             assert!(
-                fewer.is_empty() || relaxed_linearizable(truth, &entries, &fewer, summarise),
+                fewer.is_empty() || relaxed_linearizable(truth, &entries, &fewer, form),
                 "core is not 1-minimal: without op #{} it is still non-linearizable: {}",
                 key_ops[entries[dropped].1].index,
                 show()

@@ -4,8 +4,14 @@
 //!
 //! `cargo build --release -p faultline -p faultline-checker && target/release/verdict-bench
 //! [--runs N] [--only TEXT] [--faultline PATH] [--porcupine PATH] [--skip-big]
-//! [--write-big PATH] [--repeat FILE]` (`--write-big`: only write the big history to PATH, to
-//! time it by hand; `--repeat`: only check FILE in-process `--runs` times, to profile it).
+//! [--write-big PATH] [--repeat FILE] [--register-values N] [--seed N]`
+//!
+//! `--write-big`: only write the big history to PATH, to time it by hand; `--repeat`: only
+//! check FILE in-process `--runs` times, to profile it. `--seed N` runs only that seed of
+//! the single-key histories; `--only hard` runs them alone; their `proc core` column is
+//! what the `--faultline` binary printed (so another build can be compared on the same files).
+//! `--register-values N`: the single-key histories draw values from `0..N` (default
+//! 1,000,000, so every write is unique; e.g. 100 to make a stale read's value repeat).
 //!
 //! `--porcupine` (or `FAULTLINE_PORCUPINE_DRIVER`) names a driver program that is called as
 //! `DRIVER etcd|kv FILE` and prints `<verdict> <seconds of its check>`; it is built from a
@@ -43,15 +49,42 @@ fn check_limits() -> Limits {
 
 /// Runs `cmd` `runs` times; median wall seconds and the exit code of the last run.
 fn time_process(cmd: &mut dyn FnMut() -> Command, runs: usize) -> (f64, Option<i32>) {
+    let (t, code, _) = time_process_output(cmd, runs);
+    (t, code)
+}
+
+/// `time_process`, with the last run's standard output.
+fn time_process_output(
+    cmd: &mut dyn FnMut() -> Command,
+    runs: usize,
+) -> (f64, Option<i32>, String) {
     let mut times = Vec::new();
     let mut code = None;
+    let mut stdout = String::new();
     for _ in 0..runs {
         let t = Instant::now();
         let out = cmd().output().expect("start the command");
         times.push(t.elapsed().as_secs_f64());
         code = out.status.code();
+        stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     }
-    (median(times), code)
+    (median(times), code, stdout)
+}
+
+/// The core size `faultline check` printed ("No order of these N operations"), with `+`
+/// when it did not say each op is needed; `-` when it printed none. This is the binary
+/// under test's own answer (`--faultline`), not the bench's in-process one.
+fn printed_core(stdout: &str) -> String {
+    let Some(line) = stdout.lines().find(|l| l.contains("No order of these ")) else {
+        return "-".into();
+    };
+    let n = line
+        .split("No order of these ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("?");
+    let minimal = line.contains("Each of them is needed");
+    format!("{n}{}", if minimal { "" } else { "+" })
 }
 
 fn verdict_of_exit(code: Option<i32>) -> &'static str {
@@ -100,6 +133,8 @@ struct Args {
     /// Check this file in-process `--runs` times and print the time per check (to profile
     /// one small file, e.g. under callgrind).
     repeat: Option<PathBuf>,
+    register_values: i64,
+    seed: Option<u64>,
 }
 
 fn args() -> Args {
@@ -123,6 +158,10 @@ fn args() -> Args {
         skip_big: args.iter().any(|a| a == "--skip-big"),
         write_big: arg("--write-big").map(PathBuf::from),
         repeat: arg("--repeat").map(PathBuf::from),
+        register_values: arg("--register-values")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000),
+        seed: arg("--seed").and_then(|v| v.parse().ok()),
     }
 }
 
@@ -270,7 +309,7 @@ fn write_history(ops: &[Op], name: &str) -> PathBuf {
 
 /// A valid single-key history with one stale read planted: the read returns the value of
 /// an earlier write that a later completed write overwrote.
-fn stale_read_history(seed: u64, processes: usize, ops: usize) -> Vec<Op> {
+fn stale_read_history(seed: u64, processes: usize, ops: usize, values: i64) -> Vec<Op> {
     let p = generate::Params {
         seed,
         ops,
@@ -278,7 +317,7 @@ fn stale_read_history(seed: u64, processes: usize, ops: usize) -> Vec<Op> {
         processes,
         info_fraction: 0.05,
         fail_fraction: 0.05,
-        values: 1_000_000,
+        values,
         corrupt: 0.0,
     };
     let mut h = generate::register_history(&p);
@@ -299,23 +338,27 @@ fn stale_read_history(seed: u64, processes: usize, ops: usize) -> Vec<Op> {
 fn hard_single_keys(a: &Args) {
     println!();
     println!(
-        "single-key cas-register histories, one stale read planted (seed s: 20 + 50*s/9 processes)"
+        "single-key cas-register histories, one stale read planted (seed s: 20 + 50*s/9 processes), values 0..{}",
+        a.register_values
     );
     println!(
-        "{:<6} {:>6} {:>6} {:>8} {:>5} {:>8} {:>10}",
-        "seed", "procs", "ops", "verdict", "core", "ours ms", "proc ms"
+        "{:<6} {:>6} {:>6} {:>8} {:>5} {:>8} {:>10} {:>10}",
+        "seed", "procs", "ops", "verdict", "core", "ours ms", "proc ms", "proc core"
     );
     let mut worst_core = 0;
     let mut worst_ms: f64 = 0.0;
     for seed in 0..10u64 {
+        if a.seed.is_some_and(|s| s != seed) {
+            continue;
+        }
         let processes = 20 + (50 * seed as usize) / 9;
         let ops = [300, 600, 1000, 1500, 2000, 2500, 3000, 4000, 4500, 5000][seed as usize];
-        let h = stale_read_history(seed, processes, ops);
+        let h = stale_read_history(seed, processes, ops, a.register_values);
         let path = write_history(&h, &format!("hard-{seed}.jsonl"));
         let t = Instant::now();
         let r = check_linearizable_named(&h, "cas-register", None, &check_limits()).unwrap();
         let ours = t.elapsed().as_secs_f64();
-        let (proc_s, code) = time_process(
+        let (proc_s, code, stdout) = time_process_output(
             &mut || {
                 let mut c = Command::new(&a.faultline);
                 c.arg("check").arg(&path);
@@ -334,14 +377,15 @@ fn hard_single_keys(a: &Args) {
             worst_ms = worst_ms.max(ours);
         }
         println!(
-            "{:<6} {:>6} {:>6} {:>8} {:>5} {:>8.1} {:>10.1}",
+            "{:<6} {:>6} {:>6} {:>8} {:>5} {:>8.1} {:>10.1} {:>10}",
             seed,
             processes,
             ops,
             verdict_of_exit(code),
             core_of(&r),
             ours * 1000.0,
-            proc_s * 1000.0
+            proc_s * 1000.0,
+            printed_core(&stdout)
         );
     }
     println!(
@@ -444,6 +488,12 @@ fn main() {
             a.faultline.display()
         );
         std::process::exit(3);
+    }
+    // `--only hard`: the single-key histories alone.
+    if a.only.as_deref() == Some("hard") {
+        hard_single_keys(&a);
+        println!("load average at end {}", load_average());
+        return;
     }
     porcupine_files(&a);
     if a.only.is_none() {

@@ -7,39 +7,90 @@
 //! or never. A linearization of the whole key is one of these behaviours, so a core that
 //! has none proves the key invalid. Making one more op optional only adds behaviours, so
 //! shrinking is monotone, and a set from which no single op can be made optional is
-//! 1-minimal.
+//! 1-minimal. Ops invoked after the core's last completion are always left out: each
+//! would have to follow every core op, so none can help.
 //!
-//! Two reductions keep each check small without losing soundness:
-//! - ops invoked after the core's last completion are left out: each would have to follow
-//!   every core op, so none can help;
-//! - the ops that completed before the core's window began (before every op of the window
-//!   was invoked), with the info ops invoked before the first core op completed, are
-//!   summarised as the states they can produce, taken in any order and any number of
-//!   times (a superset of what they could do), and the window is searched from
-//!   each of those states. When a model's states from the key's ops are too many to list
-//!   (`START_STATES_MAX`), the summary is not used and those ops stay optional ops.
+//! To keep each check small, the ops before the core's window may be summarised as the
+//! states they can produce, in any order and any number of times (a superset of what they
+//! could do), and the window searched from each of those states. Three forms, tried in
+//! this order for a key; one form judges every set of one shrink, so the shrink stays
+//! monotone:
+//!
+//! - `Summary::Invoked`: the window starts at `start`, the first invoke among the core's
+//!   ops. Every op invoked before `start` is summarised; those of them still running at
+//!   `start` (and every `info` one) also stay in the window as optional ops. Sound: take
+//!   any linearization of the whole key with each op's point inside its interval, and
+//!   cut it at `start`. Every op before the cut was invoked before `start`, so the state
+//!   there is reached from the initial one by summarised ops, and is one of the summary's
+//!   states. Every op after the cut has its point at or after `start`, so it is a core
+//!   op, an op invoked at or after `start`, or one still running at `start` (or `info`):
+//!   all of them are in the window, in the order and intervals the linearization gives.
+//!   Truncated after the last core op, that is a behaviour of the relaxed problem. Each
+//!   op acts once in the linearization; the relaxation lets a straddling one act in both
+//!   parts, which only adds behaviours. Monotone: removing a core op moves `start` no
+//!   earlier, and a behaviour for the larger set cut at the later `start` is one for the
+//!   smaller set by the same argument (the summary is closed under its ops). This form is
+//!   used when every state the key's ops can produce can be listed
+//!   (`INVOKED_STATES_MAX`); it is computed once per key, incrementally in invoke order,
+//!   so each window takes the prefix of it for its `start`. Start states that no window
+//!   op can tell apart (`distinct_starts`) are searched once.
+//! - `Summary::Completed` (when `Invoked` finds no core, e.g. a violation that hinges on
+//!   an op acting once, and the key has at most `START_STATES_MAX` states): the window's
+//!   start is pulled back until no determinate op straddles it; the ops that completed
+//!   before it, with the `info` ops invoked before the first core op completed, are
+//!   summarised, and the rest stay optional ops.
+//! - `Summary::None` (asked for by the caller after both): no summary, every other op is
+//!   an optional op.
+//!
+//! Every candidate check is bounded in wall time and search steps; one that runs out is
+//! "not shown invalid" and the shrink moves on (the core is then not marked minimal).
 
 use super::search::{search_from, Budget, Entry, Outcome, View};
 use crate::model::Model;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Wall time one candidate set may take before it counts as "not shown invalid".
 const CANDIDATE_TIME_LIMIT: Duration = Duration::from_millis(50);
 
-/// Above this many states the ops before a window are not summarised.
+/// Search steps one candidate set may take (about 20–60 ms of search): bounds its memory
+/// too, so a hard candidate is skipped instead of filling the key's budget.
+const CANDIDATE_STEPS: u64 = 1 << 18;
+
+/// Above this many states the `Completed` summary is not used.
 const START_STATES_MAX: usize = 512;
+
+/// Above this many states (or bytes of them, or `INVOKED_STEPS_MAX` model steps to list
+/// them) the `Invoked` summary is not used. The bytes bound keeps a model whose states
+/// grow without end (appended strings) from spending long on finding that out.
+const INVOKED_STATES_MAX: usize = 1 << 12;
+const INVOKED_BYTES_MAX: usize = 1 << 22;
+const INVOKED_STEPS_MAX: u64 = 1 << 23;
 
 /// The smallest window tried first; it doubles until it is non-linearizable.
 const WINDOW_OPS_MIN: usize = 4;
+
+/// The pair sweep: how many of the ops the search could not place it tries, and how
+/// many of the ops that completed last before each one's invoke it pairs it with.
+const SWEEP_TARGETS: usize = 8;
+const SWEEP_PARTNERS: usize = 6;
 
 /// What one relaxed check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
     Invalid,
     Linearizable,
-    /// Its time or memory ran out.
+    /// Its time or steps ran out, or its form cannot judge it.
     Undecided,
+}
+
+/// How the ops before a core's window are summarised (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Summary {
+    Invoked,
+    Completed,
+    None,
 }
 
 /// A set of ops shown non-linearizable under the relaxation.
@@ -62,8 +113,26 @@ pub(crate) struct Problem<'e, O, S> {
     pub inits: Vec<S>,
     /// Ops left out of `views` because `inits` summarises them.
     pub summarised: usize,
-    /// Whether `inits` is a summary (rather than the model's initial state).
-    pub summary: bool,
+    /// How `inits` summarises the ops before the window (`None`: the initial state).
+    pub summary: Summary,
+}
+
+/// Every state the key's useful ops can produce from the initial one, in any order and
+/// any number of times, listed so that the states of the ops invoked before any point
+/// are a prefix: `states[..born_end[k]]` is the closure of the first `k` ops by invoke.
+struct InvokedClosure<S> {
+    /// Invokes of the useful ops, sorted.
+    calls: Vec<u64>,
+    states: Vec<S>,
+    born_end: Vec<usize>,
+}
+
+impl<S> InvokedClosure<S> {
+    /// The states of the ops invoked before `start`.
+    fn upto(&self, start: u64) -> &[S] {
+        let k = self.calls.partition_point(|&c| c < start);
+        &self.states[..self.born_end[k]]
+    }
 }
 
 /// Judges sets of a key's ops under the relaxation.
@@ -72,17 +141,21 @@ pub(crate) struct Relaxer<'e, M: Model> {
     entries: &'e [Entry<M::Op>],
     /// Ops that can change a state (read-only ops never help as optional ops).
     useful: Vec<bool>,
-    /// Whether the ops before a window may be summarised as start states for this key.
-    summarise: bool,
+    mode: Summary,
+    invoked: Option<InvokedClosure<M::State>>,
+    /// `Completed` summaries by (window start, first core completion).
     starts: HashMap<(u64, u64), Vec<M::State>>,
+    /// `Invoked` start states told apart by the window, by (start, cut).
+    distinct: FxHashMap<(u64, u64), Vec<M::State>>,
     memory_limit_bytes: usize,
 }
 
 impl<'e, M: Model> Relaxer<'e, M> {
     /// `summarise`: whether the ops before a window may be summarised as start states
-    /// (when the key's states are few enough to list). The summary lets an early info op
-    /// act twice (in the summary and in the window), so a key whose violation hinges on
-    /// an info op acting once may have no core under it: then ask again without.
+    /// (when the key's states are few enough to list). A summary lets an op act twice
+    /// (in the summary and in the window), so a key whose violation hinges on an op
+    /// acting once may have no core under it: `core` then tries the `Completed` form,
+    /// and when that finds none either, ask again without a summary.
     pub fn new(
         model: &'e M,
         entries: &'e [Entry<M::Op>],
@@ -97,22 +170,99 @@ impl<'e, M: Model> Relaxer<'e, M> {
             model,
             entries,
             useful,
-            summarise: false,
+            mode: Summary::None,
+            invoked: None,
             starts: HashMap::new(),
+            distinct: FxHashMap::default(),
             memory_limit_bytes,
         };
-        // Decided once per key, so that every set of one shrink is judged the same way
-        // (the summary gives more freedom than the optional ops it replaces).
-        let all: Vec<u32> = (0..entries.len() as u32)
-            .filter(|&i| r.useful[i as usize])
-            .collect();
-        r.summarise = summarise && r.closure(&all).is_some();
+        if summarise {
+            r.invoked = r.invoked_closure();
+            if r.invoked.is_some() {
+                r.mode = Summary::Invoked;
+            }
+        }
         r
     }
 
     /// Whether this relaxer summarises the ops before a window.
     pub fn summarises(&self) -> bool {
-        self.summarise
+        self.mode != Summary::None
+    }
+
+    /// The `Invoked` closure of the key, or `None` past its limits. Exact for every
+    /// prefix: when the `k`-th op joins, it is applied to every state so far, and every
+    /// new state gets all of the first `k` ops.
+    fn invoked_closure(&self) -> Option<InvokedClosure<M::State>> {
+        let mut order: Vec<u32> = (0..self.entries.len() as u32)
+            .filter(|&i| self.useful[i as usize])
+            .collect();
+        order.sort_by_key(|&i| self.entries[i as usize].call);
+        let ops: Vec<&M::Op> = order
+            .iter()
+            .map(|&i| &self.entries[i as usize].op)
+            .collect();
+        let init = self.model.init();
+        let mut seen: FxHashSet<M::State> = [init.clone()].into_iter().collect();
+        let mut states = vec![init];
+        let mut born_end = Vec::with_capacity(ops.len() + 1);
+        born_end.push(1);
+        // An op's last result: a write gives the same state from every state, and
+        // comparing with the last one is much cheaper than a hash lookup.
+        let mut last: Vec<Option<M::State>> = vec![None; ops.len()];
+        let mut steps: u64 = 0;
+        let model = self.model;
+        let mut bytes = 0usize;
+        let mut add = |s: M::State,
+                       j: usize,
+                       states: &mut Vec<M::State>,
+                       last: &mut Vec<Option<M::State>>|
+         -> Option<()> {
+            if last[j].as_ref() == Some(&s) {
+                return Some(());
+            }
+            if !seen.contains(&s) {
+                bytes += model.state_bytes(&s);
+                if states.len() >= INVOKED_STATES_MAX || bytes > INVOKED_BYTES_MAX {
+                    return None;
+                }
+                seen.insert(s.clone());
+                states.push(s.clone());
+            }
+            last[j] = Some(s);
+            Some(())
+        };
+        for k in 0..ops.len() {
+            let old = states.len();
+            for s in 0..old {
+                if let Some(t) = self.model.step(&states[s], ops[k]) {
+                    add(t, k, &mut states, &mut last)?;
+                }
+            }
+            steps += old as u64;
+            let mut q = old;
+            while q < states.len() {
+                for (j, op) in ops.iter().enumerate().take(k + 1) {
+                    if let Some(t) = self.model.step(&states[q], op) {
+                        add(t, j, &mut states, &mut last)?;
+                    }
+                }
+                steps += k as u64 + 1;
+                q += 1;
+            }
+            if steps > INVOKED_STEPS_MAX {
+                return None;
+            }
+            born_end.push(states.len());
+        }
+        Some(InvokedClosure {
+            calls: order
+                .iter()
+                .map(|&i| self.entries[i as usize].call)
+                .collect(),
+            states,
+            born_end,
+        })
     }
 
     /// Every state reachable from the initial one by `ops` in any order and any number of
@@ -139,12 +289,143 @@ impl<'e, M: Model> Relaxer<'e, M> {
         Some(states)
     }
 
+    /// One representative of each class of `states` that the ops at `window` cannot
+    /// tell apart. Two states are in one class when every op is illegal in both, or
+    /// legal in both with the same result, or legal in both leaving each unchanged (a
+    /// read of a value neither holds cannot happen; one both hold means they are equal).
+    /// That relation is a bisimulation over the window's ops, so a search from either
+    /// decides the same.
+    fn distinct_starts(&self, states: &[M::State], window: &[u32]) -> Vec<M::State> {
+        let n = states.len();
+        let mut class = vec![0u32; n];
+        let mut classes = 1u32;
+        let mut results: Vec<Option<M::State>> = Vec::with_capacity(n);
+        for &i in window {
+            if classes as usize == n {
+                break;
+            }
+            let op = &self.entries[i as usize].op;
+            results.clear();
+            results.extend(states.iter().map(|s| self.model.step(s, op)));
+            let legal = results.iter().filter(|r| r.is_some()).count();
+            if legal == 0 {
+                continue;
+            }
+            let first = results.iter().flatten().next();
+            let constant = results.iter().all(|r| r.is_none() || r.as_ref() == first);
+            let unchanged = results
+                .iter()
+                .zip(states)
+                .all(|(r, s)| r.as_ref().is_none_or(|t| t == s));
+            if constant || unchanged {
+                if legal == n {
+                    continue;
+                }
+                // Split each class into its legal and illegal states.
+                let mut split: FxHashMap<u32, u32> = FxHashMap::default();
+                for s in 0..n {
+                    if results[s].is_some() {
+                        let c = class[s];
+                        class[s] = *split.entry(c).or_insert_with(|| {
+                            classes += 1;
+                            classes - 1
+                        });
+                    }
+                }
+                // A class that was wholly legal keeps its states together under a new
+                // id and leaves its old one unused: harmless, ids only tell classes apart.
+            } else {
+                let mut split: FxHashMap<(u32, Option<&M::State>), u32> = FxHashMap::default();
+                let mut next = 0u32;
+                let mut renamed = vec![0u32; n];
+                for s in 0..n {
+                    renamed[s] =
+                        *split
+                            .entry((class[s], results[s].as_ref()))
+                            .or_insert_with(|| {
+                                next += 1;
+                                next - 1
+                            });
+                }
+                class = renamed;
+                classes = next;
+            }
+        }
+        let mut taken = FxHashSet::default();
+        (0..n)
+            .filter(|&s| taken.insert(class[s]))
+            .map(|s| states[s].clone())
+            .collect()
+    }
+
     fn is_det(&self, i: u32) -> bool {
         self.entries[i as usize].ret.is_some()
     }
 
     /// The relaxed sub-history in which `core` (determinate ops) must take effect.
     pub fn problem(&mut self, core: &[u32]) -> Problem<'e, M::Op, M::State> {
+        match self.mode {
+            Summary::Invoked => self.problem_invoked(core),
+            Summary::Completed | Summary::None => self.problem_completed(core),
+        }
+    }
+
+    fn views(&self, keep: &[u32], in_core: &[bool]) -> Vec<View<'e, M::Op>> {
+        let entries = self.entries;
+        keep.iter()
+            .map(|&i| {
+                let e = &entries[i as usize];
+                View {
+                    op: &e.op,
+                    call: e.call,
+                    ret: e.ret,
+                    optional: !in_core[i as usize],
+                }
+            })
+            .collect()
+    }
+
+    fn problem_invoked(&mut self, core: &[u32]) -> Problem<'e, M::Op, M::State> {
+        let entries = self.entries;
+        let mut in_core = vec![false; entries.len()];
+        for &i in core {
+            in_core[i as usize] = true;
+        }
+        let call = |i: u32| entries[i as usize].call;
+        let ret = |i: u32| entries[i as usize].ret.unwrap_or(u64::MAX);
+        let start = core.iter().map(|&i| call(i)).min().unwrap_or(0);
+        let cut = core.iter().map(|&i| ret(i)).max().unwrap_or(0);
+        // Still running at `start`, or invoked after it (and before the cut).
+        let in_window = |i: u32| call(i) < cut && ret(i) >= start;
+        let keep: Vec<u32> = (0..entries.len() as u32)
+            .filter(|&i| in_core[i as usize] || (self.useful[i as usize] && in_window(i)))
+            .collect();
+        let summarised = (0..entries.len() as u32)
+            .filter(|&i| !in_core[i as usize] && self.useful[i as usize] && ret(i) < start)
+            .count();
+        if !self.distinct.contains_key(&(start, cut)) {
+            // Told apart by every op the window of any core with this start and cut
+            // could hold (reads included): finer than needed, so still sound.
+            let window: Vec<u32> = (0..entries.len() as u32)
+                .filter(|&i| in_window(i))
+                .collect();
+            let states = match &self.invoked {
+                Some(c) => c.upto(start),
+                None => &[],
+            };
+            let distinct = self.distinct_starts(states, &window);
+            self.distinct.insert((start, cut), distinct);
+        }
+        Problem {
+            views: self.views(&keep, &in_core),
+            positions: keep,
+            inits: self.distinct[&(start, cut)].clone(),
+            summarised,
+            summary: Summary::Invoked,
+        }
+    }
+
+    fn problem_completed(&mut self, core: &[u32]) -> Problem<'e, M::Op, M::State> {
         let entries = self.entries;
         let mut in_core = vec![false; entries.len()];
         for &i in core {
@@ -175,7 +456,7 @@ impl<'e, M: Model> Relaxer<'e, M> {
         let before = |i: u32| entries[i as usize].ret.is_some_and(|r| r < start);
         let mut inits = None;
         let mut summarised = 0;
-        if self.summarise {
+        if self.mode == Summary::Completed {
             // An info op invoked before the first core op completed may also act before
             // the window (and again in it: the summary allows repeats).
             let first_ret = core.iter().map(|&i| ret(i)).min().unwrap_or(0);
@@ -200,22 +481,14 @@ impl<'e, M: Model> Relaxer<'e, M> {
             .filter(|&i| in_core[i as usize] || others.binary_search(&i).is_ok())
             .filter(|&i| in_core[i as usize] || inits.is_none() || !before(i))
             .collect();
-        let views = keep
-            .iter()
-            .map(|&i| {
-                let e = &entries[i as usize];
-                View {
-                    op: &e.op,
-                    call: e.call,
-                    ret: e.ret,
-                    optional: !in_core[i as usize],
-                }
-            })
-            .collect();
         Problem {
-            views,
+            views: self.views(&keep, &in_core),
             positions: keep,
-            summary: inits.is_some(),
+            summary: if inits.is_some() {
+                Summary::Completed
+            } else {
+                Summary::None
+            },
             inits: inits.unwrap_or_else(|| vec![self.model.init()]),
             summarised,
         }
@@ -227,18 +500,45 @@ impl<'e, M: Model> Relaxer<'e, M> {
             return Check::Linearizable;
         }
         let p = self.problem(core);
+        // A `Completed` summary too large to list leaves the set judged without one,
+        // which is a stricter relaxation than the one the shrink states: not usable.
+        if self.mode == Summary::Completed && p.summary != Summary::Completed {
+            return Check::Undecided;
+        }
         let budget = Budget::new(
             self.memory_limit_bytes / 2,
             Some(deadline.min(Instant::now() + CANDIDATE_TIME_LIMIT)),
         );
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            search_from(self.model, &p.views, &p.inits, &budget, u64::MAX)
+            if self.mode != Summary::None {
+                let ops: Vec<&M::Op> = p.views.iter().map(|v| v.op).collect();
+                if let Some((q, inits)) = Quotient::new(self.model, &ops, &p.inits) {
+                    let positions: Vec<u32> = (0..ops.len() as u32).collect();
+                    let views: Vec<View<'_, u32>> = p
+                        .views
+                        .iter()
+                        .zip(&positions)
+                        .map(|(v, k)| View {
+                            op: k,
+                            call: v.call,
+                            ret: v.ret,
+                            optional: v.optional,
+                        })
+                        .collect();
+                    return match search_from(&q, &views, &inits, &budget, CANDIDATE_STEPS) {
+                        Outcome::Illegal { .. } => Check::Invalid,
+                        Outcome::Linearizable => Check::Linearizable,
+                        _ => Check::Undecided,
+                    };
+                }
+            }
+            match search_from(self.model, &p.views, &p.inits, &budget, CANDIDATE_STEPS) {
+                Outcome::Illegal { .. } => Check::Invalid,
+                Outcome::Linearizable => Check::Linearizable,
+                _ => Check::Undecided,
+            }
         }));
-        match outcome {
-            Ok(Outcome::Illegal { .. }) => Check::Invalid,
-            Ok(Outcome::Linearizable) => Check::Linearizable,
-            _ => Check::Undecided,
-        }
+        outcome.unwrap_or(Check::Undecided)
     }
 
     /// The determinate op the search could not place after `longest`: the one whose
@@ -247,10 +547,55 @@ impl<'e, M: Model> Relaxer<'e, M> {
         super::search::stuck_op(self.entries, longest)
     }
 
-    /// A non-linearizable window around the stuck point after `longest`, grown from a few
-    /// ops until it is one; `None` when even all ops up to the stuck point are not shown
-    /// non-linearizable by `deadline`.
+    /// The pair sweep: each of the first determinate ops the search could not place
+    /// (by completion), alone and with each of the ops that completed last before its
+    /// invoke (a stale read and the write it should have seen). Each set is tiny, so
+    /// each check is quick.
+    fn sweep(&mut self, longest: &[u32], deadline: Instant) -> Option<Vec<u32>> {
+        let mut placed = vec![false; self.entries.len()];
+        for &i in longest {
+            placed[i as usize] = true;
+        }
+        let mut targets: Vec<(u64, u32)> = (0..self.entries.len() as u32)
+            .filter(|&i| !placed[i as usize])
+            .filter_map(|i| self.entries[i as usize].ret.map(|r| (r, i)))
+            .collect();
+        targets.sort_unstable();
+        targets.truncate(SWEEP_TARGETS);
+        // Determinate ops by completion, to find those completed just before an invoke.
+        let mut by_ret: Vec<(u64, u32)> = (0..self.entries.len() as u32)
+            .filter_map(|i| self.entries[i as usize].ret.map(|r| (r, i)))
+            .collect();
+        by_ret.sort_unstable();
+        for &(_, q) in &targets {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            if self.check(&[q], deadline) == Check::Invalid {
+                return Some(vec![q]);
+            }
+            let call = self.entries[q as usize].call;
+            let end = by_ret.partition_point(|&(r, _)| r < call);
+            for &(_, p) in by_ret[..end].iter().rev().take(SWEEP_PARTNERS) {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                let set = if p < q { vec![p, q] } else { vec![q, p] };
+                if self.check(&set, deadline) == Check::Invalid {
+                    return Some(set);
+                }
+            }
+        }
+        None
+    }
+
+    /// A non-linearizable set around the stuck point after `longest`: from the pair
+    /// sweep, or a window grown from a few ops until it is one; `None` when even all ops
+    /// up to the stuck point are not shown non-linearizable by `deadline`.
     pub fn window(&mut self, longest: &[u32], deadline: Instant) -> Option<Vec<u32>> {
+        if let Some(set) = self.sweep(longest, deadline) {
+            return Some(set);
+        }
         let stuck = self.stuck_op(longest)?;
         let cut = self.entries[stuck as usize].ret?;
         // Nearest to the stuck op first: those completing last before or around it.
@@ -338,9 +683,26 @@ impl<'e, M: Model> Relaxer<'e, M> {
         (current, true)
     }
 
-    /// A core for a key the search found invalid after `longest`, within `deadline`.
+    /// A core for a key the search found invalid after `longest`, within `deadline`:
+    /// under the `Invoked` summary if it shows one, else under the `Completed` one.
     pub fn core(&mut self, longest: &[u32], deadline: Instant) -> Option<Core> {
         let stuck = self.stuck_op(longest);
+        if self.mode == Summary::Invoked {
+            // Most of the budget, leaving the `Completed` form some of it.
+            let now = Instant::now();
+            let part = now + deadline.saturating_duration_since(now).mul_f64(0.6);
+            if let Some(set) = self.window(longest, part) {
+                return Some(self.shrunk(set, stuck, deadline));
+            }
+            let few = self
+                .invoked
+                .as_ref()
+                .is_some_and(|c| c.states.len() <= START_STATES_MAX);
+            if !few {
+                return None;
+            }
+            self.mode = Summary::Completed;
+        }
         let set = self
             .window(longest, deadline)
             .or_else(|| self.prefix(deadline))?;
@@ -355,5 +717,166 @@ impl<'e, M: Model> Relaxer<'e, M> {
             minimal,
             stuck,
         }
+    }
+}
+
+/// Above this many states reachable in a window (or this many model steps to list them)
+/// a check searches the key's own model instead of the quotient.
+const QUOTIENT_STATES_MAX: usize = 4096;
+const QUOTIENT_STEPS_MAX: usize = 1 << 20;
+
+/// A window's model with its states merged into classes that no sequence of the
+/// window's ops can tell apart (the coarsest bisimulation over the states the window's
+/// ops reach from its start states): ops are positions in the window, states class ids.
+/// Exact for the window: an order of its ops is legal from a start state in the key's
+/// model exactly when it is legal from that state's class here. What it buys: optional
+/// ops whose effects the window cannot tell apart (writes of values nothing in the
+/// window reads) lead to one state, so the search's dominance and "an optional op that
+/// changes nothing" pruning cut the orders of them down, which otherwise make showing a
+/// small core non-linearizable exponential in the ops running beside it.
+pub(crate) struct Quotient {
+    ops: usize,
+    /// `trans[class * ops + op]`: the class after `op`, or `NONE`.
+    trans: Vec<u32>,
+    read_only: Vec<bool>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl Quotient {
+    /// The quotient of `ops` from `inits`, with the class of each start state; `None`
+    /// past `QUOTIENT_STATES_MAX` or `QUOTIENT_STEPS_MAX`.
+    pub(crate) fn new<M: Model>(
+        model: &M,
+        ops: &[&M::Op],
+        inits: &[M::State],
+    ) -> Option<(Quotient, Vec<u32>)> {
+        let n = ops.len();
+        let mut states: Vec<M::State> = Vec::new();
+        let mut index: FxHashMap<M::State, u32> = FxHashMap::default();
+        let intern =
+            |s: M::State, states: &mut Vec<M::State>, index: &mut FxHashMap<M::State, u32>| {
+                if let Some(&id) = index.get(&s) {
+                    return Some(id);
+                }
+                if states.len() >= QUOTIENT_STATES_MAX {
+                    return None;
+                }
+                let id = states.len() as u32;
+                index.insert(s.clone(), id);
+                states.push(s);
+                Some(id)
+            };
+        let mut init_ids = Vec::with_capacity(inits.len());
+        for s in inits {
+            init_ids.push(intern(s.clone(), &mut states, &mut index)?);
+        }
+        let mut trans: Vec<u32> = Vec::new();
+        let mut q = 0;
+        while q < states.len() {
+            if trans.len() + n > QUOTIENT_STEPS_MAX {
+                return None;
+            }
+            for op in ops {
+                let t = match model.step(&states[q], op) {
+                    Some(t) => intern(t, &mut states, &mut index)?,
+                    None => NONE,
+                };
+                trans.push(t);
+            }
+            q += 1;
+        }
+        // Moore's refinement: split classes by the classes their ops lead to, until
+        // nothing splits.
+        let m = states.len();
+        let mut class = vec![0u32; m];
+        let mut count = 1usize;
+        loop {
+            let mut ids: FxHashMap<Vec<u32>, u32> = FxHashMap::default();
+            let mut next = vec![0u32; m];
+            for s in 0..m {
+                let mut sig = Vec::with_capacity(n + 1);
+                sig.push(class[s]);
+                sig.extend(trans[s * n..(s + 1) * n].iter().map(|&t| {
+                    if t == NONE {
+                        NONE
+                    } else {
+                        class[t as usize]
+                    }
+                }));
+                let k = ids.len() as u32;
+                next[s] = *ids.entry(sig).or_insert(k);
+            }
+            let new_count = ids.len();
+            class = next;
+            if new_count == count {
+                break;
+            }
+            count = new_count;
+        }
+        // One representative's row per class (all members' rows agree on classes).
+        let mut rep = vec![u32::MAX; count];
+        for s in 0..m {
+            if rep[class[s] as usize] == u32::MAX {
+                rep[class[s] as usize] = s as u32;
+            }
+        }
+        let mut qtrans = Vec::with_capacity(count * n);
+        for &r in &rep {
+            let r = r as usize;
+            qtrans.extend(trans[r * n..(r + 1) * n].iter().map(|&t| {
+                if t == NONE {
+                    NONE
+                } else {
+                    class[t as usize]
+                }
+            }));
+        }
+        let mut init_classes: Vec<u32> = init_ids.iter().map(|&i| class[i as usize]).collect();
+        let mut taken = FxHashSet::default();
+        init_classes.retain(|c| taken.insert(*c));
+        Some((
+            Quotient {
+                ops: n,
+                trans: qtrans,
+                read_only: ops.iter().map(|o| model.is_read_only(o)).collect(),
+            },
+            init_classes,
+        ))
+    }
+}
+
+impl Model for Quotient {
+    type Op = u32;
+    type State = u32;
+
+    fn name(&self) -> String {
+        "quotient".into()
+    }
+
+    fn prepare(
+        &self,
+        _invoke: &crate::history::Op,
+        _completion: Option<&crate::history::Op>,
+    ) -> Result<crate::model::Prepared<u32>, String> {
+        Err("a quotient model only replays a window".into())
+    }
+
+    fn init(&self) -> u32 {
+        0
+    }
+
+    fn step(&self, state: &u32, op: &u32) -> Option<u32> {
+        let t = self.trans[*state as usize * self.ops + *op as usize];
+        (t != NONE).then_some(t)
+    }
+
+    fn is_read_only(&self, op: &u32) -> bool {
+        // A read-only op of the key's model leaves every state as it is, so every class.
+        self.read_only[*op as usize]
+    }
+
+    fn state_json(&self, state: &u32) -> serde_json::Value {
+        serde_json::json!(state)
     }
 }

@@ -1,7 +1,7 @@
 //! Counterexamples in words: the core's ops, the relaxation it is minimal under, the
 //! longest order of them that works and why each op left over cannot come next.
 
-use super::core::{Core, Relaxer};
+use super::core::{Core, Relaxer, Summary};
 use super::search::{search_from, Budget, Entry, Outcome};
 use crate::model::Model;
 use crate::results::OpRef;
@@ -15,14 +15,18 @@ const LISTED_OPS_MAX: usize = 30;
 const NEIGHBOURS_LISTED: usize = 10;
 
 /// The relaxation, in words, for `others` ops outside the core.
-pub(crate) fn relaxation_text(others: usize, summarised: bool) -> String {
+pub(crate) fn relaxation_text(others: usize, summary: Summary) -> String {
     let mut text = format!(
         "each of the other {others} operations of this key may take effect at one moment between its invoke and its completion (an info one: at any moment after its invoke), or never"
     );
-    if summarised {
-        text.push_str(
+    match summary {
+        Summary::Invoked => text.push_str(
+            "; those invoked before the first of these was invoked are taken as any state they could produce in any order, each any number of times (and those of them still running then, or info, may also take effect after it)",
+        ),
+        Summary::Completed => text.push_str(
             "; those that completed before the first of these began, and the info ones invoked before the first of these completed, are taken as any state they could produce in any order, each any number of times",
-        );
+        ),
+        Summary::None => {}
     }
     text
 }
