@@ -34,8 +34,9 @@
 //!   (`INVOKED_STATES_MAX`); it is computed once per key, incrementally in invoke order,
 //!   so each window takes the prefix of it for its `start`. Start states that no window
 //!   op can tell apart (`distinct_starts`) are searched once.
-//! - `Summary::Completed` (when `Invoked` finds no core, e.g. a violation that hinges on
-//!   an op acting once, and the key has at most `START_STATES_MAX` states): the window's
+//! - `Summary::Completed` (when `Invoked` cannot list the key's states or finds no core,
+//!   e.g. a violation that hinges on an op acting once, and the key has at most
+//!   `START_STATES_MAX` states): the window's
 //!   start is pulled back until no determinate op straddles it; the ops that completed
 //!   before it, with the `info` ops invoked before the first core op completed, are
 //!   summarised, and the rest stay optional ops.
@@ -61,8 +62,8 @@ const CANDIDATE_STEPS: u64 = 1 << 18;
 /// Above this many states the `Completed` summary is not used.
 const START_STATES_MAX: usize = 512;
 
-/// Above this many states (or bytes of them, or `INVOKED_STEPS_MAX` model steps to list
-/// them) the `Invoked` summary is not used. The bytes bound keeps a model whose states
+/// Above this many states (or four per op and 64 more, or bytes of them, or
+/// `INVOKED_STEPS_MAX` model steps to list them) the `Invoked` summary is not used. The bytes bound keeps a model whose states
 /// grow without end (appended strings) from spending long on finding that out.
 const INVOKED_STATES_MAX: usize = 1 << 12;
 const INVOKED_BYTES_MAX: usize = 1 << 22;
@@ -180,6 +181,13 @@ impl<'e, M: Model> Relaxer<'e, M> {
             r.invoked = r.invoked_closure();
             if r.invoked.is_some() {
                 r.mode = Summary::Invoked;
+            } else {
+                let all: Vec<u32> = (0..entries.len() as u32)
+                    .filter(|&i| r.useful[i as usize])
+                    .collect();
+                if r.closure(&all).is_some() {
+                    r.mode = Summary::Completed;
+                }
             }
         }
         r
@@ -212,6 +220,9 @@ impl<'e, M: Model> Relaxer<'e, M> {
         let mut last: Vec<Option<M::State>> = vec![None; ops.len()];
         let mut steps: u64 = 0;
         let model = self.model;
+        // A register's ops make at most one new state each; far more than that means
+        // states that grow without end (appends), found out here before they get long.
+        let states_max = INVOKED_STATES_MAX.min(4 * ops.len() + 64);
         let mut bytes = 0usize;
         let mut add = |s: M::State,
                        j: usize,
@@ -223,7 +234,7 @@ impl<'e, M: Model> Relaxer<'e, M> {
             }
             if !seen.contains(&s) {
                 bytes += model.state_bytes(&s);
-                if states.len() >= INVOKED_STATES_MAX || bytes > INVOKED_BYTES_MAX {
+                if states.len() >= states_max || bytes > INVOKED_BYTES_MAX {
                     return None;
                 }
                 seen.insert(s.clone());
