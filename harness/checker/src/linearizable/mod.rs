@@ -262,18 +262,7 @@ fn check_groups<M: Model>(
             }
             results.lock().unwrap_or_else(|e| e.into_inner())[g] = Some(r);
         };
-        // The calling thread is one of the workers.
-        let helpers = threads.min(order.len()).saturating_sub(1);
-        if helpers == 0 {
-            work();
-        } else {
-            std::thread::scope(|scope| {
-                for _ in 0..helpers {
-                    scope.spawn(work);
-                }
-                work();
-            });
-        }
+        on_workers(threads.min(order.len()), work);
     };
     run_pass(&order, first_pass);
     let mut again = std::mem::take(&mut *deferred.lock().unwrap_or_else(|e| e.into_inner()));
@@ -285,6 +274,22 @@ fn check_groups<M: Model>(
         .into_iter()
         .flatten()
         .collect()
+}
+
+/// Runs `work` (a loop that takes jobs until none are left) on `workers` threads, the
+/// calling thread one of them, so one worker needs no thread at all.
+fn on_workers(workers: usize, work: impl Fn() + Sync) {
+    let helpers = workers.saturating_sub(1);
+    if helpers == 0 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..helpers {
+                scope.spawn(&work);
+            }
+            work();
+        });
+    }
 }
 
 /// The pre-pass (`prepass::impossible_op`) on every key, in parallel: the keys it decides
@@ -323,17 +328,7 @@ fn prepass_all<M: Model>(
             found.lock().unwrap_or_else(|e| e.into_inner()).push((g, r));
         }
     };
-    let helpers = threads.min(order.len()).saturating_sub(1);
-    if helpers == 0 {
-        work();
-    } else {
-        std::thread::scope(|scope| {
-            for _ in 0..helpers {
-                scope.spawn(work);
-            }
-            work();
-        });
-    }
+    on_workers(threads.min(order.len()), work);
     found.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 

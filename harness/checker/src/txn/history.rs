@@ -595,16 +595,9 @@ impl History {
                     known: ok,
                 },
             };
-            if let Some(v) = m.version {
-                if matches!(mop, Mop::Write { .. } | Mop::ReadReg { .. }) {
-                    self.versions.insert(self.mops.len() as u32, v);
-                }
-            }
-            self.mops.push(mop);
+            self.push_mop(mop, m.version);
         }
-        let t = &mut self.txns[id as usize];
-        t.mops_start = start;
-        t.mops_len = self.mops.len() as u32 - start;
+        self.close_mops(id, start);
         Ok(())
     }
 
@@ -652,17 +645,28 @@ impl History {
                     known: ok,
                 },
             };
-            if let Some(v) = m.version {
-                if matches!(mop, Mop::Write { .. } | Mop::ReadReg { .. }) {
-                    self.versions.insert(self.mops.len() as u32, v);
-                }
-            }
-            self.mops.push(mop);
+            self.push_mop(mop, m.version);
         }
+        self.close_mops(id, start);
+        Ok(())
+    }
+
+    /// Appends one micro-op of the transaction being added, with the version the system
+    /// returned for it (kept for writes and register reads only).
+    fn push_mop(&mut self, mop: Mop, version: Option<i64>) {
+        if let Some(v) = version {
+            if matches!(mop, Mop::Write { .. } | Mop::ReadReg { .. }) {
+                self.versions.insert(self.mops.len() as u32, v);
+            }
+        }
+        self.mops.push(mop);
+    }
+
+    /// Gives txn `id` the micro-ops pushed since `start`.
+    fn close_mops(&mut self, id: u32, start: u32) {
         let t = &mut self.txns[id as usize];
         t.mops_start = start;
         t.mops_len = self.mops.len() as u32 - start;
-        Ok(())
     }
 
     /// Fits one list read into its key's longest list.
