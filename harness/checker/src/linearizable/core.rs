@@ -47,6 +47,7 @@
 //! "not shown invalid" and the shrink moves on (the core is then not marked minimal).
 
 use super::search::{search_from, Budget, Entry, Outcome, View};
+use super::stale::{fenced_op, Fenced, Produces};
 use crate::model::Model;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::HashMap;
@@ -68,6 +69,10 @@ const START_STATES_MAX: usize = 512;
 const INVOKED_STATES_MAX: usize = 1 << 12;
 const INVOKED_BYTES_MAX: usize = 1 << 22;
 const INVOKED_STEPS_MAX: u64 = 1 << 23;
+
+/// States an op may yield (when it changes the state) that `fenced` is told of one by
+/// one; past it, the op is taken to yield any state.
+const PRODUCED_MAX: usize = 16;
 
 /// The smallest window tried first; it doubles until it is non-linearizable.
 const WINDOW_OPS_MIN: usize = 4;
@@ -126,6 +131,13 @@ struct InvokedClosure<S> {
     calls: Vec<u64>,
     states: Vec<S>,
     born_end: Vec<usize>,
+    /// Positions in the key's entries of the useful ops, by invoke.
+    order: Vec<u32>,
+    /// Per op of `order`: the states (ids in `states`) it yields when it changes one;
+    /// more than `PRODUCED_MAX` of them stand for any state.
+    produced: Vec<Vec<u32>>,
+    /// Per op of `order`: legal in every state of `states`.
+    everywhere: Vec<bool>,
 }
 
 impl<S> InvokedClosure<S> {
@@ -193,6 +205,28 @@ impl<'e, M: Model> Relaxer<'e, M> {
         r
     }
 
+    /// An op of the key that real time fences off from every state it could go in
+    /// (`stale::fenced_op`, over the `Invoked` closure), with its core; `None` when the
+    /// key's states could not be listed or no op is fenced.
+    pub fn fenced(&self) -> Option<Fenced> {
+        let c = self.invoked.as_ref()?;
+        let n = self.entries.len();
+        let mut produces = vec![Produces::Nothing; n];
+        let mut everywhere = vec![false; n];
+        for (k, &i) in c.order.iter().enumerate() {
+            let p = &c.produced[k];
+            produces[i as usize] = if p.len() > PRODUCED_MAX {
+                Produces::Any
+            } else if p.is_empty() {
+                Produces::Nothing
+            } else {
+                Produces::States(p)
+            };
+            everywhere[i as usize] = c.everywhere[k];
+        }
+        fenced_op(self.model, self.entries, &c.states, &produces, &everywhere)
+    }
+
     /// Whether this relaxer summarises the ops before a window.
     pub fn summarises(&self) -> bool {
         self.mode != Summary::None
@@ -211,43 +245,65 @@ impl<'e, M: Model> Relaxer<'e, M> {
             .map(|&i| &self.entries[i as usize].op)
             .collect();
         let init = self.model.init();
-        let mut seen: FxHashSet<M::State> = [init.clone()].into_iter().collect();
+        let mut seen: FxHashMap<M::State, u32> = [(init.clone(), 0)].into_iter().collect();
         let mut states = vec![init];
         let mut born_end = Vec::with_capacity(ops.len() + 1);
         born_end.push(1);
-        // An op's last result: a write gives the same state from every state, and
-        // comparing with the last one is much cheaper than a hash lookup.
-        let mut last: Vec<Option<M::State>> = vec![None; ops.len()];
+        // An op's last result, its id and whether `produced` has it: a write gives the
+        // same state from every state, and comparing with the last one is much cheaper
+        // than a hash lookup.
+        let mut last: Vec<Option<(M::State, u32, bool)>> = vec![None; ops.len()];
+        // What each op yields when it changes a state, and in how many states it is legal
+        // (each (state, op) pair is stepped exactly once below), for `fenced`.
+        let mut produced: Vec<Vec<u32>> = vec![Vec::new(); ops.len()];
+        let mut legal = vec![0u32; ops.len()];
         let mut steps: u64 = 0;
         let model = self.model;
         // A register's ops make at most one new state each; far more than that means
         // states that grow without end (appends), found out here before they get long.
         let states_max = INVOKED_STATES_MAX.min(4 * ops.len() + 64);
         let mut bytes = 0usize;
-        let mut add = |s: M::State,
+        let mut add = |t: M::State,
                        j: usize,
+                       from: usize,
                        states: &mut Vec<M::State>,
-                       last: &mut Vec<Option<M::State>>|
+                       last: &mut Vec<Option<(M::State, u32, bool)>>|
          -> Option<()> {
-            if last[j].as_ref() == Some(&s) {
-                return Some(());
-            }
-            if !seen.contains(&s) {
-                bytes += model.state_bytes(&s);
-                if states.len() >= states_max || bytes > INVOKED_BYTES_MAX {
-                    return None;
+            legal[j] += 1;
+            let slot = match &mut last[j] {
+                Some(slot) if slot.0 == t => slot,
+                other => {
+                    let id = match seen.get(&t) {
+                        Some(&id) => id,
+                        None => {
+                            bytes += model.state_bytes(&t);
+                            if states.len() >= states_max || bytes > INVOKED_BYTES_MAX {
+                                return None;
+                            }
+                            let id = states.len() as u32;
+                            seen.insert(t.clone(), id);
+                            states.push(t.clone());
+                            id
+                        }
+                    };
+                    other.insert((t, id, false))
                 }
-                seen.insert(s.clone());
-                states.push(s.clone());
+            };
+            if !slot.2 && slot.1 as usize != from {
+                slot.2 = true;
+                let p = &mut produced[j];
+                // Past `PRODUCED_MAX` the list is taken as "any state".
+                if p.len() <= PRODUCED_MAX && !p.contains(&slot.1) {
+                    p.push(slot.1);
+                }
             }
-            last[j] = Some(s);
             Some(())
         };
         for k in 0..ops.len() {
             let old = states.len();
             for s in 0..old {
                 if let Some(t) = self.model.step(&states[s], ops[k]) {
-                    add(t, k, &mut states, &mut last)?;
+                    add(t, k, s, &mut states, &mut last)?;
                 }
             }
             steps += old as u64;
@@ -255,7 +311,7 @@ impl<'e, M: Model> Relaxer<'e, M> {
             while q < states.len() {
                 for (j, op) in ops.iter().enumerate().take(k + 1) {
                     if let Some(t) = self.model.step(&states[q], op) {
-                        add(t, j, &mut states, &mut last)?;
+                        add(t, j, q, &mut states, &mut last)?;
                     }
                 }
                 steps += k as u64 + 1;
@@ -266,6 +322,7 @@ impl<'e, M: Model> Relaxer<'e, M> {
             }
             born_end.push(states.len());
         }
+        let everywhere = legal.iter().map(|&c| c as usize == states.len()).collect();
         Some(InvokedClosure {
             calls: order
                 .iter()
@@ -273,6 +330,9 @@ impl<'e, M: Model> Relaxer<'e, M> {
                 .collect(),
             states,
             born_end,
+            order,
+            produced,
+            everywhere,
         })
     }
 
@@ -521,35 +581,62 @@ impl<'e, M: Model> Relaxer<'e, M> {
             Some(deadline.min(Instant::now() + CANDIDATE_TIME_LIMIT)),
         );
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if self.mode != Summary::None {
-                let ops: Vec<&M::Op> = p.views.iter().map(|v| v.op).collect();
-                if let Some((q, inits)) = Quotient::new(self.model, &ops, &p.inits) {
-                    let positions: Vec<u32> = (0..ops.len() as u32).collect();
-                    let views: Vec<View<'_, u32>> = p
-                        .views
-                        .iter()
-                        .zip(&positions)
-                        .map(|(v, k)| View {
-                            op: k,
-                            call: v.call,
-                            ret: v.ret,
-                            optional: v.optional,
-                        })
-                        .collect();
-                    return match search_from(&q, &views, &inits, &budget, CANDIDATE_STEPS) {
-                        Outcome::Illegal { .. } => Check::Invalid,
-                        Outcome::Linearizable => Check::Linearizable,
-                        _ => Check::Undecided,
-                    };
-                }
-            }
-            match search_from(self.model, &p.views, &p.inits, &budget, CANDIDATE_STEPS) {
+            match self.solve(&p, &budget, CANDIDATE_STEPS) {
                 Outcome::Illegal { .. } => Check::Invalid,
                 Outcome::Linearizable => Check::Linearizable,
                 _ => Check::Undecided,
             }
         }));
         outcome.unwrap_or(Check::Undecided)
+    }
+
+    /// Searches `p` (on its quotient when the ops before the window are summarised and the
+    /// quotient can be built); `longest` in an `Illegal` outcome is positions in
+    /// `p.views`, and its state the key model's state after them.
+    pub fn solve(
+        &self,
+        p: &Problem<'e, M::Op, M::State>,
+        budget: &Budget,
+        max_steps: u64,
+    ) -> Outcome<M::State> {
+        if self.mode != Summary::None {
+            let ops: Vec<&M::Op> = p.views.iter().map(|v| v.op).collect();
+            if let Some((q, inits)) = Quotient::new(self.model, &ops, &p.inits) {
+                let positions: Vec<u32> = (0..ops.len() as u32).collect();
+                let views: Vec<View<'_, u32>> = p
+                    .views
+                    .iter()
+                    .zip(&positions)
+                    .map(|(v, k)| View {
+                        op: k,
+                        call: v.call,
+                        ret: v.ret,
+                        optional: v.optional,
+                    })
+                    .collect();
+                return match search_from(&q, &views, &inits, budget, max_steps) {
+                    Outcome::Illegal { longest, .. } => {
+                        // The same order from one of the start states in the quotient's
+                        // class is legal in the key's model too: replayed from each, the
+                        // first that takes it gives the real state.
+                        let state = p
+                            .inits
+                            .iter()
+                            .find_map(|s| {
+                                longest.iter().try_fold(s.clone(), |s, &v| {
+                                    self.model.step(&s, p.views[v as usize].op)
+                                })
+                            })
+                            .unwrap_or_else(|| self.model.init());
+                        Outcome::Illegal { longest, state }
+                    }
+                    Outcome::Linearizable => Outcome::Linearizable,
+                    Outcome::Unknown(r) => Outcome::Unknown(r),
+                    Outcome::OutOfSteps { longest } => Outcome::OutOfSteps { longest },
+                };
+            }
+        }
+        search_from(self.model, &p.views, &p.inits, budget, max_steps)
     }
 
     /// The determinate op the search could not place after `longest`: the one whose

@@ -2,7 +2,7 @@
 //! longest order of them that works and why each op left over cannot come next.
 
 use super::core::{Core, Relaxer, Summary};
-use super::search::{search_from, Budget, Entry, Outcome};
+use super::search::{Budget, Entry, Outcome};
 use crate::model::Model;
 use crate::results::OpRef;
 use std::fmt::Write;
@@ -83,9 +83,7 @@ pub(crate) fn explain<M: Model>(
         memory_limit_bytes / 2,
         Some(Instant::now() + Duration::from_millis(500)),
     );
-    let Outcome::Illegal { longest, state } =
-        search_from(model, &problem.views, &problem.inits, &budget, u64::MAX)
-    else {
+    let Outcome::Illegal { longest, state } = relaxer.solve(&problem, &budget, u64::MAX) else {
         return Explained { text, relaxation };
     };
     // Back to positions in the key's entries.

@@ -5,6 +5,7 @@ mod core;
 mod explain;
 mod prepass;
 pub(crate) mod search;
+mod stale;
 
 use crate::history::{pair_operations, Key, Op, Operation};
 use crate::model::{Model, Prepared};
@@ -171,6 +172,31 @@ pub fn check_linearizable<M: Model>(model: &M, ops: &[Op], limits: &Limits) -> L
         limits.time_limit.and_then(|t| started.checked_add(t)),
     );
     finish(check_groups(model, ops, &groups, &budget, limits))
+}
+
+/// The ops (invoke indices) of a core `stale` finds in some key of `ops`: an op real time
+/// fences off from every state it could go in, and its fences; `None` when it finds none.
+/// The check itself runs only on keys whose search is long; this is for the differential
+/// tests, which brute-force every core it gives on small histories.
+#[doc(hidden)]
+pub fn fenced_core<M: Model>(model: &M, ops: &[Op]) -> Option<Vec<u64>> {
+    let pairs = pair_operations(ops).ok()?;
+    let groups = group_history(model, ops, &pairs);
+    groups.iter().filter(|g| g.error.is_none()).find_map(|g| {
+        let relaxer = Relaxer::new(
+            model,
+            &g.entries,
+            Limits::default().memory_limit_bytes,
+            true,
+        );
+        let f = relaxer.fenced()?;
+        Some(
+            f.core
+                .iter()
+                .map(|&i| ops[g.sources[i as usize].invoke].index)
+                .collect(),
+        )
+    })
 }
 
 /// Below this many ops (all keys together) a check runs on one thread.
@@ -387,19 +413,24 @@ const STEPS_GROWTH: u64 = 4;
 const WINDOW_TIME_LIMIT: Duration = Duration::from_millis(100);
 
 /// How a key's search ended.
-enum Decided<S> {
+enum Decided<'e, M: Model> {
     Valid,
     /// The pre-pass found an op illegal in every state the key's ops can produce.
-    Impossible(Impossible<S>),
+    Impossible(Impossible<M::State>),
     /// The search found no order (`longest`, `state`: where it got furthest).
     Illegal {
         longest: Vec<u32>,
-        state: S,
+        state: M::State,
     },
-    /// A window around where the search was stuck is non-linearizable on its own.
+    /// A window around where the search was stuck is non-linearizable on its own, or
+    /// (`stuck` given) an op is fenced off from every state it could go in; `relaxer`
+    /// judged it, and shrinks it (listing the key's states again would cost as much as
+    /// the rest of a long key's check).
     Window {
         longest: Vec<u32>,
         window: Vec<u32>,
+        stuck: Option<u32>,
+        relaxer: Box<Relaxer<'e, M>>,
     },
     Unknown(String),
     Panicked,
@@ -409,18 +440,19 @@ enum Decided<S> {
 /// Searches one key in rounds of growing step allowances; between rounds, a window around
 /// where the search is stuck is checked on its own, so that one impossible op in a long
 /// key is found without exploring every order of the ops before it.
-fn decide<M: Model>(
-    model: &M,
-    group: &Group<M::Op>,
+fn decide<'e, M: Model>(
+    model: &'e M,
+    group: &'e Group<M::Op>,
     budget: &Budget,
     limits: &Limits,
     max_steps: u64,
     prepassed: bool,
-) -> Decided<M::State> {
+) -> Decided<'e, M> {
     let mut prepassed = prepassed;
     let all: Vec<search::View<'_, M::Op>> = group.entries.iter().map(Entry::view).collect();
-    let mut relaxer: Option<Relaxer<'_, M>> = None;
+    let mut relaxer: Option<Box<Relaxer<'e, M>>> = None;
     let mut tried_stuck = None;
+    let mut tried_fenced = false;
     let mut allowance = ROUND_STEPS_FIRST.min(max_steps);
     loop {
         // A panicking user model must give `unknown`, not take the whole check down.
@@ -446,16 +478,49 @@ fn decide<M: Model>(
                 Ok(None) => {}
             }
         }
-        let relaxer = relaxer.get_or_insert_with(|| {
-            Relaxer::new(model, &group.entries, limits.memory_limit_bytes, true)
-        });
-        let stuck = relaxer.stuck_op(&longest);
+        if relaxer.is_none() {
+            let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Relaxer::new(model, &group.entries, limits.memory_limit_bytes, true)
+            }));
+            match made {
+                Err(_) => return Decided::Panicked,
+                Ok(r) => relaxer = Some(Box::new(r)),
+            }
+        }
+        let Some(r) = relaxer.as_mut() else {
+            return Decided::Panicked;
+        };
+        // Once, with the key's states listed: an op real time fences off from every
+        // state it could go in (a stale read) decides the key, however far the search is
+        // from reaching it.
+        if !tried_fenced {
+            tried_fenced = true;
+            let fenced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.fenced()));
+            match fenced {
+                Err(_) => return Decided::Panicked,
+                Ok(Some(f)) => {
+                    return Decided::Window {
+                        longest,
+                        window: f.core,
+                        stuck: Some(f.op),
+                        relaxer: relaxer.take().expect("made above"),
+                    }
+                }
+                Ok(None) => {}
+            }
+        }
+        let stuck = r.stuck_op(&longest);
         if stuck.is_some() && stuck != tried_stuck {
             tried_stuck = stuck;
             let deadline = Instant::now() + WINDOW_TIME_LIMIT;
             let deadline = budget.deadline.map_or(deadline, |d| d.min(deadline));
-            if let Some(window) = relaxer.window(&longest, deadline) {
-                return Decided::Window { longest, window };
+            if let Some(window) = r.window(&longest, deadline) {
+                return Decided::Window {
+                    longest,
+                    window,
+                    stuck: None,
+                    relaxer: relaxer.take().expect("made above"),
+                };
             }
         }
         if allowance >= max_steps {
@@ -482,7 +547,7 @@ fn check_group<M: Model>(
         return Some(result);
     }
     let decided = decide(model, group, budget, limits, max_steps, prepassed);
-    let (longest, state, window) = match decided {
+    let (longest, state, window, stuck) = match decided {
         Decided::OutOfSteps => return None,
         Decided::Impossible(imp) => {
             return Some(impossible_result(model, ops, group, limits, imp, started))
@@ -507,13 +572,18 @@ fn check_group<M: Model>(
             ));
             return Some(finished(result, started));
         }
-        Decided::Illegal { longest, state } => (longest, Some(state), None),
-        Decided::Window { longest, window } => (longest, None, Some(window)),
+        Decided::Illegal { longest, state } => (longest, Some(state), None, None),
+        Decided::Window {
+            longest,
+            window,
+            stuck,
+            relaxer,
+        } => (longest, None, Some((window, relaxer)), stuck),
     };
     result.valid = Validity::Invalid;
     result.reason = None;
     result.counterexample = Some(counterexample(
-        model, ops, group, limits, budget, longest, state, window,
+        model, ops, group, limits, budget, longest, state, window, stuck,
     ));
     Some(finished(result, started))
 }
@@ -525,6 +595,7 @@ fn finished(mut result: KeyResult, started: Instant) -> KeyResult {
 
 /// The counterexample of an invalid key: its core (found from where the search got stuck,
 /// or from the `window` that decided it), shrunk within the shrinking budget, explained.
+/// `stuck`: the op that decided it, when not the one the search could not place.
 #[allow(clippy::too_many_arguments)]
 fn counterexample<M: Model>(
     model: &M,
@@ -534,10 +605,11 @@ fn counterexample<M: Model>(
     budget: &Budget,
     longest: Vec<u32>,
     state: Option<M::State>,
-    window: Option<Vec<u32>>,
+    window: Option<(Vec<u32>, Box<Relaxer<'_, M>>)>,
+    stuck: Option<u32>,
 ) -> Counterexample {
     let refs: Vec<OpRef> = group.sources.iter().map(|&s| OpRef::new(ops, s)).collect();
-    let stuck = search::stuck_op(&group.entries, &longest);
+    let stuck = stuck.or_else(|| search::stuck_op(&group.entries, &longest));
     let mut cx = Counterexample {
         ops: Vec::new(),
         minimal: false,
@@ -550,6 +622,7 @@ fn counterexample<M: Model>(
     if !limits.counterexamples {
         // Verdict only: the window that decided the key, if one did, unshrunk.
         cx.ops = window
+            .map(|(w, _)| w)
             .unwrap_or_default()
             .iter()
             .map(|&i| refs[i as usize].clone())
@@ -558,7 +631,13 @@ fn counterexample<M: Model>(
     }
     let deadline = Instant::now() + limits.shrink_time_limit;
     let deadline = budget.deadline.map_or(deadline, |d| d.min(deadline));
-    let mut relaxer = Relaxer::new(model, &group.entries, limits.memory_limit_bytes, true);
+    let (window, mut relaxer) = match window {
+        Some((w, r)) => (Some(w), *r),
+        None => (
+            None,
+            Relaxer::new(model, &group.entries, limits.memory_limit_bytes, true),
+        ),
+    };
     let mut core = match window {
         Some(set) => Some(relaxer.shrunk(set, stuck, deadline)),
         None => relaxer.core(&longest, deadline),
@@ -667,6 +746,67 @@ mod tests {
             check_linearizable(&model, &without, &limits).valid,
             Validity::Invalid
         );
+    }
+
+    #[test]
+    fn a_stale_read_in_a_hard_key_is_a_two_op_core() {
+        // Many processes and unique values: a search that must exhaust the orders of the
+        // concurrent writes nobody reads before it gets to the planted read.
+        let mut h = crate::generate::register_history(&crate::generate::Params {
+            seed: 9,
+            ops: 5000,
+            keys: 1,
+            processes: 70,
+            info_fraction: 0.05,
+            fail_fraction: 0.05,
+            values: 1_000_000,
+            corrupt: 0.0,
+        });
+        let ok = |o: &Op, f: &str| o.kind == crate::history::OpType::Ok && o.f == f;
+        let read = (0..h.len())
+            .rev()
+            .find(|&i| ok(&h[i], "read") && !h[i].value.is_null())
+            .unwrap();
+        let old = (0..read - h.len() / 4)
+            .rev()
+            .find(|&i| ok(&h[i], "write") && h[i].value != h[read].value)
+            .unwrap();
+        h[read].value = h[old].value.clone();
+        let model = RegisterModel::new(true, Convention::Faultline, Val::Null);
+        let limits = Limits {
+            exhaustive: false,
+            ..Limits::default()
+        };
+        let result = check_linearizable(&model, &h, &limits);
+        assert_eq!(result.valid, Validity::Invalid, "{:?}", result.keys);
+        let cx = result.keys[0].counterexample.as_ref().unwrap();
+        assert_eq!(cx.ops.len(), 2, "{cx:?}");
+        assert!(cx.minimal);
+        let stuck = cx.stuck.as_ref().unwrap();
+        assert_eq!(stuck.complete_index, Some(h[read].index), "{cx:?}");
+        assert!(cx
+            .ops
+            .iter()
+            .any(|o| o.complete_index == Some(h[read].index)));
+        // Without the planted read the same key is not invalid.
+        let model_ok = check_linearizable(
+            &model,
+            &crate::generate::register_history(&crate::generate::Params {
+                seed: 9,
+                ops: 5000,
+                keys: 1,
+                processes: 70,
+                info_fraction: 0.05,
+                fail_fraction: 0.05,
+                values: 1_000_000,
+                corrupt: 0.0,
+            }),
+            &Limits {
+                time_limit: Some(Duration::from_millis(500)),
+                ..limits
+            },
+        );
+        assert_ne!(model_ok.valid, Validity::Invalid);
     }
 
     #[test]
