@@ -723,9 +723,10 @@ fn stale_history(rng: &mut ChaCha8Rng, seed: u64) -> Vec<Op> {
         ops: rng.random_range(4..=11),
         keys: 1,
         processes: rng.random_range(2..=5),
-        info_fraction: [0.0, 0.1, 0.3][seed as usize % 3],
+        // Many info ops too: a pending cas can then serve a read through a chain.
+        info_fraction: [0.0, 0.1, 0.3, 0.5][seed as usize % 4],
         fail_fraction: 0.1,
-        values: [3, 5, 1000][(seed / 3) as usize % 3],
+        values: [3, 5, 1000][(seed / 4) as usize % 3],
         corrupt: 0.0,
     };
     let mut ops = register_history(&p);

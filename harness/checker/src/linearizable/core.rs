@@ -136,6 +136,8 @@ struct InvokedClosure<S> {
     /// Per op of `order`: the states (ids in `states`) it yields when it changes one;
     /// more than `PRODUCED_MAX` of them stand for any state.
     produced: Vec<Vec<u32>>,
+    /// Per op of `order`: its changes (from, to), or `None` past `PRODUCED_MAX` of them.
+    moves: Vec<Option<Vec<(u32, u32)>>>,
     /// Per op of `order`: legal in every state of `states`.
     everywhere: Vec<bool>,
 }
@@ -220,7 +222,10 @@ impl<'e, M: Model> Relaxer<'e, M> {
             } else if p.is_empty() {
                 Produces::Nothing
             } else {
-                Produces::States(p)
+                Produces::States {
+                    to: p,
+                    moves: c.moves[k].as_deref(),
+                }
             };
             everywhere[i as usize] = c.everywhere[k];
         }
@@ -256,6 +261,8 @@ impl<'e, M: Model> Relaxer<'e, M> {
         // What each op yields when it changes a state, and in how many states it is legal
         // (each (state, op) pair is stepped exactly once below), for `fenced`.
         let mut produced: Vec<Vec<u32>> = vec![Vec::new(); ops.len()];
+        // And the changes themselves, (from, to), while there are at most `PRODUCED_MAX`.
+        let mut moves: Vec<Option<Vec<(u32, u32)>>> = vec![Some(Vec::new()); ops.len()];
         let mut legal = vec![0u32; ops.len()];
         let mut steps: u64 = 0;
         let model = self.model;
@@ -289,6 +296,15 @@ impl<'e, M: Model> Relaxer<'e, M> {
                     other.insert((t, id, false))
                 }
             };
+            if slot.1 as usize != from {
+                if let Some(m) = &mut moves[j] {
+                    if m.len() >= PRODUCED_MAX {
+                        moves[j] = None;
+                    } else {
+                        m.push((from as u32, slot.1));
+                    }
+                }
+            }
             if !slot.2 && slot.1 as usize != from {
                 slot.2 = true;
                 let p = &mut produced[j];
@@ -332,6 +348,7 @@ impl<'e, M: Model> Relaxer<'e, M> {
             born_end,
             order,
             produced,
+            moves,
             everywhere,
         })
     }

@@ -810,6 +810,41 @@ mod tests {
     }
 
     #[test]
+    fn a_read_only_an_info_cas_could_serve_is_fenced_through_it() {
+        // The read of 3 needs the pending cas 2→3, so the state 2 just before it; write 5
+        // ran after the only write of 2 completed and before the read began.
+        let lines = |with_fence: bool| {
+            let mut ev = vec![
+                (1, "invoke", "write", "1"),
+                (1, "ok", "write", "1"),
+                (2, "invoke", "cas", "[2,3]"),
+                (3, "invoke", "write", "2"),
+                (3, "ok", "write", "2"),
+            ];
+            if with_fence {
+                ev.push((4, "invoke", "write", "5"));
+                ev.push((4, "ok", "write", "5"));
+            }
+            ev.push((5, "invoke", "read", "null"));
+            ev.push((5, "ok", "read", "3"));
+            ev.iter()
+                .enumerate()
+                .map(|(i, (p, t, f, v))| {
+                    format!(
+                        r#"{{"index":{i},"time":{i},"type":"{t}","process":{p},"f":"{f}","value":{v}}}"#
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let model = RegisterModel::new(true, Convention::Faultline, Val::Null);
+        let ops = parse(&lines(true), Format::Jsonl, "h.jsonl").unwrap();
+        assert_eq!(fenced_core(&model, &ops), Some(vec![5, 7]));
+        let ops = parse(&lines(false), Format::Jsonl, "h.jsonl").unwrap();
+        assert_eq!(fenced_core(&model, &ops), None);
+    }
+
+    #[test]
     fn a_time_limit_past_the_clocks_range_is_no_limit() {
         let text = concat!(
             r#"{"index":0,"time":1,"type":"invoke","process":0,"f":"write","value":1}"#,
