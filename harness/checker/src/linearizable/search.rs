@@ -447,20 +447,28 @@ impl LookAhead {
     /// `state`, so the configuration can be abandoned. The resets met before an op's
     /// return are exactly those that may still be linearized before it. Stopping early
     /// (`LOOK_AHEAD_OPS`) only prunes less, never wrongly.
+    /// A reset that is optional and expired (`expires[i] <= max_call`: an op invoked after
+    /// its completion is linearized) can no longer come, so it is not counted.
+    #[allow(clippy::too_many_arguments)]
     fn doomed<'o, M: Model>(
         &self,
         model: &M,
         state: &M::State,
         ops: &[&'o M::Op],
+        expires: &[u64],
+        max_call: u64,
         seen: &mut Vec<&'o M::Op>,
     ) -> bool {
         seen.clear();
         let mut checked = 0;
         let mut node = self.next[0];
         while node != NIL {
-            let op = ops[self.op[node as usize] as usize];
+            let i = self.op[node as usize] as usize;
+            let op = ops[i];
             if self.is_reset[node as usize] {
-                seen.push(op);
+                if expires[i] > max_call {
+                    seen.push(op);
+                }
             } else {
                 if !model.may_become_legal(state, op, seen) {
                     return true;
@@ -708,6 +716,10 @@ struct Walk<'a, 'v, M: Model> {
     /// linearized op was invoked before that completion; `u64::MAX` for the others.
     expires: Vec<u64>,
     calls: Vec<u64>,
+    /// The expiry times of the optional reset ops, sorted: linearizing an op invoked after
+    /// one of them takes that reset away from the look-ahead, which may doom the
+    /// configuration even though its state did not change.
+    reset_expiries: Vec<u64>,
     /// Forced reads are only safe when no optional op expires (see `enter`).
     force_reads: bool,
     seen_resets: Vec<&'v M::Op>,
@@ -743,6 +755,13 @@ impl<'a, 'v, M: Model> Walk<'a, 'v, M> {
             })
             .collect();
         let force_reads = expires.iter().all(|&x| x == u64::MAX);
+        let mut reset_expiries: Vec<u64> = entries
+            .iter()
+            .zip(&expires)
+            .filter(|&(e, &x)| x != u64::MAX && model.resets(e.op))
+            .map(|(_, &x)| x)
+            .collect();
+        reset_expiries.sort_unstable();
         Walk {
             model,
             budget,
@@ -779,6 +798,7 @@ impl<'a, 'v, M: Model> Walk<'a, 'v, M> {
                 .collect(),
             expires,
             calls: entries.iter().map(|e| e.call).collect(),
+            reset_expiries,
             force_reads,
             seen_resets: Vec::new(),
             state: 0,
@@ -923,6 +943,8 @@ impl<'a, 'v, M: Model> Walk<'a, 'v, M> {
                     self.model,
                     &self.s.states[self.state as usize],
                     &self.ops,
+                    &self.expires,
+                    self.max_call,
                     &mut self.seen_resets,
                 ) {
                     // Cached already: it stays dead, so nothing is lost.
@@ -1043,9 +1065,20 @@ impl<'a, 'v, M: Model> Walk<'a, 'v, M> {
         if !self.s.cache.insert(key, new_mask) {
             return Some(false);
         }
-        self.check_doomed = self.la.is_some() && (t != self.state || self.resets[i as usize]);
+        self.check_doomed = self.la.is_some()
+            && (t != self.state || self.resets[i as usize] || self.expires_resets(i));
         self.push(node, self.state, barrier, false, new_exact, new_mask, t);
         Some(true)
+    }
+
+    /// Whether linearizing op `i` next expires an optional reset op.
+    #[inline]
+    fn expires_resets(&self, i: u32) -> bool {
+        let call = self.calls[i as usize];
+        call > self.max_call && {
+            let k = self.reset_expiries.partition_point(|&x| x <= self.max_call);
+            self.reset_expiries.get(k).is_some_and(|&x| x <= call)
+        }
     }
 
     /// Linearizes the op at `node`: lifts its events out of the lists.
@@ -1115,5 +1148,77 @@ impl<'a, 'v, M: Model> Walk<'a, 'v, M> {
         } else {
             Cursor::Info(self.lists.next[f.node as usize], f.barrier)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Op, OpType, Process};
+    use crate::model::{KvModel, KvOp, Prepared};
+
+    /// A completed kv op from "put v", "append v" or "get v".
+    fn kv(text: &str) -> KvOp {
+        let (f, arg) = text.split_once(' ').unwrap();
+        let op = |kind, value| Op {
+            index: 0,
+            time: 0,
+            kind,
+            process: Process::Client(0),
+            f: f.into(),
+            key: None,
+            value,
+            node: None,
+            error: None,
+        };
+        let value = serde_json::Value::String(arg.into());
+        let invoke_value = if f == "get" {
+            serde_json::Value::Null
+        } else {
+            value.clone()
+        };
+        let (invoke, ok) = (op(OpType::Invoke, invoke_value), op(OpType::Ok, value));
+        match KvModel::new(true, "").prepare(&invoke, Some(&ok)) {
+            Ok(Prepared::Known(o)) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `append z` then `get p` must take effect; `put p` (running over `put`) and eight
+    /// appends are optional.
+    fn search_with_put(put: (u64, u64)) -> Outcome<<KvModel as Model>::State> {
+        let mut ops = vec![(kv("put p"), put.0, put.1, true)];
+        for k in 0..8 {
+            ops.push((kv(&format!("append x{k}")), 2 + k, 30, true));
+        }
+        ops.push((kv("append z"), 31, 40, false));
+        ops.push((kv("get p"), 41, 42, false));
+        let views: Vec<View<'_, KvOp>> = ops
+            .iter()
+            .map(|(op, call, ret, optional)| View {
+                op,
+                call: *call,
+                ret: Some(*ret),
+                optional: *optional,
+            })
+            .collect();
+        let budget = Budget::new(1 << 30, None);
+        search_steps(&KvModel::new(true, ""), &views, &budget, 1000)
+    }
+
+    #[test]
+    fn an_optional_put_that_expired_no_longer_keeps_a_read_alive() {
+        // Once anything invoked after the put's completion is linearized the put can no
+        // longer come, so `get p` is doomed as soon as the state stops being a prefix of
+        // "p". Counting the expired put as a possible reset explored every order of the
+        // optional appends (~100,000 configurations) before giving up.
+        let outcome = search_with_put((0, 1));
+        assert!(
+            matches!(outcome, Outcome::Illegal { .. }),
+            "{outcome:?} within 1,000 steps"
+        );
+        // A put that can still come after `append z` keeps the read alive: p, z, put p, get p.
+        let outcome = search_with_put((35, 45));
+        assert!(matches!(outcome, Outcome::Linearizable), "{outcome:?}");
     }
 }

@@ -231,6 +231,10 @@ impl Model for KvModel {
         matches!(op.action, KvAction::Get(_))
     }
 
+    fn grows_without_end(&self, op: &KvOp) -> bool {
+        matches!(&op.action, KvAction::Append(v) if !v.text.is_empty())
+    }
+
     fn bounds_future(&self, op: &KvOp) -> bool {
         matches!(op.action, KvAction::Get(Some(_)))
     }

@@ -60,6 +60,14 @@ pub trait Model: Send + Sync {
         false
     }
 
+    /// Whether `op` is legal in every state and never leads back to a state it left
+    /// (an append of a non-empty string): the states a set of ops holding it can produce
+    /// then have no end, so the counterexample relaxer does not try to list them.
+    /// Default: false (they are listed until a bound stops it).
+    fn grows_without_end(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
     /// Whether `may_become_legal` can ever answer false for `op`. The search looks ahead
     /// only for such ops, and not at all when a sub-history has none. Default: false.
     fn bounds_future(&self, _op: &Self::Op) -> bool {
