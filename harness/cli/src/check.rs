@@ -127,28 +127,36 @@ fn print_results(
     ops: &[Op],
     results: &Results,
 ) -> anyhow::Result<u8> {
+    let mut text = String::new();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        text = serde_json::to_string_pretty(&results)? + "\n";
     } else {
         // Keys and values come from the file: they must not drive the terminal.
-        print!(
-            "{}",
-            faultline_report::escape::terminal(&render(
-                &args.file.display().to_string(),
-                format,
-                results
-            ))
-        );
+        text.push_str(&faultline_report::escape::terminal(&render(
+            &args.file.display().to_string(),
+            format,
+            results,
+        )));
         // faultline's own histories carry times: add the run summary's counts and
         // latencies per checker and key, as at the end of a run.
         if matches!(format, Format::Jsonl) {
-            print!(
-                "{}",
-                faultline_report::summary_for_checked(ops, results, None)
-            );
+            text.push_str(&faultline_report::summary_for_checked(ops, results, None));
         }
     }
+    write_stdout(&text)?;
     Ok(results.valid.exit_code() as u8)
+}
+
+/// Writes `text` to standard output. A reader that went away (`faultline check F | head`)
+/// is not an error of the check: the verdict's exit code still stands, where `print!`
+/// would panic with a backtrace.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn verdict(v: Validity) -> &'static str {

@@ -197,3 +197,27 @@ fn a_campaign_of_billions_of_runs_is_refused_not_planned_until_memory_runs_out()
     );
     assert!(msg.contains("4294967295"), "{msg}");
 }
+
+#[test]
+fn a_reader_that_goes_away_leaves_the_verdict_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    // An impossible read: the check fails (exit 1) and has a counterexample to print.
+    let invalid = VALID.replace(
+        r#""type":"ok","process":0,"f":"read","key":"k","value":1"#,
+        r#""type":"ok","process":0,"f":"read","key":"k","value":7"#,
+    );
+    assert_ne!(invalid, VALID);
+    let file = write(dir.path(), "h.jsonl", &invalid);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["check", &file])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run faultline");
+    // Close the read end before the child has parsed its file, as `| head -0` would.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for faultline");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
